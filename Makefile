@@ -1,0 +1,35 @@
+# The README's two commands are `make demo` and `make test`; both build what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAMPLE := sample_media/sample.mp4
+
+.PHONY: venv sample demo test lint lab clean
+
+venv: $(STAMP)
+
+# Rebuilt whenever pyproject.toml changes (the dependencies live there).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+sample: $(STAMP)
+	$(PY) -m rtsp_resume make-sample --out sample_media --missing-only
+
+demo: sample
+	$(PY) -m rtsp_resume demo --media sample_media
+
+test: sample
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rtsp_resume tests benchmarks
+
+lab: sample
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf $(VENV) .pytest_cache
