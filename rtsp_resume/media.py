@@ -202,7 +202,7 @@ class MediaFile:
         unresolved: dict[int, int] = {}  # stream -> track index still lacking SPS/PPS
         for stream in container.streams:
             ctx = stream.codec_context
-            name = ctx.name if ctx is not None else "unknown"
+            name = ctx.codec.canonical_name if ctx is not None else "unknown"
             if stream.type == "video" and name == "h264":
                 self._add_video(stream, unresolved)
             elif stream.type == "audio" and name == "aac":
