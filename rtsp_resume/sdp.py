@@ -167,6 +167,7 @@ class SessionDescription:
 
 
 _LINE = re.compile(r"([a-z])=(.*)")
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also accepts "²", which int() refuses
 _NPT_TIME = re.compile(r"(?:(\d+):([0-5]?\d):([0-5]?\d(?:\.\d*)?)|(\d+(?:\.\d*)?))")
 
 
@@ -199,9 +200,9 @@ def _parse_media(number: int, value: str) -> MediaDescription:
         raise SdpError(f"line {number}: m={value!r} needs media, port, proto and a format")
     kind, port_text, proto, *formats = parts
     port = port_text.partition("/")[0]
-    if not port.isdigit() or int(port) > 65535:
+    if not _DIGITS.fullmatch(port) or int(port) > 65535:
         raise SdpError(f"line {number}: bad port {port_text!r} in m= line")
-    payload = int(formats[0]) if formats[0].isdigit() else None
+    payload = int(formats[0]) if _DIGITS.fullmatch(formats[0]) else None
     if payload is not None and payload > 127:
         raise SdpError(f"line {number}: RTP payload type {payload} is above 127")
     return MediaDescription(kind, int(port), proto, formats, payload_type=payload)
@@ -212,7 +213,7 @@ def _apply_rtpmap(number: int, media: MediaDescription, value: str) -> None:
     if fmt != media.formats[0]:
         return
     encoding, *rest = mapping.strip().split("/")
-    if not encoding or not rest or not all(item.isdigit() for item in rest):
+    if not encoding or not rest or not all(_DIGITS.fullmatch(item) for item in rest):
         raise SdpError(f"line {number}: bad rtpmap {value!r} (expected 'PT NAME/RATE[/CH]')")
     media.encoding = encoding
     media.clock_rate = int(rest[0])
