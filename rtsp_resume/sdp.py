@@ -70,12 +70,15 @@ def _media_lines(track: Track, control: str) -> list[str]:
 
 def describe(tracks: Sequence[Track], duration: float, session_id: int,
              server_address: str = "127.0.0.1",
-             control: Callable[[Track], str] | None = None, title: str = "") -> str:
+             control: Callable[[Track], str] | None = None, title: str = "",
+             session_control: str = "*") -> str:
     """The SDP a DESCRIBE answers with: one media section per track, CRLF line endings.
 
     ``control(track)`` gives each track's ``a=control`` (e.g. an absolute URL carrying a
-    token); by default it is ``track.control``, relative to the Content-Base. A
-    ``duration`` of 0 or less announces an open range (``npt=0-``).
+    token); by default it is ``track.control``, relative to the Content-Base.
+    ``session_control`` is the session-level (aggregate) control: ``*`` means the
+    Content-Base itself, or pass an absolute URL. A ``duration`` of 0 or less announces
+    an open range (``npt=0-``).
     """
     if not tracks:
         raise SdpError("nothing to describe: no track")
@@ -89,7 +92,7 @@ def describe(tracks: Sequence[Track], duration: float, session_id: int,
         f"s={_single_line('title', title) or 'rtsp-resume'}",
         "c=IN IP4 0.0.0.0",
         "t=0 0",
-        "a=control:*",
+        f"a=control:{_single_line('session control', session_control)}",
         f"a=range:npt=0-{end}",
     ]
     for track in tracks:

@@ -78,10 +78,12 @@ def test_describe_with_absolute_controls_and_open_range() -> None:
     def control(track: Track) -> str:
         return f"rtsp://h:8554/clip/{track.control}?token=abc"
 
-    text = describe([AUDIO], 0, 1, "::1", control=control)
+    text = describe([AUDIO], 0, 1, "::1", control=control,
+                    session_control="rtsp://h:8554/clip?token=abc")
     assert "o=- 1 1 IN IP6 ::1\r\n" in text
     session = parse(text)
     assert session.range == (0.0, None)
+    assert session.control == "rtsp://h:8554/clip?token=abc"
     assert session.media[0].control == "rtsp://h:8554/clip/track2?token=abc"
     assert resolve_control("rtsp://h:8554/clip/", session.media[0].control) == (
         "rtsp://h:8554/clip/track2?token=abc")
