@@ -1,0 +1,49 @@
+"""Fixtures shared by the whole suite: the sample clips and a running streaming server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "sample_media"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_system_tool(name: str, path: str | None = None) -> str:
+    """A system program a test needs: skip without it on a user's machine, fail in CI."""
+    found = path if path and Path(path).exists() else shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed (Debian package: apt-get install {name})"
+        if IN_CI:
+            pytest.fail(message + "; .ci/run should have installed it")
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The committed sample clips, regenerated when missing (as `make sample` does)."""
+    from rtsp_resume.sample import main as make_samples
+
+    if not (SAMPLE_DIR / "sample.mp4").exists() or not (SAMPLE_DIR / "sample_slices.mp4").exists():
+        import argparse
+
+        make_samples(argparse.Namespace(out=SAMPLE_DIR, missing_only=True))
+    return SAMPLE_DIR
+
+
+@pytest.fixture
+def rtsp_server(sample_dir: Path) -> Iterator[object]:
+    """A streaming server on a free loopback port serving the sample folder."""
+    from rtsp_resume.server import ServerConfig, StreamingServer
+
+    server = StreamingServer(sample_dir, ServerConfig(port=0)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
