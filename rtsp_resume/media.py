@@ -169,13 +169,18 @@ class _Source:
 
 
 class MediaFile:
-    """A media file probed once: tracks, duration, keyframe table; read many times."""
+    """A media file probed once: tracks, duration, keyframe table; read many times.
+
+    Raises UnplayableMedia when the file cannot be opened or has no H.264/AAC track.
+    Tracks in other codecs are left out; ``skipped`` says which and why (also logged).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.content_id = self.path.stem
         self.tracks: list[Track] = []
         self.skipped: list[str] = []
+        self.duration = 0.0  # seconds
         self._sources: list[_Source] = []
         self._origin = 0.0  # seconds on the container's clock that map to 0.0
         self._keyframes: list[float] = []

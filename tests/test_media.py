@@ -252,6 +252,15 @@ def test_annexb_stream_with_in_band_parameter_sets(tmp_path: Path) -> None:
     assert _decode_video(media, units) == list(range(25))
 
 
+def test_audio_only_file_starts_where_asked(tmp_path: Path) -> None:
+    media = MediaFile(_write_clip(tmp_path / "sound.mp4", None, "aac"))
+    assert [(t.kind, t.control) for t in media.tracks] == [("audio", "track1")]
+    assert media.keyframe_at_or_before(0.5) == 0.5  # every AAC frame is a sync point
+    units = list(media.access_units(0.5))
+    assert 0.5 <= units[0].pts < 0.55
+    assert [u.dts for u in units] == sorted(u.dts for u in units)
+
+
 @pytest.mark.parametrize("audio", ["libmp3lame", "libopus"])
 def test_unsupported_track_is_left_out_with_a_warning(
     tmp_path: Path, audio: str, caplog: pytest.LogCaptureFixture
