@@ -224,11 +224,16 @@ class _Plane:
                 self.fill(left + dx, y + dy, w, h, value)
 
 
-def _stripe_pattern(width: int, period: int = 64) -> bytes:
+_STRIPE_PERIOD = 64
+
+
+@cache
+def _stripe_pattern(width: int) -> bytes:
+    """One row of background, a period longer than the picture so it can be shifted."""
     # A soft triangle wave of mid greys: moves visibly, compresses well.
-    levels = [70 + (60 * abs(period // 2 - i)) // (period // 2) for i in range(period)]
-    repeats = (width + 2 * period) // period + 1
-    return bytes(levels * repeats)
+    half = _STRIPE_PERIOD // 2
+    levels = [70 + (60 * abs(half - i)) // half for i in range(_STRIPE_PERIOD)]
+    return bytes(levels * (width // _STRIPE_PERIOD + 2))
 
 
 def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
@@ -239,11 +244,10 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
 
     # Background: diagonal stripes drifting two pixels a frame.
     pattern = _stripe_pattern(width)
-    period = 64
     rows = []
     pad = bytes(y_plane.line_size - width)
     for row in range(height):
-        phase = (2 * index + row) % period
+        phase = (2 * index + row) % _STRIPE_PERIOD
         rows.append(pattern[phase : phase + width] + pad)
     luma.data[:] = b"".join(rows)
 
@@ -281,9 +285,9 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
     luma.fill(x - cell_w // 2, y - 4, STRIP_CELLS * cell_w + cell_w, cell_h + 8, BLACK)
     for i, bit in enumerate(strip_bits(index)):
         luma.fill(x + i * cell_w, y, cell_w, cell_h, WHITE if bit else BLACK)
-    for c in chroma:
-        c.fill(x // 2 - cell_w // 4, y // 2 - 2, (STRIP_CELLS + 1) * cell_w // 2, cell_h // 2 + 4,
-               128)
+    for c in chroma:  # colourless, even when the box passes behind the strip
+        c.fill(x // 2 - cell_w // 4, y // 2 - 2, (STRIP_CELLS + 1) * cell_w // 2,
+               cell_h // 2 + 4, 128)
 
     y_plane.update(luma.data)
     for plane, c in zip(frame.planes[1:], chroma, strict=True):
