@@ -1,0 +1,282 @@
+"""Play tokens and signed portal calls: the secrets the portal and the streaming server share.
+
+Pure code (no sockets, no clock of its own: every function takes ``now``), imported by both
+:mod:`rtsp_resume.portal` and :mod:`rtsp_resume.server`, which never import each other.
+Both are given the same random key (:func:`load_or_create_secret`).
+
+Two things are built on that key:
+
+* The **play token** (the patent's ``EncryptToken``, claims 4 and 10). The portal issues it
+  when a logged-in user starts a program; the streaming server checks it on DESCRIBE, SETUP
+  and PLAY and learns from it whom it is serving, so that it can fill the bookmark request
+  when the link breaks. It is ``<payload>.<mac>``, both base64url without padding, so it
+  can sit in an RTSP URL query (``?token=...``) without escaping. The payload is compact
+  JSON with the user, the content, the login session, the start position, issue and expiry
+  times and a random nonce; the MAC is HMAC-SHA256 over the encoded payload.
+
+* The **signature of a reverse bookmark call** (claims 3 and 9): the streaming server signs
+  each ``POST /api/bookmark/set`` with a timestamp, a nonce and an HMAC over
+  ``timestamp.nonce.body``, so the portal accepts bookmarks only from a holder of the key,
+  refuses stale copies, and can use the nonce as an idempotency key for retries.
+
+The two uses derive separate sub-keys from the shared key, so a MAC made for one can never
+be presented as the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN_VERSION = 1
+DEFAULT_TTL = 6 * 3600.0
+MAX_TOKEN_LENGTH = 2048
+
+TIMESTAMP_HEADER = "X-RTSP-Resume-Timestamp"
+NONCE_HEADER = "X-RTSP-Resume-Nonce"
+SIGNATURE_HEADER = "X-RTSP-Resume-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+SIGNATURE_SCHEME = "v1"
+
+_NONCE_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
+_B64_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class InvalidToken(ValueError):
+    """A play token that must not be honoured; ``reason`` is a short machine-readable word."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason  # "malformed", "bad signature" or "expired"
+
+
+class InvalidSignature(ValueError):
+    """A signed request that must be refused; ``reason`` says why."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason  # "missing", "malformed", "stale" or "bad signature"
+
+
+@dataclass(frozen=True)
+class PlayGrant:
+    """What a valid play token grants: this user may play this content from ``start``."""
+
+    token: str
+    user_id: str
+    content_id: str
+    login_session: str
+    start: float
+    expires: float
+    issued: float = 0.0
+    nonce: str = ""
+
+
+def _subkey(key: bytes, purpose: bytes) -> bytes:
+    if not isinstance(key, bytes | bytearray) or len(key) < 16:
+        raise ValueError("the shared key must be at least 16 bytes")
+    return hmac.new(bytes(key), b"rtsp-resume/" + purpose, hashlib.sha256).digest()
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    if not _B64_RE.fullmatch(text):
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # Only the canonical spelling: otherwise the unused low bits of the last character
+    # would let one token be written several ways.
+    if _b64encode(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+def issue_play_token(
+    key: bytes,
+    *,
+    user_id: str,
+    content_id: str,
+    login_session: str,
+    start: float = 0.0,
+    ttl: float = DEFAULT_TTL,
+    now: float,
+) -> str:
+    """Make a play token (EncryptToken) valid from ``now`` for ``ttl`` seconds."""
+    if not (math.isfinite(start) and start >= 0):
+        raise ValueError(f"start must be a finite position >= 0, got {start!r}")
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    payload = {
+        "v": TOKEN_VERSION,
+        "u": user_id,
+        "c": content_id,
+        "s": login_session,
+        "b": round(float(start), 3),
+        "i": round(float(now), 3),
+        "e": round(float(now + ttl), 3),
+        "n": secrets.token_urlsafe(9),
+    }
+    body = _b64encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    mac = hmac.new(_subkey(key, b"play-token"), body.encode("ascii"), hashlib.sha256).digest()
+    return f"{body}.{_b64encode(mac)}"
+
+
+def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0) -> PlayGrant:
+    """Check a play token's MAC and expiry and return what it grants.
+
+    ``leeway`` extends the expiry: the portal uses it to accept a bookmark for a play
+    session that outlived its token by a little (the streaming server checks the token
+    when the session starts, not while it runs).
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("malformed", "empty, too long or not text")
+    body, dot, mac_text = token.partition(".")
+    if not dot or not body or not mac_text:
+        raise InvalidToken("malformed", "expected <payload>.<mac>")
+    try:
+        mac = _b64decode(mac_text)
+        raw = _b64decode(body)
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidToken("malformed", "not base64url") from exc
+    expected = hmac.new(_subkey(key, b"play-token"), body.encode("ascii"), hashlib.sha256)
+    if not hmac.compare_digest(mac, expected.digest()):
+        raise InvalidToken("bad signature")
+    # The MAC held, so the payload is ours; still check its shape rather than trust it
+    # blindly (an old version or a bug must give InvalidToken, not a KeyError).
+    try:
+        payload = json.loads(raw)
+        if payload.get("v") != TOKEN_VERSION:
+            raise InvalidToken("malformed", "unknown token version")
+        grant = PlayGrant(
+            token=token,
+            user_id=_str(payload["u"]),
+            content_id=_str(payload["c"]),
+            login_session=_str(payload["s"]),
+            start=_num(payload["b"]),
+            expires=_num(payload["e"]),
+            issued=_num(payload["i"]),
+            nonce=_str(payload["n"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, InvalidToken):
+            raise
+        raise InvalidToken("malformed", "bad payload") from exc
+    if now > grant.expires + leeway:
+        raise InvalidToken("expired", f"expired {now - grant.expires:.0f} s ago")
+    return grant
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _num(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def _request_mac(key: bytes, timestamp: str, nonce: str, body: bytes) -> str:
+    message = timestamp.encode("ascii") + b"." + nonce.encode("ascii") + b"." + body
+    mac = hmac.new(_subkey(key, b"bookmark-request"), message, hashlib.sha256)
+    return f"{SIGNATURE_SCHEME}={mac.hexdigest()}"
+
+
+def sign_request(key: bytes, body: bytes, now: float, nonce: str | None = None) -> dict[str, str]:
+    """Headers that authenticate ``body`` as sent by a holder of ``key`` at ``now``.
+
+    Reuse the same ``nonce`` when retrying the same request: the portal treats it as an
+    idempotency key and will not store the bookmark twice.
+    """
+    if nonce is None:
+        nonce = secrets.token_urlsafe(16)
+    if not _NONCE_RE.fullmatch(nonce):
+        raise ValueError("nonce must be 8-128 characters of [A-Za-z0-9_-]")
+    timestamp = str(int(now))
+    return {
+        TIMESTAMP_HEADER: timestamp,
+        NONCE_HEADER: nonce,
+        IDEMPOTENCY_HEADER: nonce,
+        SIGNATURE_HEADER: _request_mac(key, timestamp, nonce, body),
+    }
+
+
+def verify_request(
+    key: bytes, body: bytes, headers: Mapping[str, str], now: float, max_skew: float = 300.0
+) -> str:
+    """Check the signature headers of a reverse call; return its nonce.
+
+    ``headers`` may be any mapping (a plain dict or a case-insensitive one): names are
+    compared without regard to case.
+    """
+    lowered = {str(name).lower(): value for name, value in headers.items()}
+    timestamp = lowered.get(TIMESTAMP_HEADER.lower())
+    nonce = lowered.get(NONCE_HEADER.lower())
+    signature = lowered.get(SIGNATURE_HEADER.lower())
+    if timestamp is None or nonce is None or signature is None:
+        raise InvalidSignature("missing", "timestamp, nonce and signature headers are required")
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        raise InvalidSignature("malformed", "timestamp must be whole seconds since the epoch")
+    if not _NONCE_RE.fullmatch(nonce):
+        raise InvalidSignature("malformed", "nonce must be 8-128 characters of [A-Za-z0-9_-]")
+    idempotency = lowered.get(IDEMPOTENCY_HEADER.lower())
+    if idempotency is not None and idempotency != nonce:
+        raise InvalidSignature("malformed", "Idempotency-Key differs from the nonce")
+    expected = _request_mac(key, timestamp, nonce, body)
+    # compare_digest wants both sides ASCII; a non-ASCII header is simply wrong.
+    if not signature.isascii() or not hmac.compare_digest(signature, expected):
+        raise InvalidSignature("bad signature")
+    # Check freshness only after the MAC: the timestamp is then known to be the sender's.
+    if abs(now - int(timestamp)) > max_skew:
+        raise InvalidSignature("stale", f"timestamp is {now - int(timestamp):+.0f} s off")
+    return nonce
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Read the shared key from ``path`` (hex), creating a random 32-byte one if absent.
+
+    The file has mode 0600. It is written under a temporary name and then hard-linked into
+    place, which fails if the name exists: two processes starting at once end up with the
+    same key, and neither can read a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        secret = secrets.token_bytes(32)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secret.hex() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # someone else won the race: use their key, read below
+            else:
+                return secret
+        finally:
+            tmp.unlink(missing_ok=True)
+    text = path.read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: expected a hex-encoded key") from exc
+    if len(key) < 16:
+        raise ValueError(f"{path}: the key must be at least 16 bytes")
+    return key
