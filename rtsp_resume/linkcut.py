@@ -272,9 +272,11 @@ def format_ports(ports: tuple[int, ...]) -> str:
 class DirectionCounters:
     """What crossed the link in one direction, and what it lost."""
 
+    tcp_bytes_received: int = 0  # read from the sender, whatever became of them
     tcp_bytes: int = 0  # relayed
     tcp_bytes_cut: int = 0  # discarded because the link was cut
     tcp_bytes_overflow: int = 0  # discarded: the receiver did not read (bound) or was gone
+    udp_datagrams_received: int = 0
     udp_datagrams: int = 0  # relayed
     udp_bytes: int = 0  # relayed
     udp_datagrams_cut: int = 0
@@ -557,6 +559,7 @@ class _Connection:
 
     def received(self, direction: Direction, data: bytes) -> None:
         relay = self.relay
+        relay._count(direction, "tcp_bytes_received", len(data))
         scanner = self.scanners[direction]
         now_mark = relay._mark()
         was_pending = scanner.pending
@@ -1061,6 +1064,7 @@ class LinkCutter:
         addr: tuple[str, int] | None,
     ) -> None:
         with self._lock:
+            self._count_locked(direction, "udp_datagrams_received", 1)
             if self._cut:
                 self._count_locked(direction, "udp_datagrams_cut", 1)
                 return
