@@ -1,0 +1,558 @@
+"""The portal's storage: accounts, login sessions and bookmarks in one SQLite file.
+
+Durability is the point of a bookmark: once the portal has answered the streaming server
+with ResultCode 0, the bookmark must survive the portal being killed. So the database runs
+in WAL mode with ``synchronous=FULL`` (the write-ahead log is fsynced at every commit), and
+an answer is sent only after its commit returned.
+
+Writes go through one writer thread that commits in groups: every write waiting when the
+writer becomes free joins the same transaction, each inside its own savepoint (so one bad
+write cannot spoil the others), and one fsync covers them all. Nobody is answered before
+the commit that holds their write. Under load this costs one fsync per batch instead of
+one per request; alone, a write costs exactly one commit. Reads use a small pool of
+connections and never wait for the writer (WAL readers see the last commit).
+
+Bookmark rules (claims 1, 5):
+
+* One *current* bookmark per (user, content), plus a history row for every accepted
+  bookmark request.
+* "Newer" is decided by the pair (issue time of the play token the session was started
+  with, time of the interruption). A bookmark from a later play session always wins; within
+  one play session the later interruption wins. The interruption time is the request's
+  ``InterruptedAt`` when the streaming server sends it, else the time the portal received
+  the request. A late retry from an older session therefore never overwrites the bookmark
+  of a newer one.
+* A position of 0 means the viewer saw nothing worth resuming: it is kept in the history
+  but never creates or replaces a current bookmark.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import queue
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DB_NAME = "portal.sqlite3"
+USER_NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_sessions (
+    session_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    token_hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    revoked REAL
+);
+CREATE TABLE IF NOT EXISTS bookmark_history (
+    id INTEGER PRIMARY KEY,
+    nonce TEXT NOT NULL UNIQUE,
+    body_sha256 TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    position REAL NOT NULL,
+    encrypt_token TEXT NOT NULL,
+    login_session TEXT NOT NULL,
+    token_issued REAL NOT NULL,
+    interrupted_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    became_current INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bookmarks (
+    user_id TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    position REAL NOT NULL,
+    encrypt_token TEXT NOT NULL,
+    login_session TEXT NOT NULL,
+    token_issued REAL NOT NULL,
+    interrupted_at REAL NOT NULL,
+    saved_at REAL NOT NULL,
+    history_id INTEGER NOT NULL,
+    PRIMARY KEY (user_id, content_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS bookmarks_newest ON bookmarks (user_id, saved_at DESC);
+"""
+
+
+class StorageError(RuntimeError):
+    """The database could not do what was asked (disk full, file removed, ...)."""
+
+
+# --- passwords ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kdf:
+    """scrypt parameters for password hashes; the cost is stored in each hash.
+
+    The default (n=2**15, r=8: 32 MiB, about 70 ms here) makes a guess expensive while
+    keeping a login well under a tenth of a second. Tests pass a cheaper one.
+    """
+
+    n: int = 2**15
+    r: int = 8
+    p: int = 1
+
+    def hash(self, password: str) -> str:
+        salt = secrets.token_bytes(16)
+        digest = _scrypt(password, salt, self.n, self.r, self.p)
+        return "$".join(
+            ["scrypt", str(self.n), str(self.r), str(self.p), _b64(salt), _b64(digest)]
+        )
+
+    @staticmethod
+    def verify(password: str, encoded: str) -> bool:
+        try:
+            scheme, n, r, p, salt, digest = encoded.split("$")
+            if scheme != "scrypt":
+                return False
+            actual = _scrypt(password, _unb64(salt), int(n), int(r), int(p))
+        except ValueError:
+            return False
+        return hmac.compare_digest(actual, _unb64(digest))
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + 2**20, dklen=32
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def token_hash(token: str) -> str:
+    """How a bearer secret is stored: its SHA-256 (the secret itself never hits the disk)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    session_id: str
+    user_id: str
+    created: float
+    expires: float
+    revoked: float | None
+
+    def valid(self, now: float) -> bool:
+        return self.revoked is None and now < self.expires
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    user_id: str
+    content_id: str
+    position: float  # ContentBM, seconds
+    encrypt_token: str  # the play token of the interrupted session
+    login_session: str  # the login session that session was started from
+    token_issued: float
+    interrupted_at: float
+    saved_at: float
+
+
+@dataclass(frozen=True)
+class BookmarkWrite:
+    """An accepted bookmark request, ready to be stored."""
+
+    nonce: str
+    body_sha256: str
+    user_id: str
+    content_id: str
+    position: float
+    encrypt_token: str
+    login_session: str
+    token_issued: float
+    interrupted_at: float
+    received_at: float
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What storing a bookmark request did."""
+
+    duplicate: bool  # this nonce was already stored: nothing was written
+    same_body: bool  # for a duplicate: the stored request had the same body
+    became_current: bool  # the current bookmark is now this one
+    current: Bookmark | None  # the current bookmark for (user, content) afterwards
+
+
+# --- the store ---------------------------------------------------------------------------
+
+_STOP = object()
+
+
+class Store:
+    """Accounts, login sessions and bookmarks; safe to use from many threads."""
+
+    def __init__(self, data_dir: Path, *, kdf: Kdf | None = None, readers: int = 8) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_NAME
+        self.kdf = kdf or Kdf()
+        # A hash to check against when the user does not exist, so that a login for an
+        # unknown name costs the same time as one with a wrong password.
+        self._dummy_hash = self.kdf.hash(secrets.token_urlsafe(8))
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._max_readers = readers
+        self._closed = False
+        writer = self._connect()
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.executescript(_SCHEMA)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(writer,), name="portal-store-writer", daemon=True
+        )
+        self._writer.start()
+
+    # -- plumbing --
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        finally:
+            if self._closed or self._readers.qsize() >= self._max_readers:
+                conn.close()
+            else:
+                self._readers.put(conn)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T], timeout: float = 30.0) -> T:
+        """Run ``fn`` in a write transaction; return once it is durably committed."""
+        if self._closed:
+            raise StorageError("the store is closed")
+        future: Future[T] = Future()
+        self._queue.put((fn, future))
+        try:
+            return future.result(timeout)
+        except TimeoutError as exc:
+            raise StorageError("the database did not commit in time") from exc
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            stop = False
+            while len(batch) < 256:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+            try:
+                self._commit_batch(conn, batch)
+            except Exception as exc:  # the writer must outlive any one batch
+                log.exception("bookmark store: writer failed")
+                for _fn, future in batch:
+                    if not future.done():
+                        future.set_exception(StorageError(str(exc)))
+            if stop:
+                break
+        conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, future in batch:
+                conn.execute("SAVEPOINT one")
+                try:
+                    value = fn(conn)
+                except Exception as exc:  # handed to the caller below
+                    conn.execute("ROLLBACK TO one")
+                    conn.execute("RELEASE one")
+                    results.append((future, False, exc))
+                else:
+                    conn.execute("RELEASE one")
+                    results.append((future, True, value))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("bookmark store: commit failed: %s", exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _fn, future in batch:
+                future.set_exception(StorageError(str(exc)))
+            return
+        for future, ok, value in results:
+            if ok:
+                future.set_result(value)
+            elif isinstance(value, sqlite3.Error):
+                future.set_exception(StorageError(str(value)))
+            else:
+                future.set_exception(value)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._writer.join(timeout=10)
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
+
+    # -- accounts --
+
+    def add_user(self, name: str, password: str, now: float) -> str:
+        """Create the account, or set its password if it exists; return its UserID.
+
+        The UserID is the account name: stable across restarts and readable in logs.
+        """
+        if not USER_NAME_RE.fullmatch(name):
+            raise ValueError(f"user name must be 1-64 characters of [A-Za-z0-9._@-]: {name!r}")
+        if not password:
+            raise ValueError("empty password")
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT password_hash FROM users WHERE user_id = ?", (name,)
+            ).fetchone()
+        if row is not None and self.kdf.verify(password, row[0]):
+            return name  # unchanged: keep the stored hash (and its salt)
+        encoded = self.kdf.hash(password)
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO users (user_id, password_hash, created) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash",
+                (name, encoded, now),
+            )
+
+        self._write(write)
+        return name
+
+    def authenticate(self, name: str, password: str) -> str | None:
+        """The UserID when the password is right, else None (in about the same time)."""
+        row = None
+        if USER_NAME_RE.fullmatch(name):
+            with self._reader() as conn:
+                row = conn.execute(
+                    "SELECT user_id, password_hash FROM users WHERE user_id = ?", (name,)
+                ).fetchone()
+        if row is None:
+            self.kdf.verify(password, self._dummy_hash)
+            return None
+        return row[0] if self.kdf.verify(password, row[1]) else None
+
+    def user_exists(self, user_id: str) -> bool:
+        with self._reader() as conn:
+            row = conn.execute("SELECT 1 FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        return row is not None
+
+    def users(self) -> list[str]:
+        with self._reader() as conn:
+            return [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY user_id")]
+
+    # -- login sessions (the UserToken) --
+
+    def create_session(self, user_id: str, ttl: float, now: float) -> tuple[LoginSession, str]:
+        """Start a login session; return it and its bearer secret, the UserToken.
+
+        Only the SHA-256 of the UserToken is stored. The session's own id is not a secret:
+        it is what play tokens and bookmarks refer to.
+        """
+        user_token = secrets.token_urlsafe(32)
+        session = LoginSession(
+            session_id="ls-" + secrets.token_urlsafe(12),
+            user_id=user_id,
+            created=now,
+            expires=now + ttl,
+            revoked=None,
+        )
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO login_sessions (session_id, user_id, token_hash, created, expires)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (session.session_id, user_id, token_hash(user_token), now, session.expires),
+            )
+
+        self._write(write)
+        return session, user_token
+
+    def session_for_token(self, user_token: str) -> LoginSession | None:
+        """The session a UserToken belongs to, whatever its state (check ``valid(now)``)."""
+        wanted = token_hash(user_token)
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT session_id, user_id, created, expires, revoked, token_hash "
+                "FROM login_sessions WHERE token_hash = ?",
+                (wanted,),
+            ).fetchone()
+        if row is None or not hmac.compare_digest(row[5], wanted):
+            return None
+        return LoginSession(*row[:5])
+
+    def session(self, session_id: str) -> LoginSession | None:
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT session_id, user_id, created, expires, revoked "
+                "FROM login_sessions WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+        return LoginSession(*row) if row else None
+
+    def revoke_session(self, session_id: str, now: float) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE login_sessions SET revoked = ? WHERE session_id = ? AND revoked IS NULL",
+                (now, session_id),
+            )
+
+        self._write(write)
+
+    # -- bookmarks --
+
+    def record_bookmark(self, req: BookmarkWrite) -> WriteOutcome:
+        """Store an accepted bookmark request (history + current bookmark), durably.
+
+        A nonce seen before is a retry: nothing is written and the outcome says duplicate.
+        """
+
+        def write(c: sqlite3.Connection) -> WriteOutcome:
+            seen = c.execute(
+                "SELECT body_sha256 FROM bookmark_history WHERE nonce = ?", (req.nonce,)
+            ).fetchone()
+            if seen is not None:
+                return WriteOutcome(
+                    duplicate=True,
+                    same_body=hmac.compare_digest(seen[0], req.body_sha256),
+                    became_current=False,
+                    current=_current(c, req.user_id, req.content_id),
+                )
+            cur = c.execute(
+                "INSERT INTO bookmark_history (nonce, body_sha256, user_id, content_id,"
+                " position, encrypt_token, login_session, token_issued, interrupted_at,"
+                " received_at, became_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    req.nonce, req.body_sha256, req.user_id, req.content_id, req.position,
+                    req.encrypt_token, req.login_session, req.token_issued,
+                    req.interrupted_at, req.received_at,
+                ),
+            )
+            history_id = cur.lastrowid
+            became_current = False
+            if req.position > 0:
+                # The WHERE of the upsert is the "newer wins" rule: an existing row is only
+                # replaced by a request whose (token issue time, interruption time) is not
+                # earlier (on a tie the later arrival wins).
+                cur = c.execute(
+                    "INSERT INTO bookmarks (user_id, content_id, position, encrypt_token,"
+                    " login_session, token_issued, interrupted_at, saved_at, history_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (user_id, content_id) DO UPDATE SET"
+                    " position = excluded.position, encrypt_token = excluded.encrypt_token,"
+                    " login_session = excluded.login_session,"
+                    " token_issued = excluded.token_issued,"
+                    " interrupted_at = excluded.interrupted_at, saved_at = excluded.saved_at,"
+                    " history_id = excluded.history_id"
+                    " WHERE (excluded.token_issued, excluded.interrupted_at)"
+                    "    >= (bookmarks.token_issued, bookmarks.interrupted_at)",
+                    (
+                        req.user_id, req.content_id, req.position, req.encrypt_token,
+                        req.login_session, req.token_issued, req.interrupted_at,
+                        req.received_at, history_id,
+                    ),
+                )
+                became_current = cur.rowcount == 1
+                if became_current:
+                    c.execute(
+                        "UPDATE bookmark_history SET became_current = 1 WHERE id = ?",
+                        (history_id,),
+                    )
+            return WriteOutcome(
+                duplicate=False,
+                same_body=True,
+                became_current=became_current,
+                current=_current(c, req.user_id, req.content_id),
+            )
+
+        return self._write(write)
+
+    def bookmarks(self, user_id: str) -> list[Bookmark]:
+        """All current bookmarks of a user, the most recently saved first (claim 1)."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                f"SELECT {_BOOKMARK_COLUMNS} FROM bookmarks WHERE user_id = ?"
+                " ORDER BY saved_at DESC, history_id DESC",
+                (user_id,),
+            ).fetchall()
+        return [Bookmark(*row) for row in rows]
+
+    def bookmark(self, user_id: str, content_id: str) -> Bookmark | None:
+        with self._reader() as conn:
+            return _current(conn, user_id, content_id)
+
+    def history(self, user_id: str) -> list[dict[str, Any]]:
+        """Every accepted bookmark request of a user, oldest first."""
+        with self._reader() as conn:
+            conn.row_factory = sqlite3.Row
+            try:
+                rows = conn.execute(
+                    "SELECT * FROM bookmark_history WHERE user_id = ? ORDER BY id", (user_id,)
+                ).fetchall()
+            finally:
+                conn.row_factory = None
+        return [dict(row) for row in rows]
+
+
+_BOOKMARK_COLUMNS = (
+    "user_id, content_id, position, encrypt_token, login_session, token_issued,"
+    " interrupted_at, saved_at"
+)
+
+
+def _current(conn: sqlite3.Connection, user_id: str, content_id: str) -> Bookmark | None:
+    row = conn.execute(
+        f"SELECT {_BOOKMARK_COLUMNS} FROM bookmarks WHERE user_id = ? AND content_id = ?",
+        (user_id, content_id),
+    ).fetchone()
+    return Bookmark(*row) if row else None

@@ -1,0 +1,195 @@
+"""The portal's SQLite store: accounts, login sessions, the bookmark rules, durability setup."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from portal_support import FAST_KDF
+
+from rtsp_resume.portal.store import DB_NAME, BookmarkWrite, Kdf, StorageError, Store
+
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path, kdf=FAST_KDF)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def write(nonce: str, position: float, *, issued: float = NOW, interrupted: float = NOW + 10,
+          user: str = "alice", content: str = "sample", body: str | None = None) -> BookmarkWrite:
+    return BookmarkWrite(
+        nonce=nonce, body_sha256=body or f"sha-{nonce}", user_id=user, content_id=content,
+        position=position, encrypt_token=f"token-{nonce}", login_session="ls-1",
+        token_issued=issued, interrupted_at=interrupted, received_at=interrupted + 1,
+    )
+
+
+def test_database_is_wal_with_full_sync(store: Store) -> None:
+    with store._reader() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_accounts(store: Store) -> None:
+    assert store.add_user("alice", "pw", NOW) == "alice"
+    assert store.authenticate("alice", "pw") == "alice"
+    assert store.authenticate("alice", "wrong") is None
+    assert store.authenticate("nobody", "pw") is None
+    assert store.authenticate("x' OR '1'='1", "pw") is None
+    store.add_user("alice", "new", NOW)  # a new password replaces the old one
+    assert store.authenticate("alice", "pw") is None
+    assert store.authenticate("alice", "new") == "alice"
+    assert store.users() == ["alice"]
+
+
+@pytest.mark.parametrize("name", ["", "has space", "a/b", "x" * 65, "robert'); DROP TABLE--"])
+def test_bad_user_names_refused(store: Store, name: str) -> None:
+    with pytest.raises(ValueError):
+        store.add_user(name, "pw", NOW)
+
+
+def test_passwords_and_user_tokens_never_stored_in_clear(store: Store, tmp_path: Path) -> None:
+    store.add_user("alice", "correct horse battery", NOW)
+    _session, user_token = store.create_session("alice", 3600, NOW)
+    store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_NAME))
+    assert b"correct horse battery" not in raw
+    assert user_token.encode() not in raw
+    assert b"scrypt$" in raw
+
+
+def test_default_kdf_is_scrypt_with_real_cost() -> None:
+    encoded = Kdf().hash("pw")
+    scheme, n, r, p, _salt, _digest = encoded.split("$")
+    assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2**15, 8, 1)
+    assert Kdf.verify("pw", encoded) and not Kdf.verify("pW", encoded)
+    assert not Kdf.verify("pw", "garbage") and not Kdf.verify("pw", "md5$1$2$3$4$5")
+
+
+def test_sessions_expire_and_revoke(store: Store) -> None:
+    store.add_user("alice", "pw", NOW)
+    session, token = store.create_session("alice", 60, NOW)
+    found = store.session_for_token(token)
+    assert found is not None and found.session_id == session.session_id
+    assert found.valid(NOW + 59) and not found.valid(NOW + 60)
+    assert store.session_for_token(token + "x") is None
+    store.revoke_session(session.session_id, NOW + 1)
+    revoked = store.session_for_token(token)
+    assert revoked is not None and not revoked.valid(NOW + 2)
+    # The session row stays: a late bookmark from a play it started can still be matched.
+    assert store.session(session.session_id) is not None
+
+
+def test_first_bookmark_saved_with_history(store: Store) -> None:
+    outcome = store.record_bookmark(write("n1", 12.4))
+    assert not outcome.duplicate and outcome.became_current
+    assert outcome.current is not None and outcome.current.position == 12.4
+    assert [h["nonce"] for h in store.history("alice")] == ["n1"]
+
+
+def test_later_interruption_replaces_even_at_a_smaller_position(store: Store) -> None:
+    store.record_bookmark(write("n1", 20.0, interrupted=NOW + 10))
+    assert store.record_bookmark(write("n2", 5.0, interrupted=NOW + 20)).became_current
+    assert store.bookmark("alice", "sample").position == 5.0
+
+
+def test_newer_play_session_wins_over_a_late_report_of_an_older_one(store: Store) -> None:
+    store.record_bookmark(write("new", 8.0, issued=NOW + 100, interrupted=NOW + 110))
+    # The older session's report arrives last (say, a retry from the server's outbox).
+    late = store.record_bookmark(write("old", 25.0, issued=NOW, interrupted=NOW + 200))
+    assert not late.duplicate and not late.became_current
+    assert store.bookmark("alice", "sample").position == 8.0
+    assert [h["nonce"] for h in store.history("alice")] == ["new", "old"]
+    assert [h["became_current"] for h in store.history("alice")] == [1, 0]
+
+
+def test_zero_position_never_makes_or_replaces_a_bookmark(store: Store) -> None:
+    assert not store.record_bookmark(write("z1", 0.0)).became_current
+    assert store.bookmark("alice", "sample") is None
+    store.record_bookmark(write("n1", 9.0, interrupted=NOW + 10))
+    assert not store.record_bookmark(write("z2", 0.0, interrupted=NOW + 50)).became_current
+    assert store.bookmark("alice", "sample").position == 9.0
+    assert len(store.history("alice")) == 3
+
+
+def test_same_nonce_is_a_duplicate_and_writes_nothing(store: Store) -> None:
+    store.record_bookmark(write("n1", 10.0))
+    again = store.record_bookmark(write("n1", 10.0))
+    assert again.duplicate and again.same_body and not again.became_current
+    other_body = store.record_bookmark(write("n1", 11.0, body="different"))
+    assert other_body.duplicate and not other_body.same_body
+    assert len(store.history("alice")) == 1
+    assert store.bookmark("alice", "sample").position == 10.0
+
+
+def test_bookmarks_newest_first_and_per_user(store: Store) -> None:
+    store.record_bookmark(write("a", 1.0, content="one", interrupted=NOW + 1))
+    store.record_bookmark(write("b", 2.0, content="two", interrupted=NOW + 3))
+    store.record_bookmark(write("c", 3.0, content="three", interrupted=NOW + 2))
+    store.record_bookmark(write("d", 4.0, content="one", user="bob", interrupted=NOW + 9))
+    assert [b.content_id for b in store.bookmarks("alice")] == ["two", "three", "one"]
+    assert [b.content_id for b in store.bookmarks("bob")] == ["one"]
+    assert store.bookmarks("carol") == []
+
+
+def test_concurrent_writers_lose_nothing(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for i in range(25):
+                store.record_bookmark(write(f"w{w}-{i}", 1.0 + i, content=f"c{w}",
+                                            interrupted=NOW + i))
+        except BaseException as exc:  # surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(store.history("alice")) == 16 * 25
+    assert sorted(b.position for b in store.bookmarks("alice")) == [25.0] * 16
+
+
+def test_a_failing_write_is_reported_and_spoils_nothing_else(store: Store, tmp_path: Path) -> None:
+    store.add_user("alice", "pw", NOW)
+    # Break the history table behind the store's back, as a damaged database would be.
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("ALTER TABLE bookmark_history RENAME TO gone")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError):
+        store.record_bookmark(write("n1", 3.0))
+    # Other writes in the same store still commit.
+    session, token = store.create_session("alice", 60, NOW)
+    assert store.session_for_token(token) == session
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    first = Store(tmp_path, kdf=FAST_KDF)
+    first.add_user("alice", "pw", NOW)
+    first.record_bookmark(write("n1", 7.5))
+    first.close()
+    again = Store(tmp_path, kdf=FAST_KDF)
+    try:
+        assert again.authenticate("alice", "pw") == "alice"
+        assert again.bookmark("alice", "sample").position == 7.5
+    finally:
+        again.close()
+
+
+def test_closed_store_refuses_writes(tmp_path: Path) -> None:
+    s = Store(tmp_path, kdf=FAST_KDF)
+    s.close()
+    with pytest.raises(StorageError):
+        s.record_bookmark(write("n1", 1.0))
