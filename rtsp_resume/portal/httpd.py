@@ -1,0 +1,272 @@
+"""A small threaded WSGI server with HTTP/1.1 keep-alive, on the standard library.
+
+Why not ``wsgiref.simple_server`` with ``ThreadingMixIn``: its handler answers one request
+per connection (HTTP/1.0), so a streaming server posting bookmarks, or a page loading its
+stylesheet, pays a TCP handshake and a new thread for every request. Here each connection
+gets one thread that serves requests until the client closes it or stays idle for
+``IDLE_TIMEOUT`` seconds. Request parsing is :mod:`http.server`'s; this module only builds
+the WSGI environ (PEP 3333) and writes the application's answer.
+
+Request bodies are handed to the application through a reader that stops at
+Content-Length, so an application that reads too little or too much cannot desynchronise
+the next request; chunked request bodies are refused (411) since no client of the portal
+sends them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import socketserver
+import sys
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT = 30.0
+# An unread request body larger than this closes the connection rather than being drained.
+DRAIN_LIMIT = 1 << 20
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _BodyReader(io.RawIOBase):
+    """``wsgi.input``: the request body, and not one byte past it."""
+
+    def __init__(self, rfile: Any, length: int) -> None:
+        self._rfile = rfile
+        self.remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        if size == 0:
+            return b""
+        data = self._rfile.read(size)
+        self.remaining -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        data = self._rfile.readline(size)
+        self.remaining -= len(data)
+        return data
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "rtsp-resume-portal"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connection_opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.connection_closed(self.connection)
+        super().finish()
+
+    def _run_app(self) -> None:
+        if self.headers.get("Transfer-Encoding"):
+            self._plain_error(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length body")
+            return
+        length_text = self.headers.get("Content-Length", "0").strip() or "0"
+        if not length_text.isdigit() or len(length_text) > 15:
+            self._plain_error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+            return
+        body = _BodyReader(self.rfile, int(length_text))
+        environ = self._environ(body, length_text)
+        chunks: list[bytes] = []
+        status_headers: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+            # Nothing is sent before the application returns, so a second call (with
+            # exc_info, after an error) may always replace the first.
+            status_headers[:] = [status, headers]
+            return chunks.append
+
+        result = self.server.app(environ, start_response)
+        try:
+            for chunk in result:
+                chunks.append(chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = status_headers
+        payload = b"".join(chunks)
+        if body.remaining:
+            # The application did not read the whole body (it refused it early): drain a
+            # small one so the connection stays usable, drop the connection on a big one.
+            if body.remaining <= DRAIN_LIMIT:
+                body.read()
+            else:
+                self.close_connection = True
+        code_text, _, reason = status.partition(" ")
+        self.send_response(int(code_text), reason or None)
+        names = set()
+        for name, value in headers:
+            names.add(name.lower())
+            self.send_header(name, value)
+        if "content-length" not in names:
+            self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        # One write for head and body: two small writes would meet Nagle's algorithm and
+        # the client's delayed ACK, costing 40 ms per request on a keep-alive connection.
+        self._headers_buffer.append(b"\r\n")
+        if self.command != "HEAD":
+            self._headers_buffer.append(payload)
+        self.flush_headers()
+
+    # Every method goes to the application, which answers 405 where a route does not take it.
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _run_app
+
+    def _environ(self, body: _BodyReader, length_text: str) -> dict[str, Any]:
+        path, _, query = self.path.partition("?")
+        if path.startswith(("http://", "https://")):
+            path = "/" + path.split("/", 3)[-1]  # an absolute-form request target
+        host, port = self.server.server_address[:2]
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": self.command,
+            "SCRIPT_NAME": "",
+            # PEP 3333: the path is percent-decoded bytes carried as latin-1 text.
+            "PATH_INFO": urllib.parse.unquote_to_bytes(path).decode("latin-1"),
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": length_text,
+            "SERVER_NAME": str(host),
+            "SERVER_PORT": str(port),
+            "SERVER_PROTOCOL": self.request_version,
+            "REMOTE_ADDR": self.client_address[0],
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": body,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        for name, value in self.headers.items():
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                continue
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _plain_error(self, status: HTTPStatus, detail: str) -> None:
+        self.close_connection = True
+        self.send_error(status, detail)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        # http.server's own errors (bad request line, header too long, ...) as JSON, like
+        # every other error of the portal's API.
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = ""
+        body = json.dumps({"error": phrase.lower().replace(" ", "_") or str(code),
+                           "detail": message or phrase}).encode()
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _Server(socketserver.ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    # The default backlog of 5 drops connections when a few dozen clients arrive at once.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: WsgiApp) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def connection_opened(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def connection_closed(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def close_connections(self) -> None:
+        """End idle keep-alive connections, so that a stopped server answers nobody."""
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("portal: error while serving %s", client_address)
+
+
+class WsgiServer:
+    """Serve a WSGI application on a background thread: ``start()``, ``stop()``."""
+
+    def __init__(self, app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._httpd = _Server((host, port), app)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+            name="portal-http", daemon=True,
+        )
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.05)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+        self._httpd.close_connections()
