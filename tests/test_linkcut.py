@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import pytest
+from conftest import require_system_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -599,6 +600,53 @@ def test_a_cut_drops_what_was_still_in_flight(upstream: Upstream) -> None:
         client.sendall(b"next")
         assert recv_exactly(server, 4) == b"next"
         assert cutter.counters().up.tcp_bytes_cut == len(b"in flight")
+
+
+def listening(port: int) -> bool:
+    """Whether some process listens on TCP ``port`` (asked of the kernel, not by connecting:
+    FFmpeg's listen mode takes exactly one connection)."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
+
+
+def test_real_ffmpeg_peers_over_udp_through_the_relay() -> None:
+    # FFmpeg on both ends: an RTSP server in listen (RECORD) mode and a publisher. The
+    # media crosses only if the relay rewrote both Transport headers correctly, since
+    # neither FFmpeg knows the other's UDP ports.
+    ffmpeg = require_system_tool("ffmpeg", "/usr/bin/ffmpeg")
+    probe = socket.create_server(("127.0.0.1", 0))
+    server_port = probe.getsockname()[1]
+    probe.close()
+    server = subprocess.Popen(
+        [ffmpeg, "-hide_banner", "-nostats", "-rtsp_flags", "listen", "-rtsp_transport", "udp",
+         "-i", f"rtsp://127.0.0.1:{server_port}/live", "-f", "null", "-"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: listening(server_port), "FFmpeg to listen", timeout=15)
+        with LinkCutter(to=("127.0.0.1", server_port)) as cutter:
+            publisher = subprocess.run(
+                [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                 "-i", "testsrc=size=160x120:rate=25", "-frames:v", "50", "-c:v", "libx264",
+                 "-preset", "ultrafast", "-g", "25", "-f", "rtsp", "-rtsp_transport", "udp",
+                 cutter.url("live")],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )  # fmt: skip
+            assert publisher.returncode == 0, publisher.stderr
+            _, log = server.communicate(timeout=30)
+            counters = cutter.counters()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    frames = [int(n) for n in re.findall(r"frame=\s*(\d+)", log)]
+    assert frames and frames[-1] == 50, log[-2000:]
+    assert counters.up.udp_datagrams >= 50  # the frames went over UDP, through the relay
+    assert counters.up.tcp_bytes < 4000  # and not interleaved in the RTSP connection
 
 
 # -- life cycle, events, threads ------------------------------------------------------------
