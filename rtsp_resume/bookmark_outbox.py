@@ -1,0 +1,248 @@
+"""The streaming server's side of the reverse bookmark-set interface (claims 1, 3, 6, 9).
+
+When the heartbeat declares an interruption, the streaming server must tell the portal
+where the viewer was (a ``BookMarkReq``). The portal may be down or slow at that moment,
+and the server must not wait for it, so every request first goes into a durable outbox
+(an SQLite table next to the server) and a worker thread delivers it:
+
+- each request gets a nonce when it is queued; the nonce is its idempotency key, and every
+  retry is signed afresh (new timestamp) with the *same* nonce, so a retry whose first try
+  did arrive is answered "duplicate" instead of storing a second bookmark;
+- network errors, timeouts, HTTP 5xx and ResultCode 30 (the portal's storage failed) are
+  retried with exponential backoff; ResultCode 0 (saved) and 1 (duplicate) mean delivered;
+  any other ResultCode is a refusal that no retry can change, kept as ``refused``.
+
+This module only speaks HTTP to the portal; it never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rtsp_resume import tokens
+
+log = logging.getLogger("rtsp_resume.outbox")
+
+DELIVERED_CODES = {0, 1}  # saved, duplicate
+RETRY_CODES = {30}  # the portal's storage failed
+
+
+class InterruptionLike(Protocol):
+    """What the outbox needs from a :class:`rtsp_resume.server.Interruption`."""
+
+    content_id: str
+    user_id: str | None
+    login_session: str | None
+    play_token: str | None
+    position: float
+
+
+def bookmark_request(event: InterruptionLike) -> dict[str, Any] | None:
+    """The BookMarkReq of the embodiment's step 2, or None when nobody is logged in.
+
+    ``UserToken`` carries the login session named in the play token: the streaming server
+    never holds the viewer's bearer secret (see :mod:`rtsp_resume.portal`).
+    """
+    if event.user_id is None or event.play_token is None:
+        return None
+    return {
+        "EncryptToken": event.play_token,
+        "UserToken": event.login_session,
+        "ContentID": event.content_id,
+        "ContentBM": round(max(0.0, event.position), 3),
+        "UserID": event.user_id,
+    }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One BookMarkReq and what became of it (for logs, the demo and widgets)."""
+
+    nonce: str
+    request: dict[str, Any]
+    status: str  # "pending", "delivered", "refused"
+    attempts: int
+    response: dict[str, Any] | None
+
+
+class BookmarkOutbox:
+    """A durable, retrying sender of BookMarkReq to ``{portal_url}/api/bookmark/set``."""
+
+    def __init__(self, portal_url: str, key: bytes, path: Path | str, *,
+                 first_retry: float = 0.25, max_retry: float = 30.0,
+                 http_timeout: float = 5.0) -> None:
+        self.endpoint = portal_url.rstrip("/") + "/api/bookmark/set"
+        self.key = key
+        self.first_retry = first_retry
+        self.max_retry = max_retry
+        self.http_timeout = http_timeout
+        self.listeners: list[Callable[[str, Delivery], Any]] = []  # ("sent"|"answered", ...)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox ("
+            " nonce TEXT PRIMARY KEY, body TEXT NOT NULL, queued REAL NOT NULL,"
+            " status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
+            " next_try REAL NOT NULL, response TEXT)"
+        )
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    # -- producer side (called on the streaming server's loop: must not block) ---------
+
+    def submit(self, event: InterruptionLike) -> str | None:
+        """Queue the bookmark of an interruption; returns its nonce (None: no user)."""
+        request = bookmark_request(event)
+        if request is None:
+            log.info("interruption of %s without a play token: no bookmark", event.content_id)
+            return None
+        nonce = secrets.token_urlsafe(18)
+        now = time.time()
+        with self._wake:
+            self._db.execute(
+                "INSERT INTO outbox (nonce, body, queued, next_try) VALUES (?, ?, ?, ?)",
+                (nonce, json.dumps(request, separators=(",", ":")), now, now),
+            )
+            self._wake.notify()
+        return nonce
+
+    # -- queries ----------------------------------------------------------------------
+
+    def get(self, nonce: str) -> Delivery | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT nonce, body, status, attempts, response FROM outbox WHERE nonce = ?",
+                (nonce,),
+            ).fetchone()
+        return _delivery(row) if row else None
+
+    def deliveries(self) -> list[Delivery]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT nonce, body, status, attempts, response FROM outbox ORDER BY queued"
+            ).fetchall()
+        return [_delivery(row) for row in rows]
+
+    def wait(self, nonce: str, timeout: float) -> Delivery | None:
+        """Block until the request is no longer pending, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            delivery = self.get(nonce)
+            if delivery is not None and delivery.status != "pending":
+                return delivery
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return delivery
+            with self._wake:
+                self._wake.wait(min(remaining, 0.5))
+
+    # -- the worker ---------------------------------------------------------------------
+
+    def start(self) -> BookmarkOutbox:
+        self._thread = threading.Thread(target=self._run, name="bookmark-outbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(self.http_timeout + 2)
+            self._thread = None
+        with self._lock:
+            self._db.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if self._stop:
+                    return
+                row = self._db.execute(
+                    "SELECT nonce, body, attempts, next_try FROM outbox WHERE status = 'pending'"
+                    " ORDER BY next_try LIMIT 1"
+                ).fetchone()
+                now = time.time()
+                if row is None or row[3] > now:
+                    self._wake.wait(None if row is None else row[3] - now)
+                    continue
+            self._attempt(row[0], row[1], row[2])
+
+    def _attempt(self, nonce: str, body: str, attempts: int) -> None:
+        data = body.encode()
+        headers = {"Content-Type": "application/json"}
+        headers.update(tokens.sign_request(self.key, data, time.time(), nonce=nonce))
+        request = urllib.request.Request(self.endpoint, data=data, headers=headers,
+                                         method="POST")
+        self._notify("sent", nonce)
+        response: dict[str, Any] | None = None
+        server_error = False
+        try:
+            with urllib.request.urlopen(request, timeout=self.http_timeout) as reply:
+                response = _json_object(reply.read())
+        except urllib.error.HTTPError as exc:
+            # Refusals come as 4xx with a BookMarkResp body; 5xx means try again later.
+            response = _json_object(exc.read())
+            server_error = exc.code >= 500
+        except OSError as exc:
+            log.info("bookmark %s: portal unreachable (%s); will retry", nonce[:8], exc)
+        code = response.get("ResultCode") if response is not None else None
+        if server_error or code is None or code in RETRY_CODES:
+            status = "pending"
+        elif code in DELIVERED_CODES:
+            status = "delivered"
+        else:
+            status = "refused"
+            log.warning("bookmark %s refused by the portal: %s", nonce[:8], response)
+        backoff = min(self.max_retry, self.first_retry * (2 ** attempts))
+        with self._wake:
+            self._db.execute(
+                "UPDATE outbox SET status = ?, attempts = attempts + 1, next_try = ?,"
+                " response = ? WHERE nonce = ?",
+                (status, time.time() + backoff, json.dumps(response) if response else None,
+                 nonce),
+            )
+            self._wake.notify_all()
+        if status != "pending":
+            self._notify("answered", nonce)
+
+    def _notify(self, what: str, nonce: str) -> None:
+        if not self.listeners:
+            return
+        delivery = self.get(nonce)
+        for listener in self.listeners:
+            try:
+                if delivery is not None:
+                    listener(what, delivery)
+            except Exception:
+                log.exception("outbox listener failed")
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data or b"null")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    nonce, body, status, attempts, response = row
+    return Delivery(nonce, json.loads(body), status, attempts,
+                    json.loads(response) if response else None)
