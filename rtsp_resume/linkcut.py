@@ -37,6 +37,10 @@ Threads
     :meth:`~LinkCutter.cut`, :meth:`~LinkCutter.restore`, the ``delay`` and ``loss``
     settings and :meth:`~LinkCutter.counters` may be used from any thread.
 
+UDP ports live as long as the TCP connection whose SETUP opened them (RTSP allows a
+session to outlive its connection; players do not do that, and the relay does not follow).
+Multicast transports and RTSP over HTTP tunnels pass unchanged.
+
 The RTSP scanning here is deliberately minimal (:class:`StreamScanner`): it needs to find
 message boundaries and edit one header, and to fall back to plain copying for anything
 that is not RTSP, which a strict parser would reject.
@@ -168,7 +172,9 @@ class StreamScanner:
     Feed it bytes as they arrive; it returns the units completed so far and keeps the
     rest. A stream that turns out not to be RTSP (no start line where one should be, an
     oversized head or body) switches the scanner to ``raw`` for good: from then on every
-    feed comes back unchanged as one raw piece.
+    feed comes back unchanged as one raw piece. The verdict comes with the first byte that
+    cannot belong to a start line, so a stream opening with a capital-letter word and no
+    line break yet (``PING``) is held until its line ends.
     """
 
     def __init__(self) -> None:
@@ -523,8 +529,8 @@ class _Connection:
         self.scanners = {UP: StreamScanner(), DOWN: StreamScanner()}
         self.marks: dict[str, int | None] = {UP: None, DOWN: None}
         self.deferred_closes: set[str] = set()
-        self.plans: dict[str, list[_SetupPlan]] = {}
-        self.flows: list[_Flow] = []
+        self.plans: dict[str, list[_SetupPlan]] = {}  # by CSeq of the SETUP request
+        self.endpoints: list[_UdpEndpoint] = []  # every UDP socket opened for this connection
         sockname = client.get_extra_info("sockname")
         peername = client.get_extra_info("peername")
         self.client_local_ip: str = sockname[0]
@@ -562,8 +568,15 @@ class _Connection:
         relay._count(direction, "tcp_bytes_received", len(data))
         scanner = self.scanners[direction]
         now_mark = relay._mark()
-        was_pending = scanner.pending
+        was_pending, was_raw = scanner.pending, scanner.raw
         pieces = scanner.feed(data)
+        if scanner.raw and not was_raw:
+            log.info(
+                "linkcut: %s bytes of the connection from %s are not RTSP; copying them as "
+                "they are, without looking for SETUP",
+                direction,
+                self.client_ip,
+            )
         for i, piece in enumerate(pieces):
             # A unit begun in an earlier read carries the state of the link back then.
             mark = self.marks[direction] if i == 0 and was_pending else now_mark
@@ -650,15 +663,21 @@ class _Connection:
         self.relay._connection_closed(self)
 
     def release_udp(self) -> None:
-        for plans in self.plans.values():
-            for plan in plans:
-                plan.close()
         self.plans.clear()
-        for flow in self.flows:
-            flow.server_side.close()
-            if flow.client_side is not None:
-                flow.client_side.close()
-        self.flows.clear()
+        for endpoint in self.endpoints:
+            endpoint.close()
+        self.endpoints.clear()
+
+    def _open_udp(
+        self, ip: str, count: int, on_datagram: Callable[[int, bytes], None]
+    ) -> list[_UdpEndpoint]:
+        assert self.relay._loop is not None
+        endpoints = [
+            _UdpEndpoint(self.relay._loop, sock, partial(on_datagram, k))
+            for k, sock in enumerate(_bind_udp(ip, count))
+        ]
+        self.endpoints.extend(endpoints)
+        return endpoints
 
     def abort(self) -> None:
         self.connect_task.cancel()
@@ -695,9 +714,7 @@ class _Connection:
             client_host = transport_param(spec, "destination") or self.client_ip
             bind_ip = self.server_local_ip or self.relay._wildcard
             plan = _SetupPlan(client_host, ports)
-            for k, sock in enumerate(_bind_udp(bind_ip, len(ports))):
-                on_datagram = partial(self._from_server, plan, k)
-                plan.endpoints.append(self.relay._open_udp(sock, on_datagram))
+            plan.endpoints = self._open_udp(bind_ip, len(ports), partial(self._from_server, plan))
             plans.append(plan)
             spec = set_transport_param(spec, "client_port", format_ports(plan.relay_ports))
             if transport_param(spec, "destination") is not None and self.server_local_ip:
@@ -741,7 +758,7 @@ class _Connection:
             source = transport_param(spec, "source")
             server_host = source or self.server_ip or self.relay.to[0]
             server_ports = parse_ports(transport_param(spec, "server_port")) or ()
-            new_flows = [
+            flows = [
                 _Flow(
                     client_addr=(plan.client_host, port),
                     server_addr=(server_host, server_ports[k]) if k < len(server_ports) else None,
@@ -749,21 +766,18 @@ class _Connection:
                 )
                 for k, port in enumerate(plan.client_ports)
             ]
+            plan.flows = flows
             if server_ports:
-                sockets = _bind_udp(self.client_local_ip, len(server_ports))
-                for k, sock in enumerate(sockets):
-                    endpoint = self.relay._open_udp(sock, partial(self._from_client, new_flows, k))
-                    if k < len(new_flows):
-                        new_flows[k].client_side = endpoint
-                    else:
-                        endpoint.close()
-                relay_ports = tuple(s.getsockname()[1] for s in sockets)
-                spec = set_transport_param(spec, "server_port", format_ports(relay_ports))
+                # One port for each the server announced; one without a flow drops all.
+                ours = self._open_udp(
+                    self.client_local_ip, len(server_ports), partial(self._from_client, flows)
+                )
+                for flow, endpoint in zip(flows, ours, strict=False):
+                    flow.client_side = endpoint
+                ports = tuple(e.port for e in ours)
+                spec = set_transport_param(spec, "server_port", format_ports(ports))
             if source is not None:
                 spec = set_transport_param(spec, "source", self.client_local_ip)
-            plan.flows = new_flows
-            plan.endpoints = []  # the flows own the sockets now
-            self.flows.extend(new_flows)
             specs[i] = spec
         for plan in plans:
             if plan not in used:
@@ -773,6 +787,7 @@ class _Connection:
     # -- UDP --------------------------------------------------------------------------
 
     def _from_server(self, plan: _SetupPlan, k: int, data: bytes) -> None:
+        # Until the server answers the SETUP there is no flow, hence no route yet.
         flow = plan.flows[k] if k < len(plan.flows) else None
         out = flow.client_side if flow is not None else None
         self.relay._udp_in(DOWN, data, out, flow.client_addr if flow is not None else None)
@@ -947,6 +962,8 @@ class LinkCutter:
 
     def stop(self) -> None:
         """Close every socket and join the thread. Safe to call more than once."""
+        if self._thread is threading.current_thread():
+            raise RuntimeError("LinkCutter.stop() called from the relay's own thread")
         with self._lifecycle:
             thread, loop = self._thread, self._loop
             if thread is None or loop is None:
@@ -1051,10 +1068,6 @@ class LinkCutter:
     def _connection_closed(self, conn: _Connection) -> None:
         with self._lock:
             self._connections.discard(conn)
-
-    def _open_udp(self, sock: socket.socket, on_datagram: Callable[[bytes], None]) -> _UdpEndpoint:
-        assert self._loop is not None
-        return _UdpEndpoint(self._loop, sock, on_datagram)
 
     def _udp_in(
         self,

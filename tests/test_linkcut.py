@@ -529,6 +529,36 @@ def udp_accounted(cutter: LinkCutter, count: int) -> bool:
     return all(d.udp_datagrams + d.udp_datagrams_lost == count for d in (c.up, c.down))
 
 
+def test_a_refused_setup_releases_the_ports_the_relay_offered(
+    relay: LinkCutter, upstream: Upstream
+) -> None:
+    client, server = connect_pair(relay, upstream)
+    request = (
+        b"SETUP rtsp://h/clip/track1 RTSP/1.0\r\nCSeq: 4\r\n"
+        b"Transport: RTP/AVP;unicast;client_port=40000-40001\r\n\r\n"
+    )
+    client.sendall(request)
+    offered = parse_ports(transport_param(transport_of(recv_head(server)), "client_port"))
+    assert offered is not None and offered != (40000, 40001)
+    refusal = b"RTSP/1.0 461 Unsupported Transport\r\nCSeq: 4\r\n\r\n"
+    server.sendall(refusal)
+    assert recv_head(client) == refusal
+    for port in offered:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", port))  # free again
+        udp.close()
+
+
+def test_an_unreachable_server_ends_the_terminal_connection() -> None:
+    probe = socket.create_server(("127.0.0.1", 0))
+    nobody = probe.getsockname()
+    probe.close()
+    with LinkCutter(to=nobody) as cutter:
+        client = socket.create_connection(cutter.address, timeout=DEADLINE)
+        recv_eof(client)
+        wait_for(lambda: cutter.counters().connections == 0, "the relay to forget it")
+
+
 def test_loss_one_drops_every_datagram_and_zero_none(upstream: Upstream) -> None:
     for loss, expect_delivered in ((1.0, 0), (0.0, 40)):
         with LinkCutter(to=upstream.address, loss=loss) as cutter:
