@@ -166,6 +166,25 @@ def iso_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def request_header(name: str) -> str:
+    """A request header as the WSGI server gave it ('' if absent).
+
+    Read from the environ rather than through Bottle, which decodes header values as
+    UTF-8 and raises on other bytes; every header the portal reads is ASCII, so anything
+    else simply fails the check it is used in.
+    """
+    return bottle.request.environ.get("HTTP_" + name.upper().replace("-", "_"), "")
+
+
+def request_headers() -> dict[str, str]:
+    """All request headers, undecoded (see :func:`request_header`)."""
+    return {
+        key[5:].replace("_", "-"): value
+        for key, value in bottle.request.environ.items()
+        if key.startswith("HTTP_")
+    }
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -343,7 +362,7 @@ class Portal:
 
     def _bearer(self) -> LoginSession:
         """The login session named by ``Authorization: Bearer <UserToken>``, or 401."""
-        header = bottle.request.get_header("Authorization", "")
+        header = request_header("Authorization")
         scheme, _, token = header.partition(" ")
         challenge = 'Bearer realm="rtsp-resume"'
         if scheme.lower() != "bearer" or not token.strip():
@@ -442,7 +461,7 @@ class Portal:
         )
         # The UserToken in the body is the credential (claims 4, 10). A bearer header is
         # optional; when present it must be a login of the same user.
-        bearer = bottle.request.get_header("Authorization")
+        bearer = request_header("Authorization")
         bearer_user = self._bearer().user_id if bearer else None
         return self.bookmark_interface(
             user_token=body["UserToken"],
@@ -508,7 +527,7 @@ class Portal:
             raw = self._body(json_only=False)
             try:
                 tokens.verify_request(
-                    self.secret, raw, bottle.request.headers, self.clock(),
+                    self.secret, raw, request_headers(), self.clock(),
                     max_skew=self.settings.max_skew,
                 )
             except tokens.InvalidSignature as exc:
@@ -519,7 +538,7 @@ class Portal:
                     "stale": ResultCode.STALE,
                 }[exc.reason]
                 raise BookmarkRefused(code, f"signature refused: {exc}") from exc
-            nonce = bottle.request.get_header(tokens.NONCE_HEADER)
+            nonce = request_header(tokens.NONCE_HEADER)
             try:
                 body = parse_json_object(raw)
                 if isinstance(body.get("UserID"), str):
