@@ -97,6 +97,7 @@ class Interruption:
     detected_at: float  # Unix time the interruption was declared
     transport: str  # "tcp" or "udp"
     unanswered: int  # heartbeats sent since the last sign of life
+    heartbeat_log: tuple[tuple[float, str, int | None], ...] = ()  # (Unix time, kind, CSeq)
 
 
 @dataclass
@@ -315,6 +316,7 @@ class StreamingServer:
             detected_at=time.time(),
             transport=session.transport,
             unanswered=unanswered,
+            heartbeat_log=_wall_clock_log(session.monitor),
         )
         self.interruptions.append(event)
         log.warning(
@@ -834,6 +836,12 @@ def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
                 return rtp, rtcp
         rtp.close()
     raise OSError("no free even/odd UDP port pair for RTP/RTCP")
+
+
+def _wall_clock_log(monitor: HeartbeatMonitor) -> tuple[tuple[float, str, int | None], ...]:
+    """The monitor's recent events (kept on the monotonic clock) in Unix time."""
+    shift = time.time() - time.monotonic()
+    return tuple((entry.time + shift, entry.kind, entry.cseq) for entry in monitor.log)
 
 
 def _base_url(uri: str, content_id: str) -> str:
