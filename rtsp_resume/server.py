@@ -130,6 +130,7 @@ class _Session:
         self.units: Iterator[AccessUnit] | None = None
         self.pending: AccessUnit | None = None  # the unit being waited for (kept on PAUSE)
         self.paused_at = 0.0
+        self.catch_up_to = 0.0  # media time up to which units are sent without pacing
         cfg = server.config
         now = time.monotonic()
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.heartbeat_timeout, now=now)
@@ -367,7 +368,10 @@ class StreamingServer:
         packetizer = H264Packetizer(self.config.mtu)
         loop = asyncio.get_running_loop()
         start_wall = loop.time()
-        first_dts: float | None = None
+        # Units between the keyframe a seek had to start at and the position asked for
+        # go out at once: the player needs them to decode, not to show, so real time
+        # (and the viewer's wait) starts at the requested position.
+        origin: float | None = None
         try:
             while not session.closed:
                 # The unit waited for stays in `pending` so a PAUSE (which cancels this
@@ -379,12 +383,12 @@ class StreamingServer:
                 unit = session.pending
                 setup = session.tracks.get(unit.track)
                 if setup is not None:  # else a track the client did not SETUP
-                    if first_dts is None:
-                        first_dts = unit.dts
-                    delay = start_wall + (unit.dts - first_dts) - loop.time()
+                    if origin is None:
+                        origin = max(unit.dts, session.catch_up_to)
+                    delay = start_wall + (unit.dts - origin) - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    elif delay < -0.020:
+                    elif delay < -0.020 and unit.dts >= origin:
                         session.late_packets += 1
                     self._send_unit(session, setup, unit, packetizer)
                 session.pending = None
@@ -652,6 +656,7 @@ class StreamingServer:
             session.play_task.cancel()
             session.play_task = None
         if resume_paused:
+            session.catch_up_to = 0.0
             begin = session.pending.pts if session.pending is not None else session.paused_at
         else:
             assert start is not None
@@ -659,6 +664,7 @@ class StreamingServer:
                 raise rtsp.RtspProtocolError(457, "Invalid Range")
             begin = session.media.keyframe_at_or_before(start)
             session.units = session.media.access_units(begin)
+            session.catch_up_to = start
             session.pending = None
             session.position.play(begin)
         rtp_info = []
