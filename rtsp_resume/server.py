@@ -637,8 +637,16 @@ class StreamingServer:
                 return str(answer)
         return None
 
+    def _session_set_up(self, request: rtsp.Request) -> _Session:
+        """The session a PLAY or PAUSE acts on. Without a Session header the resource is
+        still in the Init state, where neither method is valid (RFC 2326 Appendix A.2)."""
+        if "Session" not in request.headers:
+            self._target(request)  # unknown content is still a 404
+            raise rtsp.RtspProtocolError(455, "Method Not Valid in This State: SETUP first")
+        return self._session(request)
+
     def _do_play(self, connection: _RtspConnection, request: rtsp.Request) -> Result:
-        session = self._session(request)
+        session = self._session_set_up(request)
         if not session.tracks:
             raise rtsp.RtspProtocolError(455, "Method Not Valid in This State")
         range_value = request.headers.get("Range")
@@ -695,7 +703,7 @@ class StreamingServer:
         session.play_task = asyncio.get_running_loop().create_task(self._stream(session))
 
     def _do_pause(self, connection: _RtspConnection, request: rtsp.Request) -> Result:
-        session = self._session(request)
+        session = self._session_set_up(request)
         if session.state == "playing":
             session.state = "paused"
             session.paused_at = session.position.frames_sent()
