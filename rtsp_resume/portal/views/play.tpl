@@ -8,7 +8,7 @@
   <p>Plays from the start ({{fmt_dur(program.duration)}}).</p>
   % end
   <label for="play-url">{{"Resume URL" if resumed else "Play URL"}}</label>
-  <textarea id="play-url" readonly rows="4" spellcheck="false">{{play["url"]}}</textarea>
+  <textarea id="play-url" readonly rows="6" spellcheck="false">{{play["url"]}}</textarea>
   <p class="hint">Copy it into a player (for example <code>ffplay</code> or VLC), or:</p>
   <a class="button primary" href="{{play['url']}}">Open</a>
 </div>
