@@ -657,6 +657,11 @@ class StreamingServer:
             # A resume URL (claims 3, 9): a player that does not seek starts at the bookmark.
             if start is None or start == 0:
                 start = session.grant.start
+        if start is None and session.state == "playing" and session.play_task is not None:
+            # PLAY without a Range while playing changes nothing (RFC 2326 §10.5).
+            now_at = session.position.frames_sent()
+            return 200, {"Session": self._session_header(session),
+                         "Range": rtsp.format_range(now_at, session.media.duration)}, b""
         resume_paused = start is None and session.state == "paused" and session.units is not None
         if start is None and not resume_paused:
             start = 0.0
