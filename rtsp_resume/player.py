@@ -360,8 +360,9 @@ class TrackReceiver:
         self._drop_before_answer = repositions and self._rtptime is not None
 
     def play_answered(self, npt_start: float, info: rtsp.RtpInfo | None,
-                      repositions: bool) -> list[DecodedVideo | DecodedAudio]:
-        """Take the PLAY answer's timing; returns what the held packets decoded to."""
+                      repositions: bool) -> list[tuple[RtpPacket, float]]:
+        """Take the PLAY answer's timing and stop holding packets. Returns the held
+        (packet, arrival) pairs still worth feeding to :meth:`receive`."""
         if repositions:
             # Pictures still inside the decoder belong to the old position, and the new
             # position starts with a keyframe: a fresh decoder forgets the old ones.
@@ -380,10 +381,7 @@ class TrackReceiver:
         held, self._held = self._held or [], None
         if self._first_seq is None and self._drop_before_answer:
             held = []  # no seq to tell old from new: what came before the answer is old
-        out: list[DecodedVideo | DecodedAudio] = []
-        for packet, arrival in held:
-            out += self.receive(packet, arrival)
-        return out
+        return held
 
     def npt(self, rtp_timestamp: int) -> float:
         """Play time of an RTP timestamp (needs a PLAY answer or a first packet)."""
@@ -1063,7 +1061,7 @@ class Player:
                 self._emit("paused", {})
                 value: Any = None
             else:
-                value = self._play_answered(response, tag.data)
+                value, show_held = self._play_answered(response, tag.data)
                 self.state = "playing"
                 self._emit("seeked" if tag.kind == "seek" else "resumed",
                            {"range_start": self.range_start})
@@ -1073,6 +1071,8 @@ class Player:
             self._cond.notify_all()
         if waiter is not None:
             waiter.finish(response, value=value)
+        if tag.kind != "pause":
+            show_held()
 
     def _after_options(self, response: rtsp.Response, tag: _Tag) -> None:
         public = response.headers.get("Public")
@@ -1163,7 +1163,7 @@ class Player:
         self._send("PLAY", self.aggregate_url, headers, tag)
 
     def _after_play(self, response: rtsp.Response, tag: _Tag) -> None:
-        self._play_answered(response, tag.data)
+        _, held = self._play_answered(response, tag.data)
         self.state = "playing"
         now = time.monotonic()
         self._next_rr = now + self.rr_interval
@@ -1172,8 +1172,13 @@ class Player:
         with self._cond:
             self._cond.notify_all()
         self._started.finish(response)
+        held()
 
-    def _play_answered(self, response: rtsp.Response, data: tuple[float | None, bool]) -> float:
+    def _play_answered(self, response: rtsp.Response, data: tuple[float | None, bool]
+                       ) -> tuple[float, Callable[[], None]]:
+        """Apply a PLAY answer's Range and RTP-Info. Returns where play begins and a
+        function that decodes and shows the packets held while the answer was awaited
+        (called once the caller has signalled the answer, so it is not kept waiting)."""
         requested, repositions = data
         range_value = response.headers.get("Range")
         begin: float | None = None
@@ -1186,10 +1191,15 @@ class Player:
         if repositions:
             self.range_start = begin
             self._show_from = requested if (self.exact and requested is not None) else None
-        for track in self.tracks:
-            self._deliver(track, track.play_answered(begin, _match_rtp_info(track.url, infos),
-                                                     repositions))
-        return begin
+        held = [(track, track.play_answered(begin, _match_rtp_info(track.url, infos),
+                                            repositions)) for track in self.tracks]
+
+        def show_held() -> None:
+            for track, packets in held:
+                for packet, arrival in packets:
+                    self._deliver(track, track.receive(packet, arrival))
+
+        return begin, show_held
 
     # -- commands on the player's thread ------------------------------------------------
 
