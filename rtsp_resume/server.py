@@ -29,6 +29,7 @@ import logging
 import math
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -879,6 +880,9 @@ async def _call(fn: Callable[[], Any]) -> Any:
 
 def main(args: Any) -> int:
     """``python -m rtsp_resume serve-rtsp``: serve a folder until Ctrl-C."""
+    if not Path(args.media).is_dir():
+        print(f"serve-rtsp: {args.media} is not a folder of media files", file=sys.stderr)
+        return 2
     key = None
     listeners: list[Callable[[Interruption], Any]] = []
     if args.portal_url:
@@ -896,15 +900,21 @@ def main(args: Any) -> int:
     )
     server = StreamingServer(args.media, config, listeners)
 
-    async def run() -> None:
-        await server.start_async()
+    async def run() -> int:
+        try:
+            await server.start_async()
+        except OSError as exc:  # e.g. the port is taken: say so, without a traceback
+            print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}",
+                  file=sys.stderr)
+            return 1
         for media in server.library.list():
             print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
         assert server._stopped is not None
         await server._stopped.wait()
+        return 0
 
     try:
-        asyncio.run(run())
+        return asyncio.run(run())
     except KeyboardInterrupt:
         print("stopped")
     return 0
