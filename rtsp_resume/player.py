@@ -20,7 +20,9 @@ Layers, from the wire up:
 
 Exact resume (issue 5): asked to start at ``t``, the server starts at the keyframe at or
 before ``t``; the player decodes from there (a picture needs its keyframe) and hands
-nothing earlier than ``t`` to ``on_frame``, so the first frame shown is the one at ``t``.
+nothing earlier than ``t`` to ``on_frame``, so the first frame shown is the one at ``t``:
+the frame nearest to ``t``, the earlier of two when ``t`` is exactly between them
+(index ``ceil(t * fps - 0.5)``).
 """
 
 from __future__ import annotations
@@ -1004,8 +1006,11 @@ class Player:
         with self._cond:
             self._counters.frames_decoded += 1
         if self._show_from is not None:
+            # The frame nearest to the requested start comes first; when the start lies
+            # exactly between two frames, the earlier one (a resume is never late). The
+            # microsecond absorbs float noise such as 4.54 - 0.02 = 4.5200000000000005.
             half_frame = 0.5 / (track.fps or FALLBACK_FPS)
-            if item.pts < self._show_from - half_frame:
+            if item.pts < self._show_from - half_frame - 1e-6:
                 with self._cond:
                     self._counters.frames_hidden += 1
                 return

@@ -137,19 +137,23 @@ def test_plays_every_frame_in_order_with_program_time(server: StreamingServer,
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize(("exact", "first_index"), [(True, 310), (False, 300)])
+@pytest.mark.parametrize(("start", "exact", "keyframe", "first_index"), [
+    (12.4, True, 300, 310),  # 12.4 s is frame 310; the GOP is 2 s: keyframe 300
+    (12.4, False, 300, 300),  # a standard player's behaviour: the keyframe
+    (4.54, True, 100, 113),  # exactly between 113 (4.52 s) and 114: the earlier one
+    (4.55, True, 100, 114),  # nearer to 114 (4.56 s)
+])
 def test_start_mid_gop_lands_on_the_exact_frame(server: StreamingServer, player_factory: Any,
-                                                transport: str, exact: bool,
-                                                first_index: int) -> None:
-    # 12.4 s is frame 310; the GOP is 2 s, so the server starts at the keyframe, 300.
-    player = player_factory(server.url("sample"), transport=transport, start=12.4,
+                                                transport: str, start: float, exact: bool,
+                                                keyframe: int, first_index: int) -> None:
+    player = player_factory(server.url("sample"), transport=transport, start=start,
                             exact=exact).start()
-    assert player.range_start == pytest.approx(12.0)
+    assert player.range_start == pytest.approx(keyframe / FPS)
     assert player.wait_frames(5, timeout=10), player.counters()
     indices = [f.index for f in player.frames][:5]
     assert indices == list(range(first_index, first_index + 5))
     assert player.frames[0].pts == pytest.approx(first_index / FPS, abs=0.001)
-    assert player.counters().frames_hidden == (10 if exact else 0)
+    assert player.counters().frames_hidden == first_index - keyframe
 
 
 def test_seek_lands_on_the_exact_frame(server: StreamingServer, player_factory: Any) -> None:
