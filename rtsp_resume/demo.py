@@ -110,7 +110,9 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
                     line.say(f"BookMarkResp <- portal: {_show(delivery.response)}")
                     answered.set()
 
-            system.streaming.listeners.append(on_interruption)
+            # Ahead of the outbox's listener: the interruption is told before the
+            # outbox thread can report the BookMarkReq it causes.
+            system.streaming.listeners.insert(0, on_interruption)
             assert system.outbox is not None
             system.outbox.listeners.append(on_outbox)
 
