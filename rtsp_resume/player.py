@@ -574,8 +574,9 @@ class Player:
     (message), ``"closed"`` (reason).
 
     After :meth:`start`: :attr:`session_id`, :attr:`range_start` (where the server
-    really started), :attr:`frames` (a bounded deque of :class:`ShownFrame`, only the
-    last one keeping its picture), :attr:`last_frame`, :meth:`counters`, :attr:`error`.
+    really started), :attr:`frames` (a list of the :class:`ShownFrame` shown, the latest
+    ``max_frames`` of them, only the last one keeping its picture), :attr:`last_frame`,
+    :attr:`first_frame_at`, :meth:`counters`, :attr:`error`, :attr:`state`.
     """
 
     def __init__(
@@ -618,7 +619,7 @@ class Player:
         self.range_start: float | None = None
         self.error: str | None = None
         self.state = "new"  # new, starting, playing, paused, stopped, failed
-        self.frames: deque[ShownFrame] = deque(maxlen=max_frames)
+        self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
         self.tracks: list[TrackReceiver] = []
         self.aggregate_url = url
         self.sdp: sdp.SessionDescription | None = None
@@ -645,7 +646,6 @@ class Player:
         self._next_rr = 0.0
         self._next_keepalive: float | None = None
         self._waiters: list[_Waiter] = []
-        self._start_called_at: float | None = None
         self.first_frame_at: float | None = None  # time.monotonic() of the first shown frame
 
     # -- public API, any thread ----------------------------------------------------------
@@ -658,7 +658,6 @@ class Player:
         """
         if self._thread is not None:
             raise RuntimeError("a Player can be started only once")
-        self._start_called_at = time.monotonic()
         self.state = "starting"
         self._thread = threading.Thread(target=self._run, name="rtsp-player", daemon=True)
         self._thread.start()
@@ -666,6 +665,7 @@ class Player:
         if not self._started.done.wait(limit):
             self.error = f"no PLAY answer within {limit:.1f} s"
             self.stop()
+            self.state = "failed"
             raise PlayerError(self.error)
         if self._started.error is not None:
             self._thread.join(self.teardown_timeout + 1)
@@ -709,7 +709,14 @@ class Player:
     @property
     def last_frame(self) -> ShownFrame | None:
         with self._cond:
-            return self.frames[-1] if self.frames else None
+            return self._frames[-1] if self._frames else None
+
+    @property
+    def frames(self) -> list[ShownFrame]:
+        """The frames shown so far, oldest first: a copy, safe to read from any thread
+        while the player runs. At most ``max_frames`` are kept (the newest ones)."""
+        with self._cond:
+            return list(self._frames)
 
     def counters(self) -> PlayerCounters:
         with self._cond:
@@ -1016,10 +1023,10 @@ class Player:
                 return
         shown = ShownFrame(read_frame_index(item.frame), item.pts, time.time(), item.frame)
         with self._cond:
-            if self.frames:
+            if self._frames:
                 # Only the newest picture stays in memory; older entries keep their data.
-                self.frames[-1] = replace(self.frames[-1], image=None)
-            self.frames.append(shown)
+                self._frames[-1] = replace(self._frames[-1], image=None)
+            self._frames.append(shown)
             self._counters.frames_shown += 1
             if self.first_frame_at is None:
                 self.first_frame_at = time.monotonic()

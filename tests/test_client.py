@@ -262,14 +262,18 @@ def test_close_without_teardown_ends_the_session_normally(server: StreamingServe
     assert session_id not in interruptions  # a clean close is not an abnormal interruption
 
 
-def test_callback_errors_do_not_stop_the_player(server: StreamingServer,
+def test_callback_errors_do_not_stop_the_player_and_frames_are_bounded(server: StreamingServer,
                                                 player_factory: Any) -> None:
     def broken(*_: Any) -> None:
         raise RuntimeError("a widget bug")
 
-    player = player_factory(server.url("sample"), on_frame=broken, on_event=broken).start()
+    player = player_factory(server.url("sample"), on_frame=broken, on_event=broken,
+                            max_frames=5).start()
     assert player.wait_frames(10, timeout=10)
     assert player.error is None
+    kept = player.frames  # bounded: the newest five
+    assert len(kept) == 5 and player.frames_shown >= 10
+    assert [f.index for f in kept] == list(range(kept[0].index, kept[0].index + 5))
 
 
 def test_unknown_program_fails_start_with_the_status(server: StreamingServer,
