@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -85,7 +86,13 @@ class PlayGrant:
 def _subkey(key: bytes, purpose: bytes) -> bytes:
     if not isinstance(key, bytes | bytearray) or len(key) < 16:
         raise ValueError("the shared key must be at least 16 bytes")
-    return hmac.new(bytes(key), b"rtsp-resume/" + purpose, hashlib.sha256).digest()
+    return _derive(bytes(key), purpose)
+
+
+@functools.lru_cache(maxsize=32)
+def _derive(key: bytes, purpose: bytes) -> bytes:
+    # Cached: every token check and every signed call needs one, and the inputs are few.
+    return hmac.new(key, b"rtsp-resume/" + purpose, hashlib.sha256).digest()
 
 
 def _b64encode(data: bytes) -> str:

@@ -26,6 +26,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import secrets
 import time
 import urllib.parse
@@ -59,6 +60,7 @@ MAX_BODY = 16 * 1024  # every request the portal takes is far smaller
 MAX_TEXT = 2048  # longest string field (tokens are ~250 characters)
 SESSION_COOKIE = "rtsp_resume_session"
 LOGIN_CSRF_COOKIE = "rtsp_resume_login"
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 POSITION_TOLERANCE = 1.0  # s: a position estimate may run a frame or so past the end
 
 
@@ -234,7 +236,7 @@ def check_fields(
                     400, "bad_field", f"{name} must be a non-empty string of at most "
                     f"{MAX_TEXT} characters"
                 )
-            if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            if _CONTROL_CHARS.search(value):
                 raise ApiError(400, "bad_field", f"{name} contains control characters")
         elif kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):

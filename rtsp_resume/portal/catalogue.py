@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,20 @@ def title_for(content_id: str) -> str:
 
 
 class Catalogue:
-    """The media folder as a list of programs; a missing folder is an empty catalogue."""
+    """The media folder as a list of programs; a missing folder is an empty catalogue.
 
-    def __init__(self, media_dir: Path | None) -> None:
+    The listing is kept for ``ttl`` seconds: every bookmark request and bookmark page looks
+    programs up, and re-reading the folder each time would cost a few system calls per
+    lookup. A file added to the folder shows up within ``ttl``.
+    """
+
+    def __init__(self, media_dir: Path | None, ttl: float = 2.0) -> None:
         self.media_dir = Path(media_dir) if media_dir is not None else None
+        self.ttl = ttl
         self._library: Any = None
+        self._lock = threading.Lock()
+        self._programs: dict[str, Program] = {}
+        self._fresh_until = 0.0
 
     def _lib(self) -> Any:
         if self.media_dir is None or not self.media_dir.is_dir():
@@ -48,7 +59,18 @@ class Catalogue:
             self._library = MediaLibrary(self.media_dir)
         return self._library
 
-    def list(self) -> list[Program]:
+    def _current(self) -> dict[str, Program]:
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return self._programs
+        with self._lock:
+            if now >= self._fresh_until:
+                programs = {p.content_id: p for p in self._scan()}
+                self._programs = programs
+                self._fresh_until = time.monotonic() + self.ttl
+            return self._programs
+
+    def _scan(self) -> list[Program]:
         lib = self._lib()
         if lib is None:
             return []
@@ -57,24 +79,15 @@ class Catalogue:
         except Exception:  # a broken folder must not take the portal down
             log.exception("cannot list media in %s", self.media_dir)
             return []
-        programs = [self._program(f) for f in files]
-        return sorted(programs, key=lambda p: p.content_id)
+        return [self._program(f) for f in files]
+
+    def list(self) -> list[Program]:
+        return sorted(self._current().values(), key=lambda p: p.content_id)
 
     def get(self, content_id: str) -> Program | None:
-        """The program, or None when there is no such (playable) file.
-
-        MediaLibrary.get accepts only plain file-name stems, so an id from a request (say
-        ``../../etc/passwd``) never reaches another folder.
-        """
-        lib = self._lib()
-        if lib is None:
-            return None
-        try:
-            media = lib.get(content_id)
-        except Exception:  # unplayable or unreadable: not in the catalogue
-            log.warning("cannot offer %r from %s", content_id, self.media_dir, exc_info=True)
-            return None
-        return self._program(media) if media is not None else None
+        """The program, or None. A lookup in the listing: an id from a request (say
+        ``../../etc/passwd``) never reaches the file system."""
+        return self._current().get(content_id)
 
     @staticmethod
     def _program(media: Any) -> Program:

@@ -29,6 +29,7 @@ Bookmark rules (claims 1, 5):
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -213,7 +214,7 @@ _STOP = object()
 class Store:
     """Accounts, login sessions and bookmarks; safe to use from many threads."""
 
-    def __init__(self, data_dir: Path, *, kdf: Kdf | None = None, readers: int = 8) -> None:
+    def __init__(self, data_dir: Path, *, kdf: Kdf | None = None, readers: int = 32) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / DB_NAME
@@ -228,6 +229,18 @@ class Store:
         writer.execute("PRAGMA journal_mode=WAL")
         writer.executescript(_SCHEMA)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Every request looks up a login session or a user. Those rows never change except
+        # by revocation, which goes through this object, so they are kept in memory: a
+        # session id is put in _revoked *before* the revocation is written, and every
+        # lookup consults _revoked, so a cached row can never outlive a logout. (One portal
+        # process per data folder.)
+        self._cache_lock = threading.Lock()
+        self._sessions: dict[str, LoginSession] = {}  # by token hash and by session id
+        self._revoked: dict[str, float] = {}
+        self._known_users: set[str] = set()
+        # Commits and the writes they carried, for benchmarks (writes / commits = batching).
+        self.commits = 0
+        self.committed_writes = 0
         self._writer = threading.Thread(
             target=self._write_loop, args=(writer,), name="portal-store-writer", daemon=True
         )
@@ -298,35 +311,43 @@ class Store:
         conn.close()
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        results: list[tuple[Future[Any], bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, future in batch:
-                conn.execute("SAVEPOINT one")
-                try:
-                    value = fn(conn)
-                except Exception as exc:  # handed to the caller below
-                    conn.execute("ROLLBACK TO one")
-                    conn.execute("RELEASE one")
-                    results.append((future, False, exc))
-                else:
-                    conn.execute("RELEASE one")
-                    results.append((future, True, value))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            log.error("bookmark store: commit failed: %s", exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for _fn, future in batch:
-                future.set_exception(StorageError(str(exc)))
-            return
-        for future, ok, value in results:
-            if ok:
-                future.set_result(value)
-            elif isinstance(value, sqlite3.Error):
-                future.set_exception(StorageError(str(value)))
+        """One transaction for the whole batch; if any write in it fails, run each alone.
+
+        Failures are rare (a damaged database, a bug), so the common case pays no
+        per-write savepoint; the rare one still fails only the write that caused it.
+        """
+        if len(batch) > 1:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                values = [fn(conn) for fn, _future in batch]
+                conn.execute("COMMIT")
+            except Exception as exc:  # retried one by one below
+                log.warning("bookmark store: batch of %d failed (%s); retrying singly",
+                            len(batch), exc)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             else:
-                future.set_exception(value)
+                self.commits += 1
+                self.committed_writes += len(batch)
+                for (_fn, future), value in zip(batch, values, strict=True):
+                    future.set_result(value)
+                return
+        for fn, future in batch:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                value = fn(conn)
+                conn.execute("COMMIT")
+            except Exception as exc:  # handed to the caller
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    log.error("bookmark store: write failed: %s", exc)
+                    exc = StorageError(str(exc))
+                future.set_exception(exc)
+            else:
+                self.commits += 1
+                self.committed_writes += 1
+                future.set_result(value)
 
     def close(self) -> None:
         if self._closed:
@@ -367,6 +388,8 @@ class Store:
             )
 
         self._write(write)
+        with self._cache_lock:
+            self._known_users.add(name)
         return name
 
     def authenticate(self, name: str, password: str) -> str | None:
@@ -383,8 +406,13 @@ class Store:
         return row[0] if self.kdf.verify(password, row[1]) else None
 
     def user_exists(self, user_id: str) -> bool:
+        if user_id in self._known_users:
+            return True
         with self._reader() as conn:
             row = conn.execute("SELECT 1 FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        if row is not None:
+            with self._cache_lock:
+                self._known_users.add(user_id)
         return row is not None
 
     def users(self) -> list[str]:
@@ -416,31 +444,60 @@ class Store:
             )
 
         self._write(write)
+        self._remember(token_hash(user_token), session)
         return session, user_token
+
+    def _remember(self, key: str, session: LoginSession) -> None:
+        with self._cache_lock:
+            if len(self._sessions) > 100_000:  # a crude bound; rows are cheap to re-read
+                self._sessions.clear()
+            self._sessions["h:" + key] = session
+            self._sessions["i:" + session.session_id] = session
+
+    def _with_revocation(self, session: LoginSession) -> LoginSession:
+        revoked = self._revoked.get(session.session_id)
+        if revoked is not None and session.revoked is None:
+            return dataclasses.replace(session, revoked=revoked)
+        return session
 
     def session_for_token(self, user_token: str) -> LoginSession | None:
         """The session a UserToken belongs to, whatever its state (check ``valid(now)``)."""
         wanted = token_hash(user_token)
-        with self._reader() as conn:
-            row = conn.execute(
-                "SELECT session_id, user_id, created, expires, revoked, token_hash "
-                "FROM login_sessions WHERE token_hash = ?",
-                (wanted,),
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[5], wanted):
-            return None
-        return LoginSession(*row[:5])
+        session = self._sessions.get("h:" + wanted)
+        if session is None:
+            with self._reader() as conn:
+                row = conn.execute(
+                    "SELECT session_id, user_id, created, expires, revoked, token_hash "
+                    "FROM login_sessions WHERE token_hash = ?",
+                    (wanted,),
+                ).fetchone()
+            if row is None or not hmac.compare_digest(row[5], wanted):
+                return None
+            session = LoginSession(*row[:5])
+            self._remember(wanted, session)
+        return self._with_revocation(session)
 
     def session(self, session_id: str) -> LoginSession | None:
-        with self._reader() as conn:
-            row = conn.execute(
-                "SELECT session_id, user_id, created, expires, revoked "
-                "FROM login_sessions WHERE session_id = ?",
-                (session_id,),
-            ).fetchone()
-        return LoginSession(*row) if row else None
+        """A login session by its id (not a secret), whatever its state."""
+        session = self._sessions.get("i:" + session_id)
+        if session is None:
+            with self._reader() as conn:
+                row = conn.execute(
+                    "SELECT session_id, user_id, created, expires, revoked, token_hash "
+                    "FROM login_sessions WHERE session_id = ?",
+                    (session_id,),
+                ).fetchone()
+            if row is None:
+                return None
+            session = LoginSession(*row[:5])
+            self._remember(row[5], session)
+        return self._with_revocation(session)
 
     def revoke_session(self, session_id: str, now: float) -> None:
+        """End a login session (logout). Effective at once, even if the write fails."""
+        with self._cache_lock:
+            self._revoked.setdefault(session_id, now)
+
         def write(c: sqlite3.Connection) -> None:
             c.execute(
                 "UPDATE login_sessions SET revoked = ? WHERE session_id = ? AND revoked IS NULL",
@@ -458,61 +515,56 @@ class Store:
         """
 
         def write(c: sqlite3.Connection) -> WriteOutcome:
-            seen = c.execute(
-                "SELECT body_sha256 FROM bookmark_history WHERE nonce = ?", (req.nonce,)
-            ).fetchone()
-            if seen is not None:
-                return WriteOutcome(
-                    duplicate=True,
-                    same_body=hmac.compare_digest(seen[0], req.body_sha256),
-                    became_current=False,
-                    current=_current(c, req.user_id, req.content_id),
-                )
+            current = _current(c, req.user_id, req.content_id)
+            # The "newer wins" rule: replace the current bookmark unless it comes from a
+            # later play session or a later interruption (on a tie the later arrival wins).
+            # Decided here, inside the writer's transaction, so nothing can slip between
+            # the comparison and the write.
+            newer = req.position > 0 and (
+                current is None
+                or (req.token_issued, req.interrupted_at)
+                >= (current.token_issued, current.interrupted_at)
+            )
             cur = c.execute(
                 "INSERT INTO bookmark_history (nonce, body_sha256, user_id, content_id,"
                 " position, encrypt_token, login_session, token_issued, interrupted_at,"
-                " received_at, became_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                " received_at, became_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (nonce) DO NOTHING",
                 (
                     req.nonce, req.body_sha256, req.user_id, req.content_id, req.position,
                     req.encrypt_token, req.login_session, req.token_issued,
-                    req.interrupted_at, req.received_at,
+                    req.interrupted_at, req.received_at, int(newer),
                 ),
             )
-            history_id = cur.lastrowid
-            became_current = False
-            if req.position > 0:
-                # The WHERE of the upsert is the "newer wins" rule: an existing row is only
-                # replaced by a request whose (token issue time, interruption time) is not
-                # earlier (on a tie the later arrival wins).
-                cur = c.execute(
-                    "INSERT INTO bookmarks (user_id, content_id, position, encrypt_token,"
-                    " login_session, token_issued, interrupted_at, saved_at, history_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (user_id, content_id) DO UPDATE SET"
-                    " position = excluded.position, encrypt_token = excluded.encrypt_token,"
-                    " login_session = excluded.login_session,"
-                    " token_issued = excluded.token_issued,"
-                    " interrupted_at = excluded.interrupted_at, saved_at = excluded.saved_at,"
-                    " history_id = excluded.history_id"
-                    " WHERE (excluded.token_issued, excluded.interrupted_at)"
-                    "    >= (bookmarks.token_issued, bookmarks.interrupted_at)",
+            if cur.rowcount == 0:  # this nonce is stored already: a retry
+                (stored_sha,) = c.execute(
+                    "SELECT body_sha256 FROM bookmark_history WHERE nonce = ?", (req.nonce,)
+                ).fetchone()
+                return WriteOutcome(
+                    duplicate=True,
+                    same_body=hmac.compare_digest(stored_sha, req.body_sha256),
+                    became_current=False,
+                    current=current,
+                )
+            if newer:
+                current = Bookmark(
+                    user_id=req.user_id, content_id=req.content_id, position=req.position,
+                    encrypt_token=req.encrypt_token, login_session=req.login_session,
+                    token_issued=req.token_issued, interrupted_at=req.interrupted_at,
+                    saved_at=req.received_at,
+                )
+                c.execute(
+                    "INSERT OR REPLACE INTO bookmarks (user_id, content_id, position,"
+                    " encrypt_token, login_session, token_issued, interrupted_at, saved_at,"
+                    " history_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         req.user_id, req.content_id, req.position, req.encrypt_token,
                         req.login_session, req.token_issued, req.interrupted_at,
-                        req.received_at, history_id,
+                        req.received_at, cur.lastrowid,
                     ),
                 )
-                became_current = cur.rowcount == 1
-                if became_current:
-                    c.execute(
-                        "UPDATE bookmark_history SET became_current = 1 WHERE id = ?",
-                        (history_id,),
-                    )
             return WriteOutcome(
-                duplicate=False,
-                same_body=True,
-                became_current=became_current,
-                current=_current(c, req.user_id, req.content_id),
+                duplicate=False, same_body=True, became_current=newer, current=current
             )
 
         return self._write(write)
