@@ -89,6 +89,7 @@ class Story:
         self._cond = threading.Condition()
         self.interruptions: list[Interruption] = []
         self.answered: list[Delivery] = []
+        self.sent: list[Delivery] = []  # one per attempt, as the attempt starts
         system.streaming.listeners.append(self._on_interruption)
         assert system.outbox is not None
         system.outbox.listeners.append(self._on_outbox)
@@ -119,10 +120,9 @@ class Story:
             self._cond.notify_all()
 
     def _on_outbox(self, what: str, delivery: Delivery) -> None:
-        if what == "answered":
-            with self._cond:
-                self.answered.append(delivery)
-                self._cond.notify_all()
+        with self._cond:
+            (self.answered if what == "answered" else self.sent).append(delivery)
+            self._cond.notify_all()
 
     def _wait(self, find: Any, what: str, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
@@ -147,15 +147,23 @@ class Story:
                           if d.request.get("EncryptToken") == token), None),
             "BookMarkResp", timeout)
 
+    def wait_attempts(self, token: str, count: int, timeout: float = DEADLINE) -> None:
+        """Until the outbox has started ``count`` attempts at the bookmark of ``token``."""
+        self._wait(lambda: True if sum(d.request.get("EncryptToken") == token
+                                       for d in self.sent) >= count else None,
+                   f"{count} attempts", timeout)
+
     # -- steps ---------------------------------------------------------------------------
 
     def play_and_cut(self, portal: PortalClient, content_id: str, seconds: float,
-                     transport: str = "tcp", deliver: bool = True) -> Cut:
+                     transport: str = "tcp", deliver: bool = True,
+                     play: dict[str, Any] | None = None) -> Cut:
         """Play ``content_id`` through the link until ``seconds`` of it were shown, cut the
         link, and wait until the server declared the interruption (and, with ``deliver``,
         until the outbox has the portal's answer). The player is closed without TEARDOWN
-        and the link restored."""
-        play = portal.play(content_id)
+        and the link restored. ``play``: a /api/play answer got earlier (else asked now).
+        """
+        play = play or portal.play(content_id)
         player = Player(self.through_link(play["url"]), transport=transport).start()
         try:
             reached = player.wait_for(
