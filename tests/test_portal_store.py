@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,45 @@ def test_closed_store_refuses_writes(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(StorageError):
         s.record_bookmark(write("n1", 1.0))
+
+
+def wait_until(condition, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, "condition not reached in time"
+        time.sleep(0.001)
+
+
+def test_a_failing_write_in_a_batch_fails_alone(store: Store) -> None:
+    """Writes queued together share one transaction; when one of them fails, the others are
+    retried one by one and still commit."""
+    gate = threading.Event()
+    # Hold the writer inside a first write so that the next ones queue up as one batch.
+    holder = threading.Thread(target=store._write, args=(lambda conn: gate.wait(10),))
+    holder.start()
+    wait_until(lambda: store._queue.qsize() == 0)
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, fn) -> None:
+        try:
+            outcomes[name] = fn()
+        except StorageError as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(f"good{i}", lambda i=i: store.record_bookmark(
+        write(f"g{i}", 1.0 + i, content=f"c{i}")))) for i in range(6)]
+    threads.insert(3, threading.Thread(target=run, args=("bad", lambda: store._write(
+        lambda conn: conn.execute("INSERT INTO no_such_table VALUES (1)")))))
+    for t in threads:
+        t.start()
+    wait_until(lambda: store._queue.qsize() == 7)
+    commits = store.commits
+    gate.set()
+    for t in threads + [holder]:
+        t.join(10)
+    assert isinstance(outcomes.pop("bad"), StorageError)
+    assert all(o.became_current for o in outcomes.values())  # type: ignore[union-attr]
+    assert len(store.history("alice")) == 6
+    # The holder committed alone; the batch of seven failed and its six good writes were
+    # then committed one by one.
+    assert store.commits - commits == 1 + 6

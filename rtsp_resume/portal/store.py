@@ -6,18 +6,20 @@ in WAL mode with ``synchronous=FULL`` (the write-ahead log is fsynced at every c
 an answer is sent only after its commit returned.
 
 Writes go through one writer thread that commits in groups: every write waiting when the
-writer becomes free joins the same transaction, each inside its own savepoint (so one bad
-write cannot spoil the others), and one fsync covers them all. Nobody is answered before
-the commit that holds their write. Under load this costs one fsync per batch instead of
-one per request; alone, a write costs exactly one commit. Reads use a small pool of
-connections and never wait for the writer (WAL readers see the last commit).
+writer becomes free joins the same transaction, and one fsync covers them all (if one write
+of a group fails, the group is rolled back and each write retried alone, so a bad write
+cannot spoil the others). Nobody is answered before the commit that holds their write.
+Under load this costs one fsync per batch instead of one per request; alone, a write costs
+exactly one commit. Reads use a pool of connections and never wait for the writer (WAL
+readers see the last commit). Login sessions and account names are also kept in memory
+(see ``Store.__init__``): one portal process per data folder.
 
 Bookmark rules (claims 1, 5):
 
 * One *current* bookmark per (user, content), plus a history row for every accepted
   bookmark request.
 * "Newer" is decided by the pair (issue time of the play token the session was started
-  with, time of the interruption). A bookmark from a later play session always wins; within
+  with, time of the interruption), compared in that order; on a tie the later arrival wins. A bookmark from a later play session always wins; within
   one play session the later interruption wins. The interruption time is the request's
   ``InterruptedAt`` when the streaming server sends it, else the time the portal received
   the request. A late retry from an older session therefore never overwrites the bookmark
