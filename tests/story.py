@@ -9,7 +9,8 @@ Heartbeat settings are short (every 0.3 s, interrupted after 1.0 s of silence) s
 is noticed quickly. The playout allowance is a whole number of frames (0.48 s = 12
 frames at 25 fps) so that a ``confirmed`` bookmark falls on a frame time and "the
 bookmark's frame" is a single frame, ``round(ContentBM * 25)``. (With the default 0.5 s
-the bookmark lies exactly between two frames; see ``frame_of``.)
+a confirmed bookmark lies exactly half way between two frames, and which of the two an
+exact resume shows first then depends on floating-point rounding.)
 
 Waiting is always on an event with a deadline: interruptions and outbox answers arrive
 through the servers' listeners and wake :meth:`Story.wait_interruption` and
