@@ -422,11 +422,11 @@ class StreamingServer:
         congested = (setup.channel is not None and connection is not None
                      and connection.write_buffer_size() > WRITE_BUFFER_LIMIT)
         first_seq = setup.stream.next_sequence
-        for payload, marker in payloads:
-            packet = bytes(setup.stream.packet(payload, ticks, marker))
-            if not congested:
-                self._send_rtp(session, setup, packet, rtcp=False)
-            session.packets_sent += 1
+        packets = [bytes(setup.stream.packet(payload, ticks, marker))
+                   for payload, marker in payloads]
+        if not congested:
+            self._send_rtp(session, setup, packets, rtcp=False)
+        session.packets_sent += len(packets)
         if unit.track == session.video_index:
             last_seq = (setup.stream.next_sequence - 1) % 65536
             session.position.frame_sent(unit.pts, first_seq, last_seq)
@@ -436,19 +436,24 @@ class StreamingServer:
             # The pacing clock runs on DTS: that is the media time being sent right now.
             paced = round(unit.dts * setup.track.clock_rate) + setup.tick_offset
             report = setup.stream.rtcp_report(now, paced, SERVER_NAME)
-            self._send_rtp(session, setup, report, rtcp=True)
+            self._send_rtp(session, setup, [report], rtcp=True)
         return len(payloads)
 
-    def _send_rtp(self, session: _Session, setup: _TrackSetup, data: bytes, rtcp: bool) -> None:
+    def _send_rtp(self, session: _Session, setup: _TrackSetup, packets: list[bytes],
+                  rtcp: bool) -> None:
         if setup.channel is not None:
             if session.connection is not None:
                 channel = setup.channel + (1 if rtcp else 0)
-                session.connection.send(bytes(rtsp.InterleavedFrame(channel, data)))
+                # One write (one send system call) per access unit, not per packet: the
+                # calls, not the bytes, were most of the server's time under load.
+                session.connection.send(
+                    b"".join(bytes(rtsp.InterleavedFrame(channel, data)) for data in packets))
         elif setup.client_addr is not None:
             host, port = setup.client_addr
             transport = self._udp_rtcp if rtcp else self._udp_rtp
             if transport is not None:
-                transport.sendto(data, (host, port + 1 if rtcp else port))
+                for data in packets:
+                    transport.sendto(data, (host, port + 1 if rtcp else port))
 
     def rtcp_received(self, session: _Session, data: bytes) -> None:
         """A receiver report is proof of life and (over UDP) of what arrived (issue 3)."""
