@@ -5,6 +5,9 @@ flushed at once::
 
     frame <index> <pts> <wallclock>
 
+then ``end <wallclock>`` when the stream ended normally, or ``error <wallclock> <why>``
+when it failed.
+
 ``index`` is the frame number drawn into the sample clip's index strip (-1 when the
 picture cannot be read), ``pts`` FFmpeg's presentation time in seconds (-1 when it has
 none) and ``wallclock`` the ``time.time()`` at which the frame came out of the decoder.
@@ -92,7 +95,9 @@ class PlayerProcess:
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         self.frames: list[Frame] = []
-        self.ended = False
+        self.ended = False  # the process closed its output (it exited)
+        self.error: str | None = None  # why the stream failed, if it did
+        self.error_at: float | None = None  # time.time() of that failure
         self._changed = threading.Condition()
         self._stderr: list[str] = []
         self._reader = threading.Thread(target=self._read, name="pyav-player-out", daemon=True)
@@ -107,8 +112,9 @@ class PlayerProcess:
             with self._changed:
                 if len(words) == 4 and words[0] == "frame":
                     self.frames.append(Frame(int(words[1]), float(words[2]), float(words[3])))
-                elif words and words[0] == "end":
-                    self.ended = True
+                elif words and words[0] == "error":
+                    self.error_at = float(words[1])
+                    self.error = " ".join(words[2:])
                 self._changed.notify_all()
         with self._changed:
             self.ended = True
@@ -168,12 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None,
                         help="stop reading after this long (default: until the stream ends)")
     args = parser.parse_args(argv)
+    import av
+
     try:
         return play(args.url, args.transport, args.seconds)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except (av.error.FFmpegError, OSError) as exc:
+        # The stream failed (the server closed the connection, a read timed out): say so
+        # on stdout too, so that the test sees when and why the player stopped.
+        print(f"error {time.time():.6f} {type(exc).__name__}: {exc}", flush=True)
+        return 2
 
 
 if __name__ == "__main__":
