@@ -28,9 +28,8 @@ from rtsp_resume.player import (
     PlayerError,
     ServerRequest,
     StrayResponse,
-    TrackReceiver,
-    _match_rtp_info,
 )
+from rtsp_resume.receiver import TrackReceiver, match_rtp_info
 from rtsp_resume.rtp import H264Packetizer, RtpPacket, RtpStream, aac_payload
 from rtsp_resume.sample import read_frame_index
 from rtsp_resume.server import Interruption, ServerConfig, StreamingServer
@@ -451,11 +450,11 @@ def test_control_channel_numbers_matches_and_answers() -> None:
 def test_rtp_info_is_matched_to_the_track_control_url() -> None:
     infos = rtsp.parse_rtp_info(
         "url=rtsp://h/a/track1?token=t;seq=1;rtptime=2,url=rtsp://h/a/track2?token=t;seq=3")
-    assert _match_rtp_info("rtsp://h/a/track2?token=t", infos) == infos[1]
-    assert _match_rtp_info("rtsp://other:1/a/track1", infos) == infos[0]  # same path
+    assert match_rtp_info("rtsp://h/a/track2?token=t", infos) == infos[1]
+    assert match_rtp_info("rtsp://other:1/a/track1", infos) == infos[0]  # same path
     relative = rtsp.parse_rtp_info("url=track2;seq=5;rtptime=6")
-    assert _match_rtp_info("rtsp://h/a/track2", relative) == relative[0]
-    assert _match_rtp_info("rtsp://h/a/track3", infos) is None
+    assert match_rtp_info("rtsp://h/a/track2", relative) == relative[0]
+    assert match_rtp_info("rtsp://h/a/track3", infos) is None
 
 
 def _receivers(media: MediaFile) -> dict[str, TrackReceiver]:
