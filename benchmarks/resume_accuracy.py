@@ -290,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                 system.stop()
 
     print()
-    print(f"{'estimator':<12} {'player':<6} {'trials':>6} {'skipped':>8} "
-          f"{'twice med':>9} {'twice max':>9} {'resume->frame med':>18} {'p95':>8}")
+    print(f"{'estimator':<12} {'player':<6} {'trials':>6} {'skipped':>8} {'in trials':>9} "
+          f"{'max':>4} {'twice med':>9} {'twice max':>9} {'resume->frame med':>18} "
+          f"{'p95':>8}")
     skipped_any = False
     for (estimator, player), trials in results.items():
         if not trials:
@@ -301,11 +302,14 @@ def main(argv: list[str] | None = None) -> int:
         skipped_any = skipped_any or (skipped > 0 and estimator == "confirmed")
         twice = [t.shown_twice for t in trials]
         latency = [t.latency * 1000 for t in trials]
-        print(f"{estimator:<12} {player:<6} {len(trials):>6} {skipped:>8} "
+        skipping = sum(t.skipped > 0 for t in trials)
+        print(f"{estimator:<12} {player:<6} {len(trials):>6} {skipped:>8} {skipping:>9} "
+              f"{max(t.skipped for t in trials):>4} "
               f"{statistics.median(twice):>9.0f} {max(twice):>9} "
               f"{statistics.median(latency):>15.0f} ms {percentile(latency, 0.95):>5.0f} ms")
-    print("\nskipped: frames never shown (must be 0 for 'confirmed'); twice: frames shown "
-          "before the cut and again after the resume (1 frame = 40 ms)")
+    print("\nskipped: frames never shown, all trials together (must be 0 for 'confirmed'),"
+          " in how many trials, most in one; twice: frames shown before the cut and again "
+          "after the resume, per trial (1 frame = 40 ms)")
     return 1 if skipped_any or failures else 0
 
 
