@@ -200,14 +200,15 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Strict JSON: duplicate keys and NaN/Infinity are refused. Built once (json.loads with
+# hooks would build a new decoder for every request).
+_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object from a request body, or ApiError 400 saying what is wrong."""
     try:
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_no_duplicate_keys,
-            parse_constant=_reject_constant,
-        )
+        value = _JSON.decode(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ApiError(400, "bad_json", "the body is not UTF-8") from exc
     except (ValueError, RecursionError) as exc:

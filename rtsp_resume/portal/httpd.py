@@ -23,6 +23,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -35,6 +36,7 @@ IDLE_TIMEOUT = 30.0
 MAX_LINE = 8192  # request line, and each header line
 MAX_HEADERS = 100
 # Methods passed to the application, which answers 405 where a route does not take one.
+_date_cache: list = [0, ""]  # [second, Date header value]
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # An unread request body larger than this closes the connection rather than being drained.
 DRAIN_LIMIT = 1 << 20
@@ -286,6 +288,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header changes once a second; formatting it for every answer is waste.
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        second = int(time.time())
+        cached = _date_cache
+        if cached[0] != second:
+            cached[:] = [second, super().date_time_string(second)]
+        return cached[1]
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if log.isEnabledFor(logging.DEBUG):
