@@ -1,0 +1,94 @@
+"""The portal as a component: PortalServer embedding, the shared secret, the OpenAPI file
+matching the routes, login/logout on the JSON API."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from portal_support import FAST_KDF, USERS, Http, running_portal
+
+from rtsp_resume import tokens
+from rtsp_resume.portal import PortalServer
+from rtsp_resume.portal.app import OPENAPI
+
+
+@pytest.fixture
+def portal(tmp_path: Path, sample_dir: Path):
+    with running_portal(tmp_path / "data", sample_dir) as p:
+        yield p
+
+
+def test_every_api_route_is_documented(portal) -> None:
+    spec = yaml.safe_load(OPENAPI.read_text())
+    routes = {(r.method.lower(), r.rule) for r in portal.server.app.routes
+              if r.rule.startswith("/api/")}
+    documented = {(method, path) for path, ops in spec["paths"].items() for method in ops}
+    assert routes == documented
+    served = portal.http.get("/api/openapi.yaml")
+    assert served.status == 200 and yaml.safe_load(served.raw) == spec
+
+
+def test_login_and_logout(portal) -> None:
+    reply = portal.http.post("/api/login", {"user": "alice", "password": "alice-pw"})
+    body = reply.json
+    assert reply.status == 200 and body["UserID"] == "alice" and body["expires_in"] == 8 * 3600
+    token = body["UserToken"]
+    assert portal.http.get("/api/contents", bearer=token).status == 200
+    assert portal.http.post("/api/logout", bearer=token).json == {"UserID": "alice",
+                                                                  "logged_out": True}
+    assert portal.http.get("/api/contents", bearer=token).status == 401
+    wrong = portal.http.post("/api/login", {"user": "alice", "password": "nope"})
+    assert (wrong.status, wrong.json["error"]) == (401, "bad_credentials")
+
+
+def test_server_creates_a_private_secret_in_its_data_folder(tmp_path: Path,
+                                                            sample_dir: Path) -> None:
+    data = tmp_path / "data"
+    server = PortalServer(data, sample_dir, "rtsp://h:1", USERS, kdf=FAST_KDF)
+    try:
+        secret_file = data / "secret"
+        assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+        assert tokens.load_or_create_secret(secret_file) == server.secret
+    finally:
+        server.stop()
+    again = PortalServer(data, sample_dir, "rtsp://h:1", kdf=FAST_KDF)
+    try:
+        assert again.secret == server.secret  # the streaming server can rely on the file
+    finally:
+        again.stop()
+
+
+def test_a_given_secret_is_used_and_no_file_written(tmp_path: Path, sample_dir: Path) -> None:
+    key = b"k" * 32
+    with PortalServer(tmp_path, sample_dir, "rtsp://h:1", USERS, secret=key,
+                      kdf=FAST_KDF) as server:
+        assert server.secret == key and not (tmp_path / "secret").exists()
+        assert server.url.startswith("http://127.0.0.1:") and not server.url.endswith("/")
+        assert server.start() is server  # starting twice is harmless
+        http = Http(server.url)
+        token = http.post("/api/login", {"user": "bob", "password": "bob-pw"}).json["UserToken"]
+        play = http.post("/api/play", {"ContentID": "sample"}, bearer=token).json
+        assert tokens.verify_play_token(key, play["EncryptToken"], time.time()).user_id == "bob"
+        http.close()
+
+
+def test_missing_media_folder_is_an_empty_catalogue(tmp_path: Path) -> None:
+    with running_portal(tmp_path / "data", tmp_path / "no-such-folder") as portal:
+        token = portal.login("alice")
+        assert portal.http.get("/api/contents", bearer=token).json == []
+        reply = portal.http.post("/api/play", {"ContentID": "sample"}, bearer=token)
+        assert reply.status == 404
+
+
+def test_a_stopped_server_answers_nobody(tmp_path: Path, sample_dir: Path) -> None:
+    server = PortalServer(tmp_path, sample_dir, "rtsp://h:1", USERS, kdf=FAST_KDF).start()
+    http = Http(server.url, timeout=2)
+    assert http.get("/login").status == 200
+    server.stop()
+    with pytest.raises(OSError):
+        http.get("/login")
