@@ -133,6 +133,9 @@ class _Session:
         self.pending: AccessUnit | None = None  # the unit being waited for (kept on PAUSE)
         self.paused_at = 0.0
         self.catch_up_to = 0.0  # media time up to which units are sent without pacing
+        # The pacing clock of the current PLAY: media time `clock[1]` is due at loop time
+        # `clock[0]`, and the media time due advances with the wall clock from there.
+        self.clock = (0.0, 0.0)
         cfg = server.config
         now = time.monotonic()
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.heartbeat_timeout, now=now)
@@ -388,7 +391,11 @@ class StreamingServer:
                 setup = session.tracks.get(unit.track)
                 if setup is not None:  # else a track the client did not SETUP
                     if origin is None:
+                        # The clock starts with the first unit in hand, after the file
+                        # is opened and sought, so opening it never makes a unit late.
                         origin = max(unit.dts, session.catch_up_to)
+                        start_wall = loop.time()
+                        session.clock = (start_wall, origin)
                     due = start_wall + (unit.dts - origin)
                     delay = due - loop.time()
                     if delay > 0:
@@ -433,8 +440,13 @@ class StreamingServer:
         now = time.time()
         if now - setup.last_sr >= SR_INTERVAL:
             setup.last_sr = now
-            # The pacing clock runs on DTS: that is the media time being sent right now.
-            paced = round(unit.dts * setup.track.clock_rate) + setup.tick_offset
+            # RFC 3550 §6.4.1: the RTP time of this very instant. That is the media time the
+            # pacing clock has reached, the same on every track (players synchronise audio
+            # and video with it), not the time of the unit at hand: a B-frame's decode
+            # time or a unit sent ahead while catching up to a seek would be off.
+            started, origin = session.clock
+            media_now = origin + (asyncio.get_running_loop().time() - started)
+            paced = round(media_now * setup.track.clock_rate) + setup.tick_offset
             report = setup.stream.rtcp_report(now, paced, SERVER_NAME)
             self._send_rtp(session, setup, [report], rtcp=True)
         return len(payloads)
