@@ -29,7 +29,13 @@ import pytest
 
 from rtsp_resume import rtsp, sdp
 from rtsp_resume.media import MediaFile
-from rtsp_resume.rtp import H264Depacketizer, RtpPacket, SenderReport, parse_rtcp
+from rtsp_resume.rtp import (
+    H264Depacketizer,
+    RtpPacket,
+    SenderReport,
+    ntp_to_unix,
+    parse_rtcp,
+)
 from rtsp_resume.sample import draw_frame, read_frame_index
 from rtsp_resume.server import ServerConfig, StreamingServer
 
@@ -728,18 +734,30 @@ def test_timestamps_keep_growing_across_a_backward_seek(client: RawClient,
     assert_pictures_match_timestamps(later, info.rtptime)  # type: ignore[arg-type]
 
 
-def test_rtcp_sender_report_arrives_on_the_odd_channel(client: RawClient) -> None:
+def test_rtcp_sender_reports_arrive_on_the_odd_channel_and_agree(client: RawClient) -> None:
+    """Each track's first SR comes on its RTCP channel. Read through RTP-Info, the SRs of
+    both tracks give the same media time for the same wall-clock instant (RFC 3550
+    §6.4.1), which is what players synchronise audio and video with: also after a seek
+    between keyframes, while the server catches up from the keyframe, and although
+    B-frames make video decode times earlier than presentation times."""
     session = setup_tcp(client)
-    reply = play(client, session)
-    for channel, setup in zip(session.channels, session.setups, strict=True):
+    reply = play(client, session, start=13.0)  # the server sends 12-13 s at once
+    start, _ = rtsp.parse_range(reply.headers["Range"])
+    infos = rtsp.parse_rtp_info(reply.headers["RTP-Info"])
+    media_minus_wall = []
+    for channel, setup, info, rate in zip(session.channels, session.setups, infos,
+                                          (90_000, AUDIO_RATE), strict=True):
         client.wait_for_packets(channel + 1, 1, after=reply)
         data = client.frames(channel + 1, after=reply)[0].event.data  # type: ignore[union-attr]
         report = parse_rtcp(data)[0]
         ssrc = rtsp.parse_transport(setup.headers["Transport"])[0].ssrc
         assert isinstance(report, SenderReport) and report.ssrc == ssrc
-        first = RtpPacket.parse(client.frames(channel, after=reply)[0].event.data)  # type: ignore[union-attr]
-        # The report maps the media time being sent to the wall clock: near the start.
-        assert abs(unwrap(report.rtp_timestamp, first.timestamp)) < 90_000
+        media = start + unwrap(report.rtp_timestamp, info.rtptime) / rate  # type: ignore[operator, arg-type]
+        media_minus_wall.append(media - ntp_to_unix(report.ntp_timestamp))
+        # Real time starts at the position asked for, not at the keyframe before it.
+        assert 13.0 <= media < 13.5, media
+    video, audio = media_minus_wall
+    assert abs(video - audio) < 0.005, (video - audio)
 
 
 def test_get_and_set_parameter_keep_a_session_alive(sample_dir: Path) -> None:
