@@ -201,8 +201,15 @@ def _table(rows: Iterable[Sequence[Any]], header: Sequence[str], css: str = "") 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
                    for row in rows)
-    return (f'<table class="rr-table {css}" style="border-collapse:collapse;font-size:12px">'
+    return (f'<table class="rr-table {css}" style="border-collapse:collapse;font-size:12px;'
+            f'line-height:1.35">'
             f"<tr>{head}</tr>{body}</table>")
+
+
+def _compact(text: str) -> str:
+    """HTML widgets inherit a 28 px line height in JupyterLab: too airy for a dashboard."""
+    return f'<div style="line-height:1.4">{text}</div>'
+
 
 
 _CSS = """<style>
@@ -217,7 +224,7 @@ _CSS = """<style>
 class EventLog:
     """A timestamped log written from any thread into an ``Output`` widget."""
 
-    def __init__(self, t0: float | None = None, height: str = "180px") -> None:
+    def __init__(self, t0: float | None = None, height: str = "220px") -> None:
         self.t0 = time.time() if t0 is None else t0
         self.output = w.Output(layout=w.Layout(max_height=height, overflow="auto",
                                                border="1px solid #ddd", width="100%"))
@@ -504,7 +511,7 @@ class FieldsView:
         self.html.value = self._render()
 
     def _render(self) -> str:
-        caption = f"<b>{html.escape(self.title)}</b>"
+        caption = _compact(f"<b>{html.escape(self.title)}</b>")
         if self.fields is None:
             return _CSS + caption + "<br><i>nothing yet</i>"
         rows = []
@@ -536,6 +543,7 @@ class PlayerView:
                              layout=w.Layout(width=f"{width}px"))
         self.image.add_class("rr-player")
         self.label = w.Label("no player yet")
+        self.label.add_class("rr-frame")
         self.width = width
         self.widget = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), self.image, self.label])
         self._shown: ShownFrame | None = None
@@ -599,7 +607,7 @@ class LinkToggle:
                 f"{c.up.tcp_bytes_cut / 1e3:.1f} kB dropped")
         if text != self._text:
             self._text = text
-            self.counters.value = f'<span style="font-size:12px">{text}</span>'
+            self.counters.value = _compact(f'<span style="font-size:12px">{text}</span>')
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -704,7 +712,7 @@ class Terminal:
                                         "portal", INTERFACE_REQUEST_MEANINGS)
         self.interface_resp = FieldsView("the bookmark interface: portal → terminal",
                                          INTERFACE_MEANINGS)
-        self.status = w.HTML(f"<b>{html.escape(user)}</b>: not logged in")
+        self.status = w.HTML(_compact(f"<b>{html.escape(user)}</b>: not logged in"))
         self.status.add_class("rr-status")
         self.portal: PortalClient | None = None
         self.login_answer: dict[str, Any] | None = None
@@ -727,7 +735,7 @@ class Terminal:
         self.log.say(f"{self.user}: {text}")
 
     def set_status(self, text: str) -> None:
-        self.status.value = f"<b>{html.escape(self.user)}</b>: {text}"
+        self.status.value = _compact(f"<b>{html.escape(self.user)}</b>: {text}")
 
     # -- the portal ------------------------------------------------------------------
 
@@ -1065,8 +1073,8 @@ class ComparisonView:
         self.after = w.Image(value=_placeholder(width), format="jpeg",
                              layout=w.Layout(width=f"{width}px"))
         self.after.add_class("rr-after")
-        self.before_label = w.HTML("last frame shown before the cut: –")
-        self.after_label = w.HTML("first frame shown after the resume: –")
+        self.before_label = w.HTML(_compact("last frame before the cut:<br>–"))
+        self.after_label = w.HTML(_compact("first frame after the resume:<br>–"))
         self.verdict = w.HTML("")
         self.verdict.add_class("rr-verdict")
         self.widget = w.VBox([
@@ -1080,18 +1088,19 @@ class ComparisonView:
              check: ResumeCheck | None) -> None:
         if before is not None:
             self.before.value = picture(before, self.width)
-            self.before_label.value = f"last frame shown before the cut: <b>" \
-                                      f"{describe_frame(before)}</b>"
+            self.before_label.value = _compact(
+                f"last frame before the cut:<br><b>{describe_frame(before)}</b>")
         self.after.value = picture(after, self.width)
-        self.after_label.value = ("first frame shown after the resume: <b>"
-                                  f"{describe_frame(after) if after else '–'}</b>")
+        self.after_label.value = _compact("first frame after the resume:<br><b>"
+                                          f"{describe_frame(after) if after else '–'}</b>")
         self.check = check
         if check is None:
             self.verdict.value = ""
         else:
             css = "rr-ok" if check.ok else "rr-bad"
-            self.verdict.value = (f'{_CSS}<span class="{css}">{html.escape(check.describe())}'
-                                  f"</span> (resumed from ContentBM {check.bookmark:.3f} s)")
+            self.verdict.value = _compact(
+                f'{_CSS}<span class="{css}">{html.escape(check.describe())}</span> '
+                f"(resumed from ContentBM {check.bookmark:.3f} s)")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -1190,10 +1199,11 @@ class _Chart:
         self.text(12, self.top - 8, label, 11, "#555")
 
     def render(self) -> str:
+        # Scales down with the output area (a narrow notebook), never up.
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" '
                 f'height="{self.height}" viewBox="0 0 {self.width} {self.height}" '
-                f'style="font-family:sans-serif;background:#fff">' + "".join(self.parts)
-                + "</svg>")
+                f'style="font-family:sans-serif;background:#fff;width:100%;'
+                f'max-width:{self.width}px;height:auto">' + "".join(self.parts) + "</svg>")
 
 
 def _ticks(low: float, high: float, wanted: int = 8) -> list[float]:
@@ -1370,7 +1380,7 @@ class HeartbeatTimeline:
                             ("#444", f"heartbeat every {config.heartbeat_interval:g} s, "
                                      f"timeout {config.heartbeat_timeout:g} s")):
             chart.text(x, chart.height - 4, text, 11, color, weight="bold")
-            x += 7 * len(text) + 24
+            x += 6.3 * len(text) + 24
         return chart.render()
 
     def snapshot(self) -> Any:
@@ -1681,14 +1691,14 @@ class PositionPlot:
                        "#555")
         chart.x_axis("wall-clock seconds")
         chart.y_axis("play position (npt, s)")
-        legend = [("#9e9e9e", "frames the player showed (the truth)"),
-                  ("#111", "◆ last frame shown before the cut"),
-                  ("#e53935", "▲ frames_sent (the embodiment's rule)"),
-                  ("#1e88e5", "▼ confirmed (the default)")]
+        legend = [("#9e9e9e", "— frames shown (the truth)"),
+                  ("#111", "◆ last shown before the cut"),
+                  ("#e53935", "▲ frames_sent (literal rule)"),
+                  ("#1e88e5", "▼ confirmed (default)")]
         x = chart.left
         for color, text in legend:
             chart.text(x, chart.height - 6, text, 11, color, weight="bold")
-            x += 7 * len(text) + 20
+            x += 6.3 * len(text) + 22
         return chart.render()
 
     def rows_html(self) -> str:

@@ -82,3 +82,51 @@ def test_notebook_runs(path: Path, jupyter_dirs: dict[str, str],
             assert not (output.output_type == "stream" and output.name == "stderr"), (
                 f"stderr in cell {cell.source[:60]!r}: {output.text[:500]}")
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+
+
+# ---------------------------------------------------------------------------------------
+# The machinery behind the notebooks, without a kernel
+
+
+def test_a_new_stage_stops_the_one_the_previous_run_started(sample_dir: Path) -> None:
+    """Re-running a notebook cell must not leave the old servers running."""
+    from rtsp_resume import widgets
+
+    first = widgets.Stage(sample_dir, key="rerun-test").start()
+    data = first.data
+    second = widgets.Stage(sample_dir, key="rerun-test").start()
+    try:
+        assert first.stopped and not data.exists()
+        assert first.system.streaming._thread is None  # its server thread ended
+        assert widgets.running()["rerun-test"] is second and not second.stopped
+    finally:
+        widgets.stop_all()
+    assert second.stopped and "rerun-test" not in widgets.running()
+
+
+def test_heartbeat_outcomes_pair_each_heartbeat_with_its_own_answer() -> None:
+    from rtsp_resume.widgets import heartbeat_outcomes
+
+    log = [(1.0, "sent", 7), (1.001, "answered", 7), (1.5, "sent", 8), (2.0, "sent", 9),
+           (2.01, "answered", 9), (2.2, "life", None), (2.5, "sent", 10)]
+    outcomes = heartbeat_outcomes(log)
+    assert [(o.cseq, o.answered) for o in outcomes] == [
+        (7, True), (8, False), (9, True), (10, False)]
+    assert outcomes[2].answered_at == 2.01
+
+
+def test_resume_check_counts_skipped_and_repeated_frames() -> None:
+    from rtsp_resume.player import ShownFrame
+    from rtsp_resume.widgets import ResumeCheck
+
+    before = ShownFrame(index=80, pts=3.2, wallclock=0.0)
+
+    def check(after_index: int) -> ResumeCheck:
+        return ResumeCheck(before, ShownFrame(after_index, after_index / 25, 1.0), 0.0)
+
+    assert (check(81).ok, check(81).skipped, check(81).repeated) == (True, 0, 0)
+    assert (check(63).ok, check(63).skipped, check(63).repeated) == (True, 0, 18)
+    assert (check(120).ok, check(120).skipped) == (False, 39)
+    # Media without frame numbers: the presentation times decide.
+    unnumbered = ResumeCheck(ShownFrame(None, 3.2, 0.0), ShownFrame(None, 4.0, 1.0), 0.0)
+    assert unnumbered.skipped == 19
