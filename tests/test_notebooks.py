@@ -92,9 +92,9 @@ def test_a_new_stage_stops_the_one_the_previous_run_started(sample_dir: Path) ->
     """Re-running a notebook cell must not leave the old servers running."""
     from rtsp_resume import widgets
 
-    first = widgets.Stage(sample_dir, key="rerun-test").start()
+    first = widgets.Stage(sample_dir, key="rerun-test", quiet=False).start()
     data = first.data
-    second = widgets.Stage(sample_dir, key="rerun-test").start()
+    second = widgets.Stage(sample_dir, key="rerun-test", quiet=False).start()
     try:
         assert first.stopped and not data.exists()
         assert first.system.streaming._thread is None  # its server thread ended
