@@ -8,8 +8,12 @@ Starts a real :class:`rtsp_resume.portal.PortalServer` on loopback (SQLite in WA
    exactly what the streaming server sends; only ResultCode 0 counts;
 2. reads: ``GET /api/bookmarks`` with the client's UserToken.
 
+The clients prepare their requests before the clock starts and parse answers minimally:
+they share the machine's CPUs with the portal, and what is measured is the portal.
+
 Next to them it measures the raw SQLite commit rate with the same settings on the same disk
-(one connection, one small INSERT per transaction), the ceiling for "one fsync per write".
+(one connection, one small INSERT per transaction), the ceiling for "one fsync per write",
+before and after the write phase; the ratio uses the higher of the two.
 The portal's writer batches concurrent writes into one commit, so it can come close to, or
 pass, that figure. Then it checks that every acknowledged write is in the history table.
 
@@ -204,14 +208,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clients: {args.clients} processes, one keep-alive connection each; "
               f"{os.cpu_count()} CPU(s); {args.seconds:g} s per phase")
 
-        raw = raw_commit_rate(data, args.seconds)
-        print(f"raw SQLite commits/s (1 connection, 1 INSERT per commit): {raw:8.0f}")
-
+        raw_before = raw_commit_rate(data, args.seconds)
         commits_before = server.store.commits
         writes_before = server.store.committed_writes
         rate, ok, failed, lat, cpu = run_phase("write", server, jobs, args.seconds)
         commits = server.store.commits - commits_before
         batched = server.store.committed_writes - writes_before
+        raw_after = raw_commit_rate(data, args.seconds)
+        # The disk is shared with whatever else runs: measure the raw rate on both sides of
+        # the write phase and compare with the higher figure.
+        raw = max(raw_before, raw_after)
+        print(f"raw SQLite commits/s (1 connection, 1 INSERT per commit): {raw:8.0f}"
+              f"  (before the write phase {raw_before:.0f}, after {raw_after:.0f})")
         print(f"portal bookmark writes/s (POST /api/bookmark/set, ResultCode 0): {rate:8.0f}"
               f"  = {rate / raw:.2f} x raw;  p50 {percentile(lat, 50) * 1e3:.1f} ms, "
               f"p99 {percentile(lat, 99) * 1e3:.1f} ms; {failed} failed; "

@@ -178,13 +178,18 @@ def request_header(name: str) -> str:
     return bottle.request.environ.get("HTTP_" + name.upper().replace("-", "_"), "")
 
 
-def request_headers() -> dict[str, str]:
-    """All request headers, undecoded (see :func:`request_header`)."""
-    return {
-        key[5:].replace("_", "-"): value
-        for key, value in bottle.request.environ.items()
-        if key.startswith("HTTP_")
-    }
+_SIGNATURE_HEADERS = (tokens.TIMESTAMP_HEADER, tokens.NONCE_HEADER, tokens.SIGNATURE_HEADER,
+                      tokens.IDEMPOTENCY_HEADER)
+
+
+def signature_headers() -> dict[str, str]:
+    """The headers of a signed reverse call that are present, undecoded."""
+    found = {}
+    for name in _SIGNATURE_HEADERS:
+        value = bottle.request.environ.get("HTTP_" + name.upper().replace("-", "_"))
+        if value is not None:
+            found[name] = value
+    return found
 
 
 def _reject_constant(name: str) -> Any:
@@ -530,7 +535,7 @@ class Portal:
             raw = self._body(json_only=False)
             try:
                 tokens.verify_request(
-                    self.secret, raw, request_headers(), self.clock(),
+                    self.secret, raw, signature_headers(), self.clock(),
                     max_skew=self.settings.max_skew,
                 )
             except tokens.InvalidSignature as exc:

@@ -143,18 +143,22 @@ def main(args: Any) -> int:
         return 2
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
-    accounts = server.store.users()
-    print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)")
-    print(f"portal: data in {server.data_dir.resolve()}, shared secret in "
-          f"{(server.data_dir / SECRET_FILE).resolve()}")
-    print(f"portal: play URLs under {args.rtsp_url}")
-    if accounts:
-        print(f"portal: accounts: {', '.join(accounts)}")
-    else:
-        print("portal: no accounts yet: add --user NAME:PASSWORD or --users-file FILE")
-    print("portal: press Ctrl-C to stop", flush=True)
+    # Everything from here on inside the try: Ctrl-C may come as soon as the first line is
+    # out, and must still stop the server cleanly.
     try:
+        accounts = server.store.users()
+        print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)")
+        print(f"portal: data in {server.data_dir.resolve()}, shared secret in "
+              f"{(server.data_dir / SECRET_FILE).resolve()}")
+        print(f"portal: play URLs under {args.rtsp_url}")
+        if accounts:
+            print(f"portal: accounts: {', '.join(accounts)}")
+        else:
+            print("portal: no accounts yet: add --user NAME:PASSWORD or --users-file FILE")
+        print("portal: press Ctrl-C to stop", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
-        print("portal: stopped")
+        print("portal: stopped", flush=True)
+    finally:
+        server.stop()
     return 0

@@ -212,6 +212,7 @@ class WriteOutcome:
 # --- the store ---------------------------------------------------------------------------
 
 _STOP = object()
+_UNKNOWN: Any = object()
 
 
 class _Pending:
@@ -275,6 +276,8 @@ class Store:
         self._sessions: dict[str, LoginSession] = {}  # by token hash and by session id
         self._revoked: dict[str, float] = {}
         self._known_users: set[str] = set()
+        # (user, content) -> current Bookmark or None, touched by the writer thread only.
+        self._current_bookmarks: dict[tuple[str, str], Bookmark | None] = {}
         # Commits and the writes they carried, for benchmarks (writes / commits = batching).
         self.commits = 0
         self.committed_writes = 0
@@ -360,6 +363,7 @@ class Store:
                             len(batch), exc)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._current_bookmarks.clear()
             else:
                 self.commits += 1
                 self.committed_writes += len(batch)
@@ -374,6 +378,7 @@ class Store:
             except Exception as exc:  # handed to the caller
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._current_bookmarks.clear()
                 if isinstance(exc, sqlite3.Error):
                     log.error("bookmark store: write failed: %s", exc)
                     exc = StorageError(str(exc))
@@ -549,7 +554,12 @@ class Store:
         """
 
         def write(c: sqlite3.Connection) -> WriteOutcome:
-            current = _current(c, req.user_id, req.content_id)
+            key = (req.user_id, req.content_id)
+            # The writer keeps the current bookmarks it has seen (only it writes them; the
+            # copy is dropped whenever a transaction is rolled back).
+            current = self._current_bookmarks.get(key, _UNKNOWN)
+            if current is _UNKNOWN:
+                current = _current(c, req.user_id, req.content_id)
             # The "newer wins" rule: replace the current bookmark unless it comes from a
             # later play session or a later interruption (on a tie the later arrival wins).
             # Decided here, inside the writer's transaction, so nothing can slip between
@@ -581,7 +591,7 @@ class Store:
                     current=current,
                 )
             if newer:
-                current = Bookmark(
+                current = self._current_bookmarks[key] = Bookmark(
                     user_id=req.user_id, content_id=req.content_id, position=req.position,
                     encrypt_token=req.encrypt_token, login_session=req.login_session,
                     token_issued=req.token_issued, interrupted_at=req.interrupted_at,
@@ -597,6 +607,9 @@ class Store:
                         req.received_at, cur.lastrowid,
                     ),
                 )
+            if len(self._current_bookmarks) > 100_000:
+                self._current_bookmarks.clear()
+            self._current_bookmarks[key] = current
             return WriteOutcome(
                 duplicate=False, same_body=True, became_current=newer, current=current
             )
