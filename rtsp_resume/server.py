@@ -434,7 +434,8 @@ class StreamingServer:
         if not congested:
             self._send_rtp(session, setup, packets, rtcp=False)
         session.packets_sent += len(packets)
-        if unit.track == session.video_index:
+        if unit.track == session.video_index and not congested:
+            # A frame dropped for congestion never reached the viewer: not "sent".
             last_seq = (setup.stream.next_sequence - 1) % 65536
             session.position.frame_sent(unit.pts, first_seq, last_seq)
         now = time.time()
