@@ -22,6 +22,8 @@ Figures printed per N:
   the best packet of the session; the share more than 20 ms behind, and p99/max. This
   includes the clients' own scheduling delays: compare with the client CPU printed.
 - packets lost (UDP only; TCP cannot lose).
+- first packet: from the PLAY response's arrival to the first RTP packet's (median and
+  max over the sessions), i.e. how soon the keyframe follows the answer.
 
 Then, with the server idle, the time from ``av.open`` to the first decoded picture with
 FFmpeg's RTSP client (PyAV, over TCP), median of ``--runs`` (default 5), with default
@@ -199,6 +201,8 @@ class Receiver(asyncio.Protocol):
         self.by_channel: dict[int, Track] = {}
         self.udp: list[asyncio.DatagramTransport] = []
         self.first_packet = asyncio.Event()
+        self.play_answered: float | None = None  # when the PLAY response arrived
+        self.first_rtp: float | None = None  # when the first RTP packet arrived
         self.error: str | None = None
 
     # -- RTSP --
@@ -215,6 +219,7 @@ class Receiver(asyncio.Protocol):
                     self.rtp_received(track, event.data, now)
             elif isinstance(event, rtsp.Response):
                 if "RTP-Info" in event.headers:
+                    self.play_answered = now
                     # Now, not when start() resumes: the first RTP packets may be in the
                     # same read as the PLAY response.
                     self._apply_rtp_info(event.headers["RTP-Info"])
@@ -295,6 +300,8 @@ class Receiver(asyncio.Protocol):
         # Only the fixed header is read (RFC 3550 §5.1): sequence number and timestamp.
         seq, timestamp = struct.unpack_from("!HI", data, 2)
         track.packets += 1
+        if self.first_rtp is None:
+            self.first_rtp = now
         if track.first_seq is None:
             track.first_seq = track.highest_seq = seq
         else:
@@ -365,6 +372,7 @@ class LoadResult:
     client_p99_ms: float
     client_max_ms: float
     lost: int
+    first_packet_ms: list[float]
 
 
 async def run_load(server: ServerProcess, n: int, seconds: float, clip: str,
@@ -419,6 +427,8 @@ async def run_load(server: ServerProcess, n: int, seconds: float, clip: str,
         client_p99_ms=1000 * _quantile(lateness, 0.99),
         client_max_ms=1000 * max(lateness, default=0.0),
         lost=sum(r.lost() for r in receivers),
+        first_packet_ms=[1000 * (r.first_rtp - r.play_answered) for r in receivers
+                         if r.first_rtp is not None and r.play_answered is not None],
     )
 
 
@@ -439,6 +449,10 @@ def first_frame_ms(url: str, options: dict[str, str]) -> float:
         for _frame in container.decode(container.streams.video[0]):
             return 1000 * (time.perf_counter() - started)
     raise RuntimeError("no frame decoded")
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def _load() -> float:
@@ -470,7 +484,7 @@ def main() -> int:
     print(f"\nLoad: {args.clip}, {args.transport}, {args.seconds:.0f} s window per level")
     header = (f"{'N':>4} {'failed':>6} {'CPU/stream':>10} {'RSS idle':>8} {'RSS peak':>8} "
               f"{'late (server)':>20} {'late (clients)':>20} {'p99':>7} {'max':>7} "
-              f"{'lost':>5} {'client CPU':>10} {'load':>5}")
+              f"{'lost':>5} {'client CPU':>10} {'load':>5} {'1st packet (median/max)':>24}")
     print(header)
     results = []
     for n in args.sessions:
@@ -488,7 +502,9 @@ def main() -> int:
               f"{result.client_late:>6}/{result.client_packets:<7} "
               f"{_percent(result.client_late, result.client_packets):>6} "
               f"{result.client_p99_ms:>5.1f}ms {result.client_max_ms:>5.1f}ms "
-              f"{result.lost:>5} {100 * result.client_cpu:>9.1f}% {_load():>5.2f}", flush=True)
+              f"{result.lost:>5} {100 * result.client_cpu:>9.1f}% {_load():>5.2f} "
+              f"{_median(result.first_packet_ms):>10.1f}/"
+              f"{max(result.first_packet_ms, default=0):.1f}ms", flush=True)
         if code != 0:
             print(f"    server exit code {code} after Ctrl-C", flush=True)
     print("CPU/stream: server CPU time / window / sessions (percent of one core); "
