@@ -65,6 +65,7 @@ def test_login_see_the_bookmark_button_resume(browser, tmp_path: Path, sample_di
             page.get_by_label("Password").fill("wrong")
             page.get_by_role("button", name="Sign in").click()
             expect(page.get_by_role("alert")).to_have_text("Unknown user or wrong password.")
+            page.screenshot(path=str(ARTIFACTS / "portal_login.png"), full_page=True)
             page.get_by_label("Password").fill("alice-pw")
             page.get_by_role("button", name="Sign in").click()
 
