@@ -1154,7 +1154,7 @@ class _Chart:
 
     def marker(self, x: float, y: float, shape: str, color: str, size: float = 5,
                title: str = "") -> None:
-        px, py = self.x(x), self.y(y) if shape != "raw" else y
+        px, py = self.x(x), self.y(y)
         tip = f"<title>{html.escape(title)}</title>" if title else ""
         if shape == "dot":
             self.add(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{size}" fill="{color}">{tip}'
@@ -1323,8 +1323,8 @@ class HeartbeatTimeline:
             chart.text(8, chart.y(y) + 4, names[lane], 12, "#333")
             chart.add(f'<line x1="{chart.left}" x2="{chart.width - chart.right}" '
                       f'y1="{chart.y(y):.1f}" y2="{chart.y(y):.1f}" stroke="#f0f0f0"/>')
-        # The link lane: green while up, red while cut.
-        events = [(t, k) for t, k in self.terminal.link_events if t >= begin - 3600]
+        # The link lane: green while up, red while cut (earlier events set the state).
+        events = list(self.terminal.link_events)
         state_cut, since = False, begin
         for t, kind in events + [(end, "end")]:
             t = max(t, begin)
