@@ -46,6 +46,7 @@ class InterruptionLike(Protocol):
     login_session: str | None
     play_token: str | None
     position: float
+    detected_at: float
 
 
 def bookmark_request(event: InterruptionLike) -> dict[str, Any] | None:
@@ -62,6 +63,8 @@ def bookmark_request(event: InterruptionLike) -> dict[str, Any] | None:
         "ContentID": event.content_id,
         "ContentBM": round(max(0.0, event.position), 3),
         "UserID": event.user_id,
+        # When it happened, so that the portal orders late retries correctly.
+        "InterruptedAt": round(event.detected_at, 3),
     }
 
 
