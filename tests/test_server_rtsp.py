@@ -13,6 +13,7 @@ plus 48 kHz mono AAC.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -164,19 +165,11 @@ class RawClient:
                   f"{count} packets on channel {channel}", timeout)
 
     def close(self) -> None:
-        with _suppress_os_error():
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         if self._thread is not None:
             self._thread.join(DEADLINE)
-
-
-class _suppress_os_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> bool:
-        return kind is not None and issubclass(kind, OSError)
 
 
 @pytest.fixture
