@@ -567,7 +567,8 @@ class StreamingServer:
     def _do_get_parameter(self, connection: _RtspConnection, request: rtsp.Request) -> Result:
         # An empty GET_PARAMETER is the standard keep-alive (RFC 2326 §10.8).
         if "Session" in request.headers:
-            self._session(request)
+            session = self._session(request)
+            return 200, {"Session": self._session_header(session)}, b""
         return 200, {}, b""
 
     _do_set_parameter = _do_get_parameter
