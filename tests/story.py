@@ -6,11 +6,12 @@ bookmark outbox) on loopback, the project's own terminal, a
 :class:`rtsp_resume.linkcut.LinkCutter` standing in for the radio link.
 
 Heartbeat settings are short (every 0.3 s, interrupted after 1.0 s of silence) so a cut
-is noticed quickly. The playout allowance is a whole number of frames (0.48 s = 12
-frames at 25 fps) so that a ``confirmed`` bookmark falls on a frame time and "the
-bookmark's frame" is a single frame, ``round(ContentBM * 25)``. (With the default 0.5 s
-a confirmed bookmark lies exactly half way between two frames, and which of the two an
-exact resume shows first then depends on floating-point rounding.)
+is noticed quickly; everything else is the servers' defaults.
+
+"The bookmark's frame" is the frame nearest to ContentBM (:func:`frame_of`). With the
+default playout allowance of 0.5 s (12.5 frames) a ``confirmed`` bookmark lies exactly
+half way between two frames; the player's exact resume then starts with the earlier one,
+so a resume is never late. (Python's ``round`` would pick the even one of the two.)
 
 Waiting is always on an event with a deadline: interruptions and outbox answers arrive
 through the servers' listeners and wake :meth:`Story.wait_interruption` and
@@ -19,6 +20,7 @@ through the servers' listeners and wake :meth:`Story.wait_interruption` and
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -48,20 +50,19 @@ GOP = 50  # frames between keyframes in the sample clips (a keyframe every 2 s)
 USERS = [("alice", "alice-pw"), ("bob", "bob-pw")]
 HEARTBEAT_INTERVAL = 0.3
 HEARTBEAT_TIMEOUT = 1.0
-ALLOWANCE = 12 / FPS  # a whole number of frames: bookmarks land on frame times
 # Long enough on a loaded 2-core machine, far beyond what any step needs here.
 DEADLINE = 10.0
 
 
 def frame_of(seconds: float) -> int:
-    """The sample frame shown at ``seconds`` of media time (frame N starts at N / 25)."""
-    return round(seconds * FPS)
+    """The sample frame nearest to ``seconds`` of media time (frame N is at N / 25 s),
+    the earlier of the two when ``seconds`` lies exactly half way (within float noise)."""
+    return math.ceil(seconds * FPS - 0.5 - 1e-6)
 
 
 def fast_config(position: str = "confirmed", **overrides: Any) -> ServerConfig:
     settings: dict[str, Any] = dict(heartbeat_interval=HEARTBEAT_INTERVAL,
-                                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                                    playout_allowance=ALLOWANCE, position=position)
+                                    heartbeat_timeout=HEARTBEAT_TIMEOUT, position=position)
     settings.update(overrides)
     return ServerConfig(**settings)
 

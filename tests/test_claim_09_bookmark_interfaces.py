@@ -30,7 +30,6 @@ from typing import Any
 
 import pytest
 from story import (
-    ALLOWANCE,
     DEADLINE,
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TIMEOUT,
@@ -79,8 +78,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path
                      "--portal-url", portal_url, "--secret-file", str(data / "secret"),
                      "--outbox", str(outbox),
                      "--heartbeat-interval", str(HEARTBEAT_INTERVAL),
-                     "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT),
-                     "--playout-allowance", str(ALLOWANCE)) as streaming:
+                     "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT)) as streaming:
             streaming.wait_line(rf"rtsp://127\.0\.0\.1:{rtsp_port}/sample ")
             yield interrupt_once(portal, streaming, portal_url, rtsp_port, data, outbox)
 
