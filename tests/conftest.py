@@ -11,7 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "sample_media"
+ARTIFACTS = ROOT / "artifacts"  # screenshots kept from browser tests (not committed)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Debian's Chromium, headless, with nothing reaching for the (closed) network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 def require_system_tool(name: str, path: str | None = None) -> str:
@@ -35,6 +40,25 @@ def sample_dir() -> Path:
 
         make_samples(argparse.Namespace(out=SAMPLE_DIR, missing_only=True))
     return SAMPLE_DIR
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    chromium = require_system_tool("chromium", "/usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "playwright is not installed (pip install playwright; no browser download)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture

@@ -26,12 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, ROOT, require_system_tool
+from conftest import ARTIFACTS, ROOT
 
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 SCREEN = {"width": 1280, "height": 1240}
 
 
@@ -103,23 +99,6 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             process.wait(5)
         log.close()
 
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    chromium = require_system_tool("chromium", "/usr/bin/chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "playwright is not installed (pip install playwright; no browser download)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def _npt(text: str) -> float | None:

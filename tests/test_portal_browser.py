@@ -14,35 +14,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-from conftest import IN_CI, ROOT, require_system_tool
+from conftest import ARTIFACTS
 from portal_support import running_portal
 
 from rtsp_resume import tokens
 
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 PHONE = {"width": 375, "height": 740}
 
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = require_system_tool("chromium", "/usr/bin/chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "playwright is not installed (pip install playwright; no browser download)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_login_see_the_bookmark_button_resume(browser, tmp_path: Path, sample_dir: Path) -> None:
