@@ -62,6 +62,13 @@ class PortalError(Exception):
         return str(self.body) if self.body else None
 
 
+def interface_request(bookmark: dict[str, Any], user_token: str | None) -> dict[str, Any]:
+    """The request for the bookmark interface of a listed bookmark (claims 3, 4, 9): its
+    play token, program and time point, with the terminal's current login."""
+    return {"EncryptToken": bookmark["EncryptToken"], "UserToken": user_token,
+            "ContentID": bookmark["ContentID"], "ContentBM": bookmark["ContentBM"]}
+
+
 class PortalClient:
     """The portal's JSON API as the terminal uses it.
 
@@ -107,12 +114,7 @@ class PortalClient:
         EncryptToken, ...}``: a resume URL starting at the bookmark."""
         if self.user_token is None:
             raise RuntimeError("log in first: the bookmark interface needs a UserToken")
-        body = {
-            "EncryptToken": bookmark["EncryptToken"],
-            "UserToken": self.user_token,
-            "ContentID": bookmark["ContentID"],
-            "ContentBM": bookmark["ContentBM"],
-        }
+        body = interface_request(bookmark, self.user_token)
         return self._expect_dict(self._call("POST", "/api/bookmark/interface", body))
 
     def logout(self) -> None:

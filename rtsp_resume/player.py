@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import av
 
 from rtsp_resume import rtsp, sdp
+from rtsp_resume.ports import bind_udp_pair
 from rtsp_resume.receiver import (
     DecodedAudio,
     DecodedVideo,
@@ -294,29 +295,6 @@ class _Tag:
     kind: str
     waiter: _Waiter | None = None
     data: Any = None
-
-
-def bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
-    """Two UDP sockets on an even port and the odd one above it (RFC 3550 §11)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(100):
-        rtp = socket.socket(family, socket.SOCK_DGRAM)
-        rtp.bind((host, 0))
-        port = rtp.getsockname()[1]
-        if port % 2 == 0 and port < 65535:
-            rtcp = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind((host, port + 1))
-            except OSError:
-                rtcp.close()
-            else:
-                for sock in (rtp, rtcp):
-                    sock.setblocking(False)
-                with contextlib.suppress(OSError):
-                    rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-                return rtp, rtcp
-        rtp.close()
-    raise OSError("no free even/odd UDP port pair for RTP/RTCP")
 
 
 class Player:
@@ -883,7 +861,7 @@ class Player:
         else:
             assert self._sock is not None and self._selector is not None
             local_host = self._sock.getsockname()[0]
-            track.rtp_socket, track.rtcp_socket = bind_udp_pair(local_host)
+            track.rtp_socket, track.rtcp_socket = bind_udp_pair(local_host, receive_buffer=1 << 21)
             self._selector.register(track.rtp_socket, selectors.EVENT_READ, (index, False))
             self._selector.register(track.rtcp_socket, selectors.EVENT_READ, (index, True))
             port = track.rtp_socket.getsockname()[1]

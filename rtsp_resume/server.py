@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from rtsp_resume import rtsp, sdp, tokens
 from rtsp_resume.heartbeat import HeartbeatMonitor
 from rtsp_resume.media import AccessUnit, MediaFile, MediaLibrary, Track, UnplayableMedia
+from rtsp_resume.ports import bind_udp_pair
 from rtsp_resume.position import PositionEstimator
 from rtsp_resume.rtp import (
     H264Packetizer,
@@ -195,7 +196,7 @@ class StreamingServer:
             lambda: _RtspConnection(self), cfg.host, cfg.port, reuse_address=True
         )
         self.port = self._tcp.sockets[0].getsockname()[1]
-        rtp_sock, rtcp_sock = _bind_udp_pair(cfg.host)
+        rtp_sock, rtcp_sock = bind_udp_pair(cfg.host)
         self.rtp_port = rtp_sock.getsockname()[1]
         self._udp_rtp, _ = await self.loop.create_datagram_endpoint(
             lambda: _IgnoreDatagrams(), sock=rtp_sock
@@ -862,26 +863,6 @@ class _RtcpReceiver(asyncio.DatagramProtocol):
 
 class _IgnoreDatagrams(asyncio.DatagramProtocol):
     """The shared RTP port only sends; clients may punch holes at it, which we ignore."""
-
-
-def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
-    """An even RTP port and the odd RTCP port above it (RFC 3550 §11)."""
-    for _ in range(100):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp.bind((host, 0))
-        port = rtp.getsockname()[1]
-        if port % 2 == 0:
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind((host, port + 1))
-            except OSError:
-                rtcp.close()
-            else:
-                rtp.setblocking(False)
-                rtcp.setblocking(False)
-                return rtp, rtcp
-        rtp.close()
-    raise OSError("no free even/odd UDP port pair for RTP/RTCP")
 
 
 def _wall_clock_log(monitor: HeartbeatMonitor) -> tuple[tuple[float, str, int | None], ...]:

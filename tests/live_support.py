@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtsp_resume.ports import bind_udp_pair
 from rtsp_resume.server import Interruption, ServerConfig, StreamingServer
 
 
@@ -106,7 +107,7 @@ class RawTerminal:
         self._stopping = False
         self._udp: list[socket.socket] = []
         if transport == "udp":
-            self._udp = _udp_pair()
+            self._udp = list(bind_udp_pair("127.0.0.1", blocking=True))
             threading.Thread(target=self._read_udp, daemon=True).start()
         threading.Thread(target=self._read_control, daemon=True).start()
 
@@ -246,21 +247,3 @@ class RawTerminal:
             except OSError:
                 return
             self._media()
-
-
-def _udp_pair() -> list[socket.socket]:
-    """An even RTP port and the RTCP port above it (RFC 3550 §11)."""
-    for _ in range(100):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp.bind(("127.0.0.1", 0))
-        port = rtp.getsockname()[1]
-        if port % 2 == 0:
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind(("127.0.0.1", port + 1))
-            except OSError:
-                rtcp.close()
-            else:
-                return [rtp, rtcp]
-        rtp.close()
-    raise OSError("no free even/odd UDP port pair")

@@ -30,6 +30,7 @@ import pytest
 
 from rtsp_resume import rtsp, sdp
 from rtsp_resume.media import MediaFile
+from rtsp_resume.ports import bind_udp_pair
 from rtsp_resume.rtp import (
     H264Depacketizer,
     RtpPacket,
@@ -484,7 +485,7 @@ def test_session_header_has_a_long_random_id_and_a_timeout(client: RawClient) ->
 
 def test_setup_udp_answers_server_ports_and_ssrc(rtsp_server: StreamingServer,
                                                  client: RawClient) -> None:
-    rtp_sock, rtcp_sock = _udp_pair()
+    rtp_sock, rtcp_sock = bind_udp_pair("127.0.0.1", blocking=True)
     try:
         port = rtp_sock.getsockname()[1]
         uri = f"{client.base}/sample/track1"
@@ -519,23 +520,6 @@ def test_setup_udp_answers_server_ports_and_ssrc(rtsp_server: StreamingServer,
     finally:
         rtp_sock.close()
         rtcp_sock.close()
-
-
-def _udp_pair() -> tuple[socket.socket, socket.socket]:
-    """Two UDP sockets on an even port and the odd one above it."""
-    for _ in range(50):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp.bind(("127.0.0.1", 0))
-        port = rtp.getsockname()[1]
-        if port % 2 == 0:
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind(("127.0.0.1", port + 1))
-                return rtp, rtcp
-            except OSError:
-                rtcp.close()
-        rtp.close()
-    raise OSError("no free even/odd UDP port pair")
 
 
 def test_tcp_interleaved_channels_are_echoed(client: RawClient) -> None:

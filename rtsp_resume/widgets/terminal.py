@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from rtsp_resume.bookmark_outbox import Delivery
-from rtsp_resume.client import PortalClient
+from rtsp_resume.client import PortalClient, interface_request
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.player import Player, ShownFrame
 from rtsp_resume.server import Interruption
@@ -32,13 +32,6 @@ from rtsp_resume.widgets.views import BookmarkTable, ComparisonView, LinkToggle,
 
 if TYPE_CHECKING:
     from rtsp_resume.widgets.stage import Stage
-
-
-def interface_request(bookmark: dict[str, Any], user_token: str | None) -> dict[str, Any]:
-    """The request for the bookmark interface of a listed bookmark (claims 3, 9): its play
-    token, program and time point, with the terminal's current login."""
-    return {"EncryptToken": bookmark["EncryptToken"], "UserToken": user_token,
-            "ContentID": bookmark["ContentID"], "ContentBM": bookmark["ContentBM"]}
 
 
 class Terminal:

@@ -14,10 +14,10 @@ from typing import Any
 import ipywidgets as w
 
 from rtsp_resume import tokens
-from rtsp_resume.client import PortalClient
+from rtsp_resume.client import PortalClient, interface_request
 from rtsp_resume.widgets.display import Shown
 from rtsp_resume.widgets.probes import ProbeTable
-from rtsp_resume.widgets.terminal import Terminal, interface_request
+from rtsp_resume.widgets.terminal import Terminal
 
 
 def decode_token(token: str) -> dict[str, Any]:
