@@ -146,7 +146,6 @@ class _Session:
             allowance=cfg.playout_allowance, fps=video.fps if video and video.fps else 25.0
         )
         self.last_request = now
-        self.last_life_wall = time.time()
         self.packets_sent = 0
         self.late_packets = 0
         self.closed = False
@@ -157,7 +156,6 @@ class _Session:
 
     def life(self, why: str) -> None:
         self.monitor.life_seen(time.monotonic(), why)
-        self.last_life_wall = time.time()
 
 
 class StreamingServer:
@@ -760,7 +758,6 @@ class StreamingServer:
             if session is None:
                 continue
             answered = session.monitor.response_received(response.cseq, now)
-            session.last_life_wall = time.time()
             if answered is not None and session.transport == "tcp":
                 # Over TCP the answer proves every interleaved packet sent before that
                 # heartbeat was read (one ordered byte stream).

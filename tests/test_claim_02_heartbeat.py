@@ -105,7 +105,9 @@ def test_paused_session_that_answers_is_not_interrupted(sample_dir, transport: s
             seen = terminal.counters.heartbeats
             periods = int(3 * RAW_TIMEOUT / RAW_INTERVAL) + 1
             terminal.wait_heartbeats(seen + periods, periods * RAW_INTERVAL + 5)
-            assert terminal.counters.answered >= seen + periods
+            # The reader thread counts an answer just after it is sent: wait for it too.
+            wait_until(lambda: terminal.counters.answered >= seen + periods, 5,
+                       "every heartbeat answered")
             assert watch.events == []
             session = server.sessions.get(terminal.session)
             assert session is not None and session.state == "paused"
