@@ -227,15 +227,10 @@ def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
     return "\r\n".join(lines).encode("utf-8") + body
 
 
-@dataclass
-class Request:
-    """An RTSP request (RFC 2326 §6). ``bytes(req)`` is the wire form."""
+class _Message:
+    """What requests and responses share: their headers, and the CSeq among them."""
 
-    method: str
-    uri: str
-    headers: Headers = field(default_factory=Headers)
-    body: bytes = b""
-    version: str = RTSP_VERSION
+    headers: Headers
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, Headers):
@@ -245,6 +240,17 @@ class Request:
     def cseq(self) -> int | None:
         """The CSeq header as an int, or None when missing or not a number."""
         return _cseq(self.headers)
+
+
+@dataclass
+class Request(_Message):
+    """An RTSP request (RFC 2326 §6). ``bytes(req)`` is the wire form."""
+
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = RTSP_VERSION
 
     def __bytes__(self) -> bytes:
         if not _is_token(self.method):
@@ -260,7 +266,7 @@ class Request:
 
 
 @dataclass
-class Response:
+class Response(_Message):
     """An RTSP response (RFC 2326 §7). An empty ``reason`` is written as the standard
     phrase from :data:`REASONS`."""
 
@@ -269,15 +275,6 @@ class Response:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = RTSP_VERSION
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.headers, Headers):
-            self.headers = Headers(self.headers)
-
-    @property
-    def cseq(self) -> int | None:
-        """The CSeq header as an int, or None when missing or not a number."""
-        return _cseq(self.headers)
 
     def __bytes__(self) -> bytes:
         if not 100 <= self.status <= 999:

@@ -504,12 +504,7 @@ class Store:
         wanted = token_hash(user_token)
         session = self._sessions.get("h:" + wanted)
         if session is None:
-            with self._reader() as conn:
-                row = conn.execute(
-                    "SELECT session_id, user_id, created, expires, revoked, token_hash "
-                    "FROM login_sessions WHERE token_hash = ?",
-                    (wanted,),
-                ).fetchone()
+            row = self._session_row("token_hash", wanted)
             if row is None or not hmac.compare_digest(row[5], wanted):
                 return None
             session = LoginSession(*row[:5])
@@ -520,17 +515,24 @@ class Store:
         """A login session by its id (not a secret), whatever its state."""
         session = self._sessions.get("i:" + session_id)
         if session is None:
-            with self._reader() as conn:
-                row = conn.execute(
-                    "SELECT session_id, user_id, created, expires, revoked, token_hash "
-                    "FROM login_sessions WHERE session_id = ?",
-                    (session_id,),
-                ).fetchone()
+            row = self._session_row("session_id", session_id)
             if row is None:
                 return None
             session = LoginSession(*row[:5])
             self._remember(row[5], session)
         return self._with_revocation(session)
+
+    def _session_row(self, column: str, value: str) -> tuple[Any, ...] | None:
+        """The stored login session whose ``column`` (a fixed name, never user input)
+        equals ``value``: its id, user, times, revocation and token hash."""
+        assert column in ("token_hash", "session_id")
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT session_id, user_id, created, expires, revoked, token_hash "
+                f"FROM login_sessions WHERE {column} = ?",
+                (value,),
+            ).fetchone()
+        return tuple(row) if row is not None else None
 
     def revoke_session(self, session_id: str, now: float) -> None:
         """End a login session (logout). Effective at once, even if the write fails."""
