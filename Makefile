@@ -22,11 +22,11 @@ sample: $(STAMP)
 demo: sample
 	$(PY) -m rtsp_resume demo --media sample_media
 
-test: sample
+test: sample lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rtsp_resume tests benchmarks
+	$(VENV)/bin/ruff check --quiet rtsp_resume tests benchmarks
 
 lab: sample
 	$(VENV)/bin/jupyter lab notebooks
