@@ -141,6 +141,43 @@ def test_bookmarks_newest_first_and_per_user(store: Store) -> None:
     assert store.bookmarks("carol") == []
 
 
+def test_bookmark_list_follows_every_commit(store: Store) -> None:
+    # The list is kept in memory after a read: a later write must still show up at once,
+    # and a position of 0 (history only) must leave it unchanged.
+    assert store.bookmarks("alice") == []
+    store.record_bookmark(write("a", 1.0, content="one", interrupted=NOW + 1))
+    assert [(b.content_id, b.position) for b in store.bookmarks("alice")] == [("one", 1.0)]
+    store.record_bookmark(write("b", 2.0, content="one", interrupted=NOW + 2))
+    store.record_bookmark(write("c", 0.0, content="two", interrupted=NOW + 3))
+    assert [(b.content_id, b.position) for b in store.bookmarks("alice")] == [("one", 2.0)]
+    returned = store.bookmarks("alice")
+    returned.clear()  # a caller's copy: changing it changes nothing stored
+    assert len(store.bookmarks("alice")) == 1
+
+
+def test_bookmark_list_read_during_writes_is_never_stale_after(store: Store) -> None:
+    # Readers racing the writer may see an older list while a write is in flight, but once
+    # record_bookmark has returned, every read must show that write.
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            store.bookmarks("alice")
+            time.sleep(0)  # let the writer have the GIL: a cache hit never gives it up
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for t in readers:
+        t.start()
+    try:
+        for i in range(1, 60):
+            store.record_bookmark(write(f"r{i}", float(i), interrupted=NOW + i))
+            assert [b.position for b in store.bookmarks("alice")] == [float(i)]
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(10)
+
+
 def test_concurrent_writers_lose_nothing(store: Store) -> None:
     errors: list[BaseException] = []
 

@@ -278,6 +278,16 @@ class Store:
         self._known_users: set[str] = set()
         # (user, content) -> current Bookmark or None, touched by the writer thread only.
         self._current_bookmarks: dict[tuple[str, str], Bookmark | None] = {}
+        # Each user's bookmark list as last read, for GET /api/bookmarks. Reading it from
+        # SQLite on every request cost more than the rest of the request: each statement
+        # releases the GIL, and with many request threads every release is a thread switch.
+        # A list is dropped once a commit changed it (see _publish); a reader stores what it
+        # read only if no such commit happened meanwhile (_list_versions), so the cache never
+        # holds a list older than the last commit.
+        self._lists: dict[str, tuple[Bookmark, ...]] = {}
+        self._list_versions: dict[str, int] = {}
+        # Users whose current bookmark the open transaction changes (writer thread only).
+        self._changed_users: set[str] = set()
         # Commits and the writes they carried, for benchmarks (writes / commits = batching).
         self.commits = 0
         self.committed_writes = 0
@@ -364,7 +374,9 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 self._current_bookmarks.clear()
+                self._changed_users.clear()
             else:
+                self._publish()
                 self.commits += 1
                 self.committed_writes += len(batch)
                 for (_fn, future), value in zip(batch, values, strict=True):
@@ -379,14 +391,27 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 self._current_bookmarks.clear()
+                self._changed_users.clear()
                 if isinstance(exc, sqlite3.Error):
                     log.error("bookmark store: write failed: %s", exc)
                     exc = StorageError(str(exc))
                 future.set_exception(exc)
             else:
+                self._publish()
                 self.commits += 1
                 self.committed_writes += 1
                 future.set_result(value)
+
+    def _publish(self) -> None:
+        """After a commit, before anyone is answered: drop the cached bookmark lists it
+        changed, and make sure a read that began before it cannot store its old list."""
+        if not self._changed_users:
+            return
+        with self._cache_lock:
+            for user_id in self._changed_users:
+                self._list_versions[user_id] = self._list_versions.get(user_id, 0) + 1
+                self._lists.pop(user_id, None)
+        self._changed_users.clear()
 
     def close(self) -> None:
         if self._closed:
@@ -593,6 +618,7 @@ class Store:
                     current=current,
                 )
             if newer:
+                self._changed_users.add(req.user_id)
                 current = self._current_bookmarks[key] = Bookmark(
                     user_id=req.user_id, content_id=req.content_id, position=req.position,
                     encrypt_token=req.encrypt_token, login_session=req.login_session,
@@ -620,13 +646,23 @@ class Store:
 
     def bookmarks(self, user_id: str) -> list[Bookmark]:
         """All current bookmarks of a user, the most recently saved first (claim 1)."""
+        cached = self._lists.get(user_id)
+        if cached is not None:
+            return list(cached)
+        version = self._list_versions.get(user_id, 0)
         with self._reader() as conn:
             rows = conn.execute(
                 f"SELECT {_BOOKMARK_COLUMNS} FROM bookmarks WHERE user_id = ?"
                 " ORDER BY saved_at DESC, history_id DESC",
                 (user_id,),
             ).fetchall()
-        return [Bookmark(*row) for row in rows]
+        found = tuple(Bookmark(*row) for row in rows)
+        with self._cache_lock:
+            if self._list_versions.get(user_id, 0) == version:
+                if len(self._lists) > 100_000:  # a crude bound, as for sessions
+                    self._lists.clear()
+                self._lists[user_id] = found
+        return list(found)
 
     def bookmark(self, user_id: str, content_id: str) -> Bookmark | None:
         with self._reader() as conn:
