@@ -79,10 +79,13 @@ ENDED_RE = re.compile(r"session (\w+) ended: .*; (\d+) RTP packets sent, (\d+) l
 class ServerProcess:
     """``serve-rtsp`` in a subprocess; its log lines collected, its /proc figures read."""
 
-    def __init__(self, media: Path, port: int) -> None:
+    def __init__(self, media: Path, port: int, command: list[str] | None = None,
+                 name: str = "the server") -> None:
+        """``command`` replaces ours (benchmarks/versus_gst.py runs gst-rtsp-server); it
+        must print an ``rtsp://`` line on stdout once it listens."""
         self.port = port
-        self.command = [sys.executable, "-m", "rtsp_resume", "serve-rtsp",
-                        "--media", str(media), "--port", str(port)]
+        self.command = command or [sys.executable, "-m", "rtsp_resume", "serve-rtsp",
+                                   "--media", str(media), "--port", str(port)]
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -94,7 +97,7 @@ class ServerProcess:
         self._stderr.start()
         if not self.ready.wait(30):
             self.stop()
-            raise RuntimeError("the server did not start:\n" + "".join(self.log))
+            raise RuntimeError(f"{name} did not start:\n" + "".join(self.log))
 
     def _pump_stdout(self) -> None:
         for line in self.proc.stdout:  # type: ignore[union-attr]

@@ -49,7 +49,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,27 +80,14 @@ SHORT_PROBE = {"probesize": "32", "analyzeduration": "0"}
 class GstServerProcess(ServerProcess):
     """gst_server.py in a subprocess, watched like our server (same /proc readings).
 
-    Only the command differs from :class:`ServerProcess`, whose constructor builds ours,
-    so the start is repeated here; the log pumps, /proc readers and stop are inherited.
-    It logs no per-session packet counts: ``session_counts()`` stays empty.
+    Only the command differs. It logs no per-session packet counts: ``session_counts()``
+    stays empty.
     """
 
     def __init__(self, movie: Path, port: int) -> None:
-        self.port = port
-        self.command = [SYSTEM_PYTHON, str(HERE / "gst_server.py"), "--file", str(movie),
-                        "--mount", CLIP, "--port", str(port)]
-        self.proc = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.log: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._pump_stdout, daemon=True).start()
-        self._stderr = threading.Thread(target=self._pump_stderr, daemon=True)
-        self._stderr.start()
-        if not self.ready.wait(30):
-            self.stop()
-            raise RuntimeError("gst-rtsp-server did not start:\n" + "".join(self.log))
+        command = [SYSTEM_PYTHON, str(HERE / "gst_server.py"), "--file", str(movie),
+                   "--mount", CLIP, "--port", str(port)]
+        super().__init__(movie.parent, port, command, name="gst-rtsp-server")
 
 
 def remux_to_mkv(source: Path, target: Path) -> None:
