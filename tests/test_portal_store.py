@@ -178,6 +178,46 @@ def test_bookmark_list_read_during_writes_is_never_stale_after(store: Store) -> 
             t.join(10)
 
 
+def test_requests_committed_together_keep_every_rule(store: Store) -> None:
+    # Hold the writer so that the next requests are queued and stored as one group: a
+    # nonce repeated inside the group is still a duplicate, and the current bookmark is the
+    # newest of the group, pointing at its own history row.
+    gate = threading.Event()
+    blocker = threading.Thread(target=store._write, args=(lambda _conn: gate.wait(10),))
+    blocker.start()
+    requests = [write("g1", 5.0, interrupted=NOW + 1), write("g1", 5.0, interrupted=NOW + 1),
+                write("g1", 6.0, interrupted=NOW + 1, body="other"),
+                write("g2", 7.0, interrupted=NOW + 2), write("g3", 4.0, interrupted=NOW + 0.5)]
+    outcomes: dict[int, object] = {}
+
+    def send(i: int) -> None:
+        outcomes[i] = store.record_bookmark(requests[i])
+
+    senders = []
+    for i in range(len(requests)):  # queued in this order
+        senders.append(threading.Thread(target=send, args=(i,)))
+        senders[-1].start()
+        deadline = time.monotonic() + 10
+        while store._queue.qsize() < i + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    commits = store.commits
+    gate.set()
+    for t in [blocker, *senders]:
+        t.join(10)
+    assert store.commits - commits == 2  # the blocker, then the group in one commit
+    first, again, other, newer, older = (outcomes[i] for i in range(5))
+    assert not first.duplicate and first.became_current
+    assert again.duplicate and again.same_body
+    assert other.duplicate and not other.same_body
+    assert newer.became_current and not older.became_current
+    assert store.bookmark("alice", "sample").position == 7.0
+    history = store.history("alice")
+    assert [h["nonce"] for h in history] == ["g1", "g2", "g3"]
+    with store._reader() as conn:
+        (history_id,) = conn.execute("SELECT history_id FROM bookmarks").fetchone()
+    assert history_id == history[1]["id"]
+
+
 def test_concurrent_writers_lose_nothing(store: Store) -> None:
     errors: list[BaseException] = []
 

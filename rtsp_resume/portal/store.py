@@ -263,7 +263,8 @@ class Store:
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._max_readers = readers
         self._closed = False
-        writer = self._connect()
+        # Room for the statements of every batch size (see _record_group).
+        writer = self._connect(cached_statements=1024)
         writer.execute("PRAGMA journal_mode=WAL")
         writer.executescript(_SCHEMA)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -288,6 +289,9 @@ class Store:
         self._list_versions: dict[str, int] = {}
         # Users whose current bookmark the open transaction changes (writer thread only).
         self._changed_users: set[str] = set()
+        # The id the next history row gets, or None to read it again (writer thread only;
+        # forgotten at every rollback).
+        self._next_history_id: int | None = None
         # Commits and the writes they carried, for benchmarks (writes / commits = batching).
         self.commits = 0
         self.committed_writes = 0
@@ -298,9 +302,10 @@ class Store:
 
     # -- plumbing --
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cached_statements: int = 128) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0,
+            cached_statements=cached_statements,
         )
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -322,8 +327,10 @@ class Store:
             else:
                 self._readers.put(conn)
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T], timeout: float = 30.0) -> T:
-        """Run ``fn`` in a write transaction; return once it is durably committed."""
+    def _write(self, fn: Callable[[sqlite3.Connection], T] | BookmarkWrite,
+               timeout: float = 30.0) -> T:
+        """Run ``fn`` (or store a bookmark request) in a write transaction; return once it
+        is durably committed."""
         if self._closed:
             raise StorageError("the store is closed")
         pending: _Pending = _Pending()
@@ -366,15 +373,14 @@ class Store:
         if len(batch) > 1:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                values = [fn(conn) for fn, _future in batch]
+                values = self._apply(conn, [fn for fn, _future in batch])
                 conn.execute("COMMIT")
             except Exception as exc:  # retried one by one below
                 log.warning("bookmark store: batch of %d failed (%s); retrying singly",
                             len(batch), exc)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                self._current_bookmarks.clear()
-                self._changed_users.clear()
+                self._forget_transaction()
             else:
                 self._publish()
                 self.commits += 1
@@ -385,13 +391,12 @@ class Store:
         for fn, future in batch:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                value = fn(conn)
+                (value,) = self._apply(conn, [fn])
                 conn.execute("COMMIT")
             except Exception as exc:  # handed to the caller
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                self._current_bookmarks.clear()
-                self._changed_users.clear()
+                self._forget_transaction()
                 if isinstance(exc, sqlite3.Error):
                     log.error("bookmark store: write failed: %s", exc)
                     exc = StorageError(str(exc))
@@ -401,6 +406,30 @@ class Store:
                 self.commits += 1
                 self.committed_writes += 1
                 future.set_result(value)
+
+    def _apply(self, conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
+        """Run a batch's writes, in order, inside the open transaction; their results.
+
+        Bookmark requests that follow each other are stored together (_record_group)."""
+        values: list[Any] = []
+        start = 0
+        while start < len(items):
+            end = start
+            while end < len(items) and isinstance(items[end], BookmarkWrite):
+                end += 1
+            if end > start:
+                values += self._record_group(conn, items[start:end])
+                start = end
+            else:
+                values.append(items[start](conn))
+                start += 1
+        return values
+
+    def _forget_transaction(self) -> None:
+        """After a rollback: drop what the writer remembered of the undone transaction."""
+        self._current_bookmarks.clear()
+        self._changed_users.clear()
+        self._next_history_id = None
 
     def _publish(self) -> None:
         """After a commit, before anyone is answered: drop the cached bookmark lists it
@@ -579,70 +608,99 @@ class Store:
 
         A nonce seen before is a retry: nothing is written and the outcome says duplicate.
         """
+        return self._write(req)
 
-        def write(c: sqlite3.Connection) -> WriteOutcome:
+    def _record_group(
+        self, conn: sqlite3.Connection, writes: list[BookmarkWrite]
+    ) -> list[WriteOutcome]:
+        """Store bookmark requests inside the writer's open transaction; their outcomes.
+
+        The whole group costs three statements (find the nonces already stored, insert the
+        history rows, insert or replace the current bookmarks) instead of two per request:
+        the writer is the portal's bottleneck under load, and every statement gives up the
+        GIL and must win it back from the request threads. Decided here, inside the
+        transaction, so nothing can slip between a comparison and its write.
+        """
+        marks = ",".join("?" * len(writes))
+        stored: dict[str, str] = dict(conn.execute(
+            f"SELECT nonce, body_sha256 FROM bookmark_history WHERE nonce IN ({marks})",
+            [w.nonce for w in writes],
+        ).fetchall())
+        if self._next_history_id is None:
+            # The writer is the only one adding history rows, so it can number them itself
+            # (which saves asking SQLite for each new row's id).
+            (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM bookmark_history").fetchone()
+            self._next_history_id = last + 1
+        history: list[Any] = []
+        replaced: dict[tuple[str, str], tuple[Any, ...]] = {}
+        outcomes = []
+        for req in writes:
             key = (req.user_id, req.content_id)
             # The writer keeps the current bookmarks it has seen (only it writes them; the
             # copy is dropped whenever a transaction is rolled back).
             current = self._current_bookmarks.get(key, _UNKNOWN)
             if current is _UNKNOWN:
-                current = _current(c, req.user_id, req.content_id)
+                current = _current(conn, req.user_id, req.content_id)
+            if req.nonce in stored:  # stored already, maybe earlier in this group: a retry
+                outcomes.append(WriteOutcome(
+                    duplicate=True,
+                    same_body=hmac.compare_digest(stored[req.nonce], req.body_sha256),
+                    became_current=False,
+                    current=current,
+                ))
+                continue
+            stored[req.nonce] = req.body_sha256
             # The "newer wins" rule: replace the current bookmark unless it comes from a
             # later play session or a later interruption (on a tie the later arrival wins).
-            # Decided here, inside the writer's transaction, so nothing can slip between
-            # the comparison and the write.
             newer = req.position > 0 and (
                 current is None
                 or (req.token_issued, req.interrupted_at)
                 >= (current.token_issued, current.interrupted_at)
             )
-            cur = c.execute(
-                "INSERT INTO bookmark_history (nonce, body_sha256, user_id, content_id,"
-                " position, encrypt_token, login_session, token_issued, interrupted_at,"
-                " received_at, became_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (nonce) DO NOTHING",
-                (
-                    req.nonce, req.body_sha256, req.user_id, req.content_id, req.position,
-                    req.encrypt_token, req.login_session, req.token_issued,
-                    req.interrupted_at, req.received_at, int(newer),
-                ),
+            history_id = self._next_history_id
+            self._next_history_id += 1
+            history += (
+                history_id, req.nonce, req.body_sha256, req.user_id, req.content_id,
+                req.position, req.encrypt_token, req.login_session, req.token_issued,
+                req.interrupted_at, req.received_at, int(newer),
             )
-            if cur.rowcount == 0:  # this nonce is stored already: a retry
-                (stored_sha,) = c.execute(
-                    "SELECT body_sha256 FROM bookmark_history WHERE nonce = ?", (req.nonce,)
-                ).fetchone()
-                return WriteOutcome(
-                    duplicate=True,
-                    same_body=hmac.compare_digest(stored_sha, req.body_sha256),
-                    became_current=False,
-                    current=current,
-                )
             if newer:
                 self._changed_users.add(req.user_id)
-                current = self._current_bookmarks[key] = Bookmark(
+                current = Bookmark(
                     user_id=req.user_id, content_id=req.content_id, position=req.position,
                     encrypt_token=req.encrypt_token, login_session=req.login_session,
                     token_issued=req.token_issued, interrupted_at=req.interrupted_at,
                     saved_at=req.received_at,
                 )
-                c.execute(
-                    "INSERT OR REPLACE INTO bookmarks (user_id, content_id, position,"
-                    " encrypt_token, login_session, token_issued, interrupted_at, saved_at,"
-                    " history_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        req.user_id, req.content_id, req.position, req.encrypt_token,
-                        req.login_session, req.token_issued, req.interrupted_at,
-                        req.received_at, cur.lastrowid,
-                    ),
+                # A later request of the group for the same bookmark replaces this row.
+                replaced[key] = (
+                    req.user_id, req.content_id, req.position, req.encrypt_token,
+                    req.login_session, req.token_issued, req.interrupted_at,
+                    req.received_at, history_id,
                 )
             if len(self._current_bookmarks) > 100_000:
                 self._current_bookmarks.clear()
             self._current_bookmarks[key] = current
-            return WriteOutcome(
+            outcomes.append(WriteOutcome(
                 duplicate=False, same_body=True, became_current=newer, current=current
+            ))
+        if history:
+            rows = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * (len(history) // 12))
+            conn.execute(
+                "INSERT INTO bookmark_history (id, nonce, body_sha256, user_id, content_id,"
+                " position, encrypt_token, login_session, token_issued, interrupted_at,"
+                f" received_at, became_current) VALUES {rows}",
+                history,
             )
-
-        return self._write(write)
+        if replaced:
+            rows = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(replaced))
+            conn.execute(
+                "INSERT OR REPLACE INTO bookmarks (user_id, content_id, position,"
+                " encrypt_token, login_session, token_issued, interrupted_at, saved_at,"
+                f" history_id) VALUES {rows}",
+                [value for row in replaced.values() for value in row],
+            )
+        return outcomes
 
     def bookmarks(self, user_id: str) -> list[Bookmark]:
         """All current bookmarks of a user, the most recently saved first (claim 1)."""
