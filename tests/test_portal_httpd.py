@@ -188,3 +188,27 @@ def test_stop_ends_idle_keep_alive_connections() -> None:
         assert closed(sock)
     with pytest.raises(OSError):
         socket.create_connection(srv.address, timeout=2).close()
+
+
+def test_idle_and_stalled_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The idle limit is the kernel's receive timeout: an idle keep-alive connection, and
+    # one that stops in the middle of a body, are both closed, and the server goes on.
+    from rtsp_resume.portal import httpd
+
+    monkeypatch.setattr(httpd, "IDLE_TIMEOUT", 0.3)
+    srv = WsgiServer(echo_app)
+    srv.start()
+    try:
+        with connect(srv) as idle, connect(srv) as stalled:
+            idle.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert idle.rfile.readline().startswith(b"HTTP/1.1 200")
+            stalled.sendall(b"POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+            # Both reads wait at most the client socket's 5 s timeout: a server that kept
+            # the connections open would fail here with TimeoutError.
+            assert b'"path": "/x"' in idle.rfile.read()  # the answer, then the close
+            assert stalled.rfile.read() == b""
+        with connect(srv) as fresh:
+            fresh.sendall(b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert fresh.rfile.readline().startswith(b"HTTP/1.1 200")
+    finally:
+        srv.stop()

@@ -21,6 +21,7 @@ import json
 import logging
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -60,6 +61,8 @@ class _BodyReader(io.RawIOBase):
         if size == 0:
             return b""
         data = self._rfile.read(size)
+        if data is None:  # the kernel's receive timeout (see _Handler.setup)
+            raise TimeoutError("the client stopped sending its request body")
         self.remaining -= len(data)
         return data
 
@@ -100,7 +103,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "rtsp-resume-portal"
     sys_version = ""
-    timeout = IDLE_TIMEOUT
+    # No Python socket timeout: with one, CPython polls the socket before every recv and
+    # send, and each poll gives up the GIL; with sixteen busy connections every such
+    # release became a thread switch, a good part of the portal's CPU. The idle limit is
+    # left to the kernel instead (setup): a read that times out returns no data, which
+    # ends the connection as a close by the client would.
+    timeout = None
     disable_nagle_algorithm = True
     server: _Server
 
@@ -108,7 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self._read_request():
                 self._run_app()
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError, BlockingIOError):
+            # BlockingIOError: a send that hit the kernel's timeout (a client not reading).
             self.close_connection = True
 
     def _read_request(self) -> bool:
@@ -174,6 +183,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        seconds, fraction = divmod(IDLE_TIMEOUT, 1.0)
+        limit = struct.pack("ll", int(seconds), int(fraction * 1e6))  # a struct timeval
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
         self.server.connection_opened(self.connection)
 
     def finish(self) -> None:
