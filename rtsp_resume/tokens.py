@@ -149,6 +149,22 @@ def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed", "empty, too long or not text")
+    if not isinstance(key, bytes | bytearray):
+        raise ValueError("the shared key must be bytes")
+    grant = _open_play_token(bytes(key), token)
+    if now > grant.expires + leeway:
+        raise InvalidToken("expired", f"expired {now - grant.expires:.0f} s ago")
+    return grant
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_play_token(key: bytes, token: str) -> PlayGrant:
+    """The MAC check and the payload of a play token, which never change for one key and
+    token: cached, since the same token comes back again and again (the streaming server
+    checks it on DESCRIBE, SETUP and PLAY, the portal with each of its bookmarks). Only
+    tokens that pass are kept (lru_cache keeps no exceptions), so forged ones cannot fill
+    the cache; the expiry, which depends on the time, is checked by the caller each time.
+    """
     body, dot, mac_text = token.partition(".")
     if not dot or not body or not mac_text:
         raise InvalidToken("malformed", "expected <payload>.<mac>")
@@ -166,7 +182,7 @@ def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0
         payload = json.loads(raw)
         if payload.get("v") != TOKEN_VERSION:
             raise InvalidToken("malformed", "unknown token version")
-        grant = PlayGrant(
+        return PlayGrant(
             token=token,
             user_id=_str(payload["u"]),
             content_id=_str(payload["c"]),
@@ -180,9 +196,6 @@ def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0
         if isinstance(exc, InvalidToken):
             raise
         raise InvalidToken("malformed", "bad payload") from exc
-    if now > grant.expires + leeway:
-        raise InvalidToken("expired", f"expired {now - grant.expires:.0f} s ago")
-    return grant
 
 
 def _str(value: object) -> str:

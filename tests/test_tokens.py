@@ -72,6 +72,17 @@ def test_token_from_another_key_refused() -> None:
     assert info.value.reason == "bad signature"
 
 
+def test_a_token_accepted_once_is_still_checked_against_the_key() -> None:
+    # Checked tokens are remembered per key: accepting one under its own key must not
+    # make it pass under another.
+    token = issue_play_token(OTHER_KEY, user_id="alice", content_id="sample",
+                             login_session="ls-1", now=NOW)
+    assert verify_play_token(OTHER_KEY, token, NOW).user_id == "alice"
+    with pytest.raises(InvalidToken) as info:
+        verify_play_token(KEY, token, NOW)
+    assert info.value.reason == "bad signature"
+
+
 def test_edited_payload_refused() -> None:
     body, mac = make().split(".")
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
