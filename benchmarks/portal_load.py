@@ -17,7 +17,11 @@ before and after the write phase; the ratio uses the higher of the two.
 The portal's writer batches concurrent writes into one commit, so it can come close to, or
 pass, that figure. Then it checks that every acknowledged write is in the history table.
 
-    python benchmarks/portal_load.py [--clients 16] [--seconds 5] [--data DIR]
+The portal runs as ``serve-portal`` runs it: its threads kept on one CPU
+(``PortalServer(one_cpu=True)``, see ``rtsp_resume/portal/cpu.py``); ``--all-cpus`` lets
+them run anywhere, for comparison.
+
+    python benchmarks/portal_load.py [--clients 16] [--seconds 5] [--data DIR] [--all-cpus]
 """
 
 from __future__ import annotations
@@ -188,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="data folder (default: a temporary folder under ./artifacts, "
                              "i.e. on the project's disk)")
     parser.add_argument("--media", type=Path, default=ROOT / "sample_media")
+    parser.add_argument("--all-cpus", action="store_true",
+                        help="let the portal's threads run on any CPU (serve-portal keeps "
+                             "them on one)")
     args = parser.parse_args(argv)
 
     if args.data is None:
@@ -200,13 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     users = [(f"bench{i:02d}", "pw") for i in range(args.clients)]
     # Logins are not measured: a cheap password hash keeps the set-up quick.
     server = PortalServer(data, args.media, "rtsp://127.0.0.1:8554", users,
-                          kdf=Kdf(n=2**4, r=1, p=1)).start()
+                          kdf=Kdf(n=2**4, r=1, p=1), one_cpu=not args.all_cpus).start()
     try:
         jobs = _prepare(server, users)
         print(f"command: {shlex.join([sys.executable, *sys.argv])}")
         print(f"data folder: {data.resolve()} (SQLite WAL, synchronous=FULL)")
         print(f"clients: {args.clients} processes, one keep-alive connection each; "
               f"{os.cpu_count()} CPU(s); {args.seconds:g} s per phase")
+        print("portal threads: " + (f"kept on CPU {server.cpu}" if server.cpu is not None
+                                    else "on any CPU"))
 
         raw_before = raw_commit_rate(data, args.seconds)
         commits_before = server.store.commits

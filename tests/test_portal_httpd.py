@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -210,5 +211,26 @@ def test_idle_and_stalled_connections_are_closed(monkeypatch: pytest.MonkeyPatch
         with connect(srv) as fresh:
             fresh.sendall(b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n")
             assert fresh.rfile.readline().startswith(b"HTTP/1.1 200")
+    finally:
+        srv.stop()
+
+
+def test_connection_threads_kept_on_the_chosen_cpu() -> None:
+    from rtsp_resume.portal.cpu import pick_cpu
+
+    cpu = pick_cpu()
+    if cpu is None:
+        pytest.skip("one CPU only, or no CPU affinity control here")
+
+    def where(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(sorted(os.sched_getaffinity(0))).encode()]
+
+    srv = WsgiServer(where, cpu=cpu)
+    srv.start()
+    try:
+        with connect(srv) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            assert json.loads(conn.rfile.read().partition(b"\r\n\r\n")[2]) == [cpu]
     finally:
         srv.stop()

@@ -313,3 +313,19 @@ def test_a_failing_write_in_a_batch_fails_alone(store: Store) -> None:
     # The holder committed alone; the batch of seven failed and its six good writes were
     # then committed one by one.
     assert store.commits - commits == 1 + 6
+
+
+def test_writer_thread_kept_on_the_chosen_cpu(tmp_path: Path) -> None:
+    import os
+
+    from rtsp_resume.portal.cpu import pick_cpu
+
+    cpu = pick_cpu()
+    if cpu is None:
+        pytest.skip("one CPU only, or no CPU affinity control here")
+    store = Store(tmp_path, kdf=FAST_KDF, cpu=cpu)
+    try:
+        store.add_user("alice", "pw", NOW)  # the writer has started and written
+        assert os.sched_getaffinity(store._writer.native_id) == {cpu}
+    finally:
+        store.close()

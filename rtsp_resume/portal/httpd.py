@@ -31,6 +31,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from rtsp_resume.portal.cpu import pin_current_thread
+
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 30.0
@@ -182,6 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def setup(self) -> None:
+        pin_current_thread(self.server.cpu)
         super().setup()
         seconds, fraction = divmod(IDLE_TIMEOUT, 1.0)
         limit = struct.pack("ll", int(seconds), int(fraction * 1e6))  # a struct timeval
@@ -332,8 +335,9 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
     # The default backlog of 5 drops connections when a few dozen clients arrive at once.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: WsgiApp) -> None:
+    def __init__(self, address: tuple[str, int], app: WsgiApp, cpu: int | None) -> None:
         self.app = app
+        self.cpu = cpu
         super().__init__(address, _Handler)
 
         self._connections: set[socket.socket] = set()
@@ -362,10 +366,14 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
 
 
 class WsgiServer:
-    """Serve a WSGI application on a background thread: ``start()``, ``stop()``."""
+    """Serve a WSGI application on a background thread: ``start()``, ``stop()``.
 
-    def __init__(self, app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._httpd = _Server((host, port), app)
+    ``cpu``: run the connection threads on that CPU only (see :mod:`rtsp_resume.portal.cpu`).
+    """
+
+    def __init__(self, app: WsgiApp, host: str = "127.0.0.1", port: int = 0,
+                 cpu: int | None = None) -> None:
+        self._httpd = _Server((host, port), app, cpu)
         self._thread: threading.Thread | None = None
 
     @property

@@ -15,6 +15,7 @@ from typing import Any
 from rtsp_resume import tokens
 from rtsp_resume.portal.app import create_app
 from rtsp_resume.portal.catalogue import Catalogue
+from rtsp_resume.portal.cpu import pick_cpu
 from rtsp_resume.portal.httpd import WsgiServer
 from rtsp_resume.portal.store import Kdf, Store
 
@@ -45,7 +46,9 @@ class PortalServer:
     ``kdf`` sets the password hashing cost (tests use a cheap one); ``clock`` replaces
     ``time.time`` (tests move it forward to expire tokens); ``settings`` go to
     :class:`rtsp_resume.portal.app.Settings` (``login_ttl``, ``play_ttl``, ``max_skew``,
-    ``bookmark_grace``).
+    ``bookmark_grace``). ``one_cpu`` keeps the portal's threads on one CPU, which under
+    load saves about a third of its CPU time (:mod:`rtsp_resume.portal.cpu`); ``serve-portal``
+    turns it on, while an embedding process may have other plans for its CPUs.
     """
 
     def __init__(
@@ -60,20 +63,22 @@ class PortalServer:
         *,
         kdf: Kdf | None = None,
         clock: Callable[[], float] = time.time,
+        one_cpu: bool = False,
         **settings: Any,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.cpu = pick_cpu() if one_cpu else None
         self.secret = secret if secret is not None else tokens.load_or_create_secret(
             self.data_dir / SECRET_FILE
         )
-        self.store = Store(self.data_dir, kdf=kdf)
+        self.store = Store(self.data_dir, kdf=kdf, cpu=self.cpu)
         try:
             self.user_ids = [self.store.add_user(n, p, clock()) for n, p in users]
             self.catalogue = Catalogue(media_dir)
             self.app = create_app(
                 self.store, self.catalogue, self.secret, rtsp_url, clock=clock, **settings
             )
-            self._http = WsgiServer(self.app, host, port)
+            self._http = WsgiServer(self.app, host, port, cpu=self.cpu)
         except BaseException:
             self.store.close()
             raise
@@ -137,6 +142,7 @@ def main(args: Any) -> int:
             users=users,
             host=args.host,
             port=args.port,
+            one_cpu=True,
         )
     except (ValueError, OSError) as exc:
         print(f"portal: cannot start: {exc}", file=sys.stderr)

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rtsp_resume.portal.cpu import pin_current_thread
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -252,7 +254,9 @@ class _Pending:
 class Store:
     """Accounts, login sessions and bookmarks; safe to use from many threads."""
 
-    def __init__(self, data_dir: Path, *, kdf: Kdf | None = None, readers: int = 32) -> None:
+    def __init__(self, data_dir: Path, *, kdf: Kdf | None = None, readers: int = 32,
+                 cpu: int | None = None) -> None:
+        """``cpu``: keep the writer thread on that CPU (see :mod:`rtsp_resume.portal.cpu`)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / DB_NAME
@@ -296,7 +300,8 @@ class Store:
         self.commits = 0
         self.committed_writes = 0
         self._writer = threading.Thread(
-            target=self._write_loop, args=(writer,), name="portal-store-writer", daemon=True
+            target=self._write_loop, args=(writer, cpu), name="portal-store-writer",
+            daemon=True,
         )
         self._writer.start()
 
@@ -337,7 +342,8 @@ class Store:
         self._queue.put((fn, pending))
         return pending.result(timeout)
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
+    def _write_loop(self, conn: sqlite3.Connection, cpu: int | None) -> None:
+        pin_current_thread(cpu)
         while True:
             item = self._queue.get()
             if item is _STOP:
