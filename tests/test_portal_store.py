@@ -182,9 +182,11 @@ def test_requests_committed_together_keep_every_rule(store: Store) -> None:
     # Hold the writer so that the next requests are queued and stored as one group: a
     # nonce repeated inside the group is still a duplicate, and the current bookmark is the
     # newest of the group, pointing at its own history row.
-    gate = threading.Event()
-    blocker = threading.Thread(target=store._write, args=(lambda _conn: gate.wait(10),))
+    gate, holding = threading.Event(), threading.Event()
+    blocker = threading.Thread(target=store._write,
+                               args=(lambda _conn: holding.set() or gate.wait(10),))
     blocker.start()
+    assert holding.wait(10)  # the writer is inside the blocker's transaction
     requests = [write("g1", 5.0, interrupted=NOW + 1), write("g1", 5.0, interrupted=NOW + 1),
                 write("g1", 6.0, interrupted=NOW + 1, body="other"),
                 write("g2", 7.0, interrupted=NOW + 2), write("g3", 4.0, interrupted=NOW + 0.5)]
@@ -216,6 +218,31 @@ def test_requests_committed_together_keep_every_rule(store: Store) -> None:
     with store._reader() as conn:
         (history_id,) = conn.execute("SELECT history_id FROM bookmarks").fetchone()
     assert history_id == history[1]["id"]
+
+
+def test_a_batch_larger_than_one_group_is_stored_whole(store: Store) -> None:
+    # More queued requests than one group of statements takes: all in one commit still.
+    gate, holding = threading.Event(), threading.Event()
+    blocker = threading.Thread(target=store._write,
+                               args=(lambda _conn: holding.set() or gate.wait(10),))
+    blocker.start()
+    assert holding.wait(10)  # the writer is inside the blocker's transaction
+    count = 150
+    senders = [threading.Thread(target=store.record_bookmark,
+                                args=(write(f"big{i}", 1.0 + i, content=f"c{i}"),))
+               for i in range(count)]
+    for t in senders:
+        t.start()
+    deadline = time.monotonic() + 10
+    while store._queue.qsize() < count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    commits = store.commits
+    gate.set()
+    for t in [blocker, *senders]:
+        t.join(10)
+    assert store.commits - commits == 2
+    assert len(store.history("alice")) == count
+    assert len(store.bookmarks("alice")) == count
 
 
 def test_concurrent_writers_lose_nothing(store: Store) -> None:

@@ -214,6 +214,7 @@ class WriteOutcome:
 # --- the store ---------------------------------------------------------------------------
 
 _STOP = object()
+_GROUP = 64  # bookmark requests per group of statements (see Store._apply)
 _UNKNOWN: Any = object()
 
 
@@ -421,7 +422,10 @@ class Store:
         start = 0
         while start < len(items):
             end = start
-            while end < len(items) and isinstance(items[end], BookmarkWrite):
+            # At most _GROUP requests at a time: 12 values each stay under the 999 bound
+            # variables that SQLite builds before 3.32 put on one statement.
+            while (end < len(items) and end - start < _GROUP
+                   and isinstance(items[end], BookmarkWrite)):
                 end += 1
             if end > start:
                 values += self._record_group(conn, items[start:end])
