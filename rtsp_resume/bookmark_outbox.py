@@ -23,14 +23,13 @@ import secrets
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rtsp_resume import tokens
+from rtsp_resume.httpjson import request_json
 
 log = logging.getLogger("rtsp_resume.outbox")
 
@@ -191,18 +190,15 @@ class BookmarkOutbox:
         data = body.encode()
         headers = {"Content-Type": "application/json"}
         headers.update(tokens.sign_request(self.key, data, time.time(), nonce=nonce))
-        request = urllib.request.Request(self.endpoint, data=data, headers=headers,
-                                         method="POST")
         self._notify("sent", nonce)
         response: dict[str, Any] | None = None
         server_error = False
         try:
-            with urllib.request.urlopen(request, timeout=self.http_timeout) as reply:
-                response = _json_object(reply.read())
-        except urllib.error.HTTPError as exc:
             # Refusals come as 4xx with a BookMarkResp body; 5xx means try again later.
-            response = _json_object(exc.read())
-            server_error = exc.code >= 500
+            status, answer = request_json("POST", self.endpoint, data, headers,
+                                          timeout=self.http_timeout)
+            response = answer if isinstance(answer, dict) else None
+            server_error = status >= 500
         except OSError as exc:
             log.info("bookmark %s: portal unreachable (%s); will retry", nonce[:8], exc)
         code = response.get("ResultCode") if response is not None else None
@@ -235,14 +231,6 @@ class BookmarkOutbox:
                     listener(what, delivery)
             except Exception:
                 log.exception("outbox listener failed")
-
-
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data or b"null")
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:

@@ -70,9 +70,7 @@ def _show(data: dict[str, Any]) -> str:
 
 
 def _frame(frame: ShownFrame | None) -> str:
-    if frame is None:
-        return "none"
-    return f"frame {frame.index} (npt {frame.pts:.2f} s)"
+    return "none" if frame is None else str(frame)
 
 
 def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,

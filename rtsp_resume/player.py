@@ -92,6 +92,10 @@ class ShownFrame:
     wallclock: float
     image: av.VideoFrame | None = field(default=None, repr=False, compare=False)
 
+    def __str__(self) -> str:
+        number = f"frame {self.index}" if self.index is not None else "a frame"
+        return f"{number} (npt {self.pts:.2f} s)"
+
     def to_png(self) -> bytes:
         """The picture as PNG bytes (for ``ipywidgets.Image``)."""
         return encode_png(self._need_image())
@@ -186,7 +190,7 @@ class StrayResponse:
     response: rtsp.Response
 
 
-ControlEvent = Answer | ServerRequest | StrayResponse | rtsp.InterleavedFrame
+ControlEvent = Answer | ServerRequest | StrayResponse | rtsp.InterleavedFrame | rtsp.BadInput
 
 
 class ControlChannel:
@@ -197,8 +201,8 @@ class ControlChannel:
     :class:`StrayResponse` and interleaved frames. Requests from the server are answered
     the way FFmpeg answers them: OPTIONS and GET_PARAMETER (keep-alive and heartbeat
     probes) get ``200 OK``, anything else ``501 Not Implemented``; CSeq and Session are
-    echoed, because the server recognises its heartbeat by them. A framing error raises
-    :class:`rtsp.RtspProtocolError`, as :class:`rtsp.RtspParser` does.
+    echoed, because the server recognises its heartbeat by them. A framing error comes
+    as an :class:`rtsp.BadInput` event, as from :class:`rtsp.RtspParser`.
     """
 
     ANSWERED_METHODS = frozenset({"OPTIONS", "GET_PARAMETER"})
@@ -221,17 +225,10 @@ class ControlChannel:
         return data
 
     def feed(self, data: bytes) -> list[ControlEvent]:
-        try:
-            parsed = self.parser.feed(data)
-        except rtsp.RtspProtocolError as exc:
-            # The messages before the bad bytes are still handled by the caller through
-            # exc.events; convert them so nothing valid is lost.
-            exc.events = [self._event(e) for e in exc.events]  # type: ignore[misc]
-            raise
-        return [self._event(event) for event in parsed]
+        return [self._event(event) for event in self.parser.feed(data)]
 
     def _event(self, event: rtsp.Event) -> ControlEvent:
-        if isinstance(event, rtsp.InterleavedFrame):
+        if isinstance(event, rtsp.InterleavedFrame | rtsp.BadInput):
             return event
         if isinstance(event, rtsp.Request):
             return ServerRequest(event, self.answer(event))
@@ -665,13 +662,9 @@ class Player:
                 self._close("stopped")
                 return
             raise _Fatal("the server closed the control connection")
-        try:
-            events = self._control.feed(data)
-        except rtsp.RtspProtocolError as exc:
-            for event in exc.events:
-                self._handle_control(event)  # type: ignore[arg-type]
-            raise _Fatal(f"malformed message from the server: {exc}") from exc
-        for event in events:
+        for event in self._control.feed(data):
+            if isinstance(event, rtsp.BadInput):
+                raise _Fatal(f"malformed message from the server: {event.status} {event.reason}")
             self._handle_control(event)
             if self._closing:
                 return

@@ -50,6 +50,21 @@ MAX_REORDER = 16
 _MAX_MARKS = 256
 
 
+def format_clock(seconds: float) -> str:
+    """A play position as people read it: ``12.43`` -> ``0:12.4``, ``3725`` -> ``1:02:05.0``.
+
+    The one place the project writes m:ss.d (the portal's bookmark button, BookMarkResp's
+    ResultDesc, the demo and the widgets all use it).
+    """
+    tenths = round(max(0.0, seconds) * 10)
+    whole, tenth = divmod(tenths, 10)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}.{tenth}"
+    return f"{minutes}:{secs:02d}.{tenth}"
+
+
 class PositionEstimator:
     """Play position of one session's video stream, from sent frames and delivery proofs.
 

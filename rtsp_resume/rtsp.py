@@ -85,15 +85,14 @@ class RtspProtocolError(ValueError):
     505); ``reason`` explains what was wrong, for logs and as the response's reason
     phrase if the caller wants a specific one.
 
-    When raised by :meth:`RtspParser.feed`, ``events`` holds the complete messages that
-    preceded the bad bytes in the same call, so nothing valid is lost.
+    The parser never raises it to its caller: it reports bad input as a :class:`BadInput`
+    event instead (see :meth:`RtspParser.feed`).
     """
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
-        self.events: list[Request | Response | InterleavedFrame] = []
 
     @property
     def phrase(self) -> str:
@@ -314,7 +313,22 @@ class InterleavedFrame:
         return _parse_one(data, cls)
 
 
-Event = Request | Response | InterleavedFrame
+@dataclass(frozen=True)
+class BadInput:
+    """The event that ends a stream the parser cannot trust any more (h11's error event).
+
+    ``status`` is the code to answer with (400, 413, 505); ``reason`` says what was wrong.
+    """
+
+    status: int
+    reason: str
+
+    @property
+    def phrase(self) -> str:
+        return REASONS.get(self.status, "Error")
+
+
+Event = Request | Response | InterleavedFrame | BadInput
 
 
 _T = TypeVar("_T", Request, Response, InterleavedFrame)
@@ -341,10 +355,10 @@ class RtspParser:
     ``Content-Length`` (none means no body, RFC 2326 §4.3). Line endings may be CRLF or a
     bare LF. Header folding is not supported (a line starting with white space is a 400).
 
-    Bad input raises :class:`RtspProtocolError` (never another exception). The parser is
-    then poisoned: every later ``feed`` raises the same error, because after a framing
-    error the rest of the stream cannot be trusted. The caller answers with
-    ``error.status`` and closes the connection.
+    Bad input never raises: ``feed`` returns the events that were whole before it,
+    followed by one :class:`BadInput`. The parser is then dead: every later ``feed``
+    returns that :class:`BadInput` again, because after a framing error the rest of the
+    stream cannot be trusted. The caller answers with its ``status`` and closes.
     """
 
     def __init__(self, max_header_bytes: int = 16384, max_body_bytes: int = 1 << 20) -> None:
@@ -353,38 +367,26 @@ class RtspParser:
         self._buffer = bytearray()
         # A message whose headers are parsed, waiting for this many body bytes.
         self._pending: tuple[Request | Response, int] | None = None
-        self._error: RtspProtocolError | None = None
+        self.error: BadInput | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete event."""
         return len(self._buffer)
 
-    @property
-    def error(self) -> RtspProtocolError | None:
-        """The error that poisoned the parser, if any."""
-        return self._error
-
     def feed(self, data: bytes) -> list[Event]:
-        if self._error is not None:
-            raise self._replay_error()
+        if self.error is not None:
+            return [self.error]
         self._buffer += data
         events: list[Event] = []
         try:
-            while True:
-                event = self._next_event()
-                if event is None:
-                    return events
+            while (event := self._next_event()) is not None:
                 events.append(event)
-        except RtspProtocolError as error:
-            self._error = error
+        except RtspProtocolError as exc:
+            self.error = BadInput(exc.status, exc.reason)
             self._buffer.clear()
-            error.events = events
-            raise
-
-    def _replay_error(self) -> RtspProtocolError:
-        again = RtspProtocolError(self._error.status, self._error.reason)  # type: ignore[union-attr]
-        return again
+            events.append(self.error)
+        return events
 
     def _next_event(self) -> Event | None:
         buf = self._buffer

@@ -796,12 +796,7 @@ class _RtspConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT * 4)
 
     def data_received(self, data: bytes) -> None:
-        error: rtsp.RtspProtocolError | None = None
-        try:
-            events = self.parser.feed(data)
-        except rtsp.RtspProtocolError as exc:
-            error, events = exc, exc.events  # what was whole before the junk still counts
-        for event in events:
+        for event in self.parser.feed(data):
             if isinstance(event, rtsp.Request):
                 response = self.server.handle(self, event)
                 self.send(bytes(response))
@@ -812,13 +807,14 @@ class _RtspConnection(asyncio.Protocol):
                 self.server.response_received(self, event)
             elif isinstance(event, rtsp.InterleavedFrame):
                 self._interleaved(event)
-        if error is not None:
-            headers = rtsp.Headers()
-            headers["Server"] = SERVER_NAME
-            self.send(bytes(rtsp.Response(error.status, error.phrase, headers)))
-            log.info("closing %s:%d after malformed input: %s", *self.peer, error.reason)
-            if self.transport is not None:
-                self.transport.close()
+            else:  # BadInput: what was whole before the junk has been handled
+                headers = rtsp.Headers()
+                headers["Server"] = SERVER_NAME
+                self.send(bytes(rtsp.Response(event.status, event.phrase, headers)))
+                log.info("closing %s:%d after malformed input: %s", *self.peer, event.reason)
+                if self.transport is not None:
+                    self.transport.close()
+                return
 
     def _interleaved(self, frame: rtsp.InterleavedFrame) -> None:
         for session_id in self.sessions:

@@ -12,7 +12,6 @@ secret key (play tokens and request signatures) and this module, which starts th
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -107,7 +106,6 @@ def main(args: Any) -> int:
                                      for name, password in (args.user or DEMO_USERS)))
     print(f"heartbeat: every {config.heartbeat_interval:g} s, interrupted after "
           f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
             time.sleep(3600)

@@ -443,8 +443,8 @@ def test_control_channel_numbers_matches_and_answers() -> None:
     late = channel.overdue(6.0, 5.0)
     assert [o.method for o in late] == ["DESCRIBE"] and channel.outstanding == {}
 
-    with pytest.raises(rtsp.RtspProtocolError):
-        channel.feed(b"RTSP/1.0 abc Nope\r\n\r\n")
+    (bad,) = channel.feed(b"RTSP/1.0 abc Nope\r\n\r\n")
+    assert isinstance(bad, rtsp.BadInput) and bad.status == 400
 
 
 def test_rtp_info_is_matched_to_the_track_control_url() -> None:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from rtsp_resume.rtsp import (
     REASONS,
+    BadInput,
     Headers,
     InterleavedFrame,
     Request,
@@ -54,15 +55,14 @@ SERVER_OPTIONS = b"OPTIONS * RTSP/1.0\r\nCSeq: 7\r\nSession: 1a2b3c4d\r\n\r\n"
 
 
 def feed_all(data: bytes, chunk: int | None = None) -> tuple[list, int | None]:
-    """Events from feeding ``data`` in chunks, and the error status if one was raised."""
+    """Events from feeding ``data`` in chunks, and the error status if the input was bad."""
     parser = RtspParser()
     events: list = []
     step = chunk or max(len(data), 1)
     for i in range(0, len(data), step):
-        try:
-            events += parser.feed(data[i : i + step])
-        except RtspProtocolError as error:
-            return events + error.events, error.status
+        events += parser.feed(data[i : i + step])
+        if events and isinstance(events[-1], BadInput):
+            return events[:-1], events[-1].status
     return events, None
 
 
@@ -267,23 +267,19 @@ def test_any_split_gives_the_same_events(cuts: list[int]) -> None:
         (b"OPTIONS " + b"a" * 20000, 413),
     ],
 )
-def test_malformed_input_raises_protocol_error(data: bytes, status: int) -> None:
+def test_malformed_input_gives_bad_input(data: bytes, status: int) -> None:
     assert feed_all(data) == ([], status)
     assert feed_all(data, chunk=1) == ([], status)
 
 
 def test_error_keeps_earlier_events_and_poisons_the_parser() -> None:
     parser = RtspParser()
-    with pytest.raises(RtspProtocolError) as caught:
-        parser.feed(SETUP + b"BAD\x01 * RTSP/1.0\r\n\r\n")
-    assert caught.value.status == 400
-    assert [e.method for e in caught.value.events] == ["SETUP"]
-    assert parser.error is not None
-    with pytest.raises(RtspProtocolError):
-        parser.feed(SERVER_OPTIONS)
-    with pytest.raises(RtspProtocolError):
-        parser.feed(b"")
-    assert isinstance(caught.value, ValueError) and caught.value.phrase == "Bad Request"
+    setup, bad = parser.feed(SETUP + b"BAD\x01 * RTSP/1.0\r\n\r\n")
+    assert setup.method == "SETUP"
+    assert isinstance(bad, BadInput) and bad.status == 400 and bad.phrase == "Bad Request"
+    assert parser.error == bad
+    assert parser.feed(SERVER_OPTIONS) == [bad]
+    assert parser.feed(b"") == [bad]
 
 
 def test_parse_one_refuses_partial_and_extra() -> None:
@@ -297,16 +293,14 @@ def test_parse_one_refuses_partial_and_extra() -> None:
 
 def _run_fuzz(data: bytes) -> None:
     parser = RtspParser(max_header_bytes=512, max_body_bytes=1024)
-    try:
-        for i in range(0, len(data), 5):
-            parser.feed(data[i : i + 5])
-    except RtspProtocolError as error:
-        assert error.status in (400, 413, 505)
+    for i in range(0, len(data), 5):
+        for event in parser.feed(data[i : i + 5]):
+            assert not isinstance(event, BadInput) or event.status in (400, 413, 505)
 
 
 @settings(max_examples=300)
 @given(st.binary(max_size=600))
-def test_random_bytes_raise_only_protocol_errors(data: bytes) -> None:
+def test_random_bytes_give_only_bad_input_events(data: bytes) -> None:
     _run_fuzz(data)
 
 
@@ -315,7 +309,7 @@ def test_random_bytes_raise_only_protocol_errors(data: bytes) -> None:
     st.sampled_from([SETUP, PLAY_REPLY, SET_PARAMETER, SERVER_OPTIONS]),
     st.lists(st.tuples(st.integers(0, 400), st.binary(max_size=4), st.integers(0, 3)), max_size=4),
 )
-def test_mutated_messages_raise_only_protocol_errors(
+def test_mutated_messages_give_only_bad_input_events(
     base: bytes, edits: list[tuple[int, bytes, int]]
 ) -> None:
     data = bytearray(base)
@@ -326,11 +320,9 @@ def test_mutated_messages_raise_only_protocol_errors(
     # Even broken input gives the same verdict however it is split.
     assert feed_all(bytes(data), chunk=1) == feed_all(bytes(data))
     # The helpers must hold up to whatever a header now says.
-    try:
-        events = RtspParser().feed(bytes(data))
-    except RtspProtocolError:
-        return
-    for event in events:
+    for event in RtspParser().feed(bytes(data)):
+        if isinstance(event, BadInput):
+            return
         for name, helper in HELPERS.items():
             for value in event.headers.get_all(name):
                 try:

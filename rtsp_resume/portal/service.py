@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
@@ -125,10 +124,6 @@ class PortalServer:
         self.stop()
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(args: Any) -> int:
     """``python -m rtsp_resume serve-portal``: run in the foreground until Ctrl-C."""
     try:
@@ -147,8 +142,6 @@ def main(args: Any) -> int:
     except (ValueError, OSError) as exc:
         print(f"portal: cannot start: {exc}", file=sys.stderr)
         return 2
-    # `kill` (SIGTERM) stops as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
     # Everything from here on inside the try: Ctrl-C may come as soon as the first line is
     # out, and must still stop the server cleanly.
     try:
