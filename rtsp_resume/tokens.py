@@ -1,33 +1,26 @@
-"""Play tokens and signed portal calls: the secrets the portal and the streaming server share.
+"""Play tokens and signed portal calls: the secrets the portal and streaming server share.
 
-Pure code (no sockets, no clock of its own: every function takes ``now``), imported by both
-:mod:`rtsp_resume.portal` and :mod:`rtsp_resume.server`, which never import each other.
-Both are given the same random key (:func:`load_or_create_secret`).
+Pure code (every function takes ``now``), imported by both :mod:`rtsp_resume.portal` and
+:mod:`rtsp_resume.server`, which never import each other; both hold the same random key.
 
-Two things are built on that key:
+* The **play token** is the patent's ``EncryptToken`` (claims 4, 10): the portal issues it
+  when a logged-in user starts a program, the streaming server checks it on DESCRIBE, SETUP
+  and PLAY and learns from it whom it serves, to fill the bookmark request when the link
+  breaks. It is ``<payload>.<mac>`` in base64url, so it fits an RTSP URL query unescaped:
+  compact JSON (user, content, login session, start, issue and expiry times, a nonce) and
+  an HMAC-SHA256 over it.
+* The **signature of a reverse bookmark call** (claims 3, 9): each ``POST
+  /api/bookmark/set`` carries a timestamp, a nonce and an HMAC over
+  ``timestamp.nonce.body``, so the portal takes bookmarks only from a key holder, refuses
+  stale copies, and uses the nonce as the idempotency key of retries.
 
-* The **play token** (the patent's ``EncryptToken``, claims 4 and 10). The portal issues it
-  when a logged-in user starts a program; the streaming server checks it on DESCRIBE, SETUP
-  and PLAY and learns from it whom it is serving, so that it can fill the bookmark request
-  when the link breaks. It is ``<payload>.<mac>``, both base64url without padding, so it
-  can sit in an RTSP URL query (``?token=...``) without escaping. The payload is compact
-  JSON with the user, the content, the login session, the start position, issue and expiry
-  times and a random nonce; the MAC is HMAC-SHA256 over the encoded payload.
-
-* The **signature of a reverse bookmark call** (claims 3 and 9): the streaming server signs
-  each ``POST /api/bookmark/set`` with a timestamp, a nonce and an HMAC over
-  ``timestamp.nonce.body``, so the portal accepts bookmarks only from a holder of the key,
-  refuses stale copies, and can use the nonce as an idempotency key for retries.
-
-The two uses derive separate sub-keys from the shared key, so a MAC made for one can never
-be presented as the other.
+Each use has its own sub-key derived from the shared key, so one MAC never passes as the other.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 import json
@@ -83,16 +76,12 @@ class PlayGrant:
     nonce: str = ""
 
 
-def _subkey(key: bytes, purpose: bytes) -> bytes:
+def _mac(key: bytes, purpose: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 of ``message`` under the sub-key of ``purpose``."""
     if not isinstance(key, bytes | bytearray) or len(key) < 16:
         raise ValueError("the shared key must be at least 16 bytes")
-    return _derive(bytes(key), purpose)
-
-
-@functools.lru_cache(maxsize=32)
-def _derive(key: bytes, purpose: bytes) -> bytes:
-    # Cached: every token check and every signed call needs one, and the inputs are few.
-    return hmac.new(key, b"rtsp-resume/" + purpose, hashlib.sha256).digest()
+    subkey = hmac.new(bytes(key), b"rtsp-resume/" + purpose, hashlib.sha256).digest()
+    return hmac.new(subkey, message, hashlib.sha256).digest()
 
 
 def _b64encode(data: bytes) -> str:
@@ -136,8 +125,7 @@ def issue_play_token(
         "n": secrets.token_urlsafe(9),
     }
     body = _b64encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
-    mac = hmac.new(_subkey(key, b"play-token"), body.encode("ascii"), hashlib.sha256).digest()
-    return f"{body}.{_b64encode(mac)}"
+    return f"{body}.{_b64encode(_mac(key, b'play-token', body.encode('ascii')))}"
 
 
 def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0) -> PlayGrant:
@@ -149,53 +137,33 @@ def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed", "empty, too long or not text")
-    if not isinstance(key, bytes | bytearray):
-        raise ValueError("the shared key must be bytes")
-    grant = _open_play_token(bytes(key), token)
-    if now > grant.expires + leeway:
-        raise InvalidToken("expired", f"expired {now - grant.expires:.0f} s ago")
-    return grant
-
-
-@functools.lru_cache(maxsize=4096)
-def _open_play_token(key: bytes, token: str) -> PlayGrant:
-    """The MAC check and the payload of a play token, which never change for one key and
-    token: cached, since the same token comes back again and again (the streaming server
-    checks it on DESCRIBE, SETUP and PLAY, the portal with each of its bookmarks). Only
-    tokens that pass are kept (lru_cache keeps no exceptions), so forged ones cannot fill
-    the cache; the expiry, which depends on the time, is checked by the caller each time.
-    """
     body, dot, mac_text = token.partition(".")
     if not dot or not body or not mac_text:
         raise InvalidToken("malformed", "expected <payload>.<mac>")
     try:
-        mac = _b64decode(mac_text)
-        raw = _b64decode(body)
+        mac, raw = _b64decode(mac_text), _b64decode(body)
     except (ValueError, binascii.Error) as exc:
         raise InvalidToken("malformed", "not base64url") from exc
-    expected = hmac.new(_subkey(key, b"play-token"), body.encode("ascii"), hashlib.sha256)
-    if not hmac.compare_digest(mac, expected.digest()):
+    if not hmac.compare_digest(mac, _mac(key, b"play-token", body.encode("ascii"))):
         raise InvalidToken("bad signature")
-    # The MAC held, so the payload is ours; still check its shape rather than trust it
-    # blindly (an old version or a bug must give InvalidToken, not a KeyError).
+    # The MAC held, so the payload is ours; an old version or a bug must still give
+    # InvalidToken, not a KeyError.
     try:
         payload = json.loads(raw)
         if payload.get("v") != TOKEN_VERSION:
             raise InvalidToken("malformed", "unknown token version")
-        return PlayGrant(
-            token=token,
-            user_id=_str(payload["u"]),
-            content_id=_str(payload["c"]),
-            login_session=_str(payload["s"]),
-            start=_num(payload["b"]),
-            expires=_num(payload["e"]),
-            issued=_num(payload["i"]),
-            nonce=_str(payload["n"]),
+        grant = PlayGrant(
+            token=token, user_id=_str(payload["u"]), content_id=_str(payload["c"]),
+            login_session=_str(payload["s"]), start=_num(payload["b"]),
+            expires=_num(payload["e"]), issued=_num(payload["i"]), nonce=_str(payload["n"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, InvalidToken):
             raise
         raise InvalidToken("malformed", "bad payload") from exc
+    if now > grant.expires + leeway:
+        raise InvalidToken("expired", f"expired {now - grant.expires:.0f} s ago")
+    return grant
 
 
 def _str(value: object) -> str:
@@ -212,8 +180,7 @@ def _num(value: object) -> float:
 
 def _request_mac(key: bytes, timestamp: str, nonce: str, body: bytes) -> str:
     message = timestamp.encode("ascii") + b"." + nonce.encode("ascii") + b"." + body
-    mac = hmac.new(_subkey(key, b"bookmark-request"), message, hashlib.sha256)
-    return f"{SIGNATURE_SCHEME}={mac.hexdigest()}"
+    return f"{SIGNATURE_SCHEME}={_mac(key, b'bookmark-request', message).hex()}"
 
 
 def sign_request(key: bytes, body: bytes, now: float, nonce: str | None = None) -> dict[str, str]:
