@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import threading
@@ -91,7 +92,10 @@ class BookmarkOutbox:
         self.http_timeout = http_timeout
         self.listeners: list[Callable[[str, Delivery], Any]] = []  # ("sent"|"answered", ...)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The queue holds live play tokens: a private folder and file (SQLite gives the
+        # WAL and shared-memory files the database file's mode).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

@@ -242,3 +242,15 @@ def test_a_refused_request_is_kept_as_refused_and_not_retried(
     finally:
         outbox.stop()
     assert [h["nonce"] for h in history(portal)] == [good]
+
+
+def test_the_queue_of_live_play_tokens_is_private(portal: PortalServer, tmp_path: Path) -> None:
+    path = tmp_path / "data" / "outbox.db"
+    outbox = BookmarkOutbox(portal.url, portal.secret, path).start()
+    try:
+        assert outbox.submit(interruption(portal)) is not None
+        modes = {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()}
+    finally:
+        outbox.stop()
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert modes["outbox.db"] == 0o600 and modes["outbox.db-wal"] == 0o600, modes
