@@ -12,7 +12,8 @@ CONDA_NAMES: dict[str, str] = {}
 
 
 def _requirement(text: str) -> tuple[str, str]:
-    match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*", text)
+    # pip's extras (`psycopg[binary]`) have no conda spelling: the package name is what counts.
+    match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*(.*?)\s*", text)
     assert match, f"cannot read requirement {text!r}"
     return match.group(1).lower(), match.group(2).replace(" ", "")
 
