@@ -1,5 +1,7 @@
 # The README's two commands are `make demo` and `make test`; both build what they need.
 PYTHON ?= python3
+# Extra options for `make lab`, e.g. make lab LAB_ARGS='--port 9999 --no-browser'
+LAB_ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -29,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --quiet rtsp_resume tests benchmarks
 
 lab: sample
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache
