@@ -48,6 +48,7 @@ from rtsp_resume.portal.store import (
     StorageError,
     Store,
 )
+from rtsp_resume.position import format_clock
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ MAX_BODY = 16 * 1024  # every request the portal takes is far smaller
 MAX_TEXT = 2048  # longest string field (tokens are ~250 characters)
 SESSION_COOKIE = "rtsp_resume_session"
 LOGIN_CSRF_COOKIE = "rtsp_resume_login"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 POSITION_TOLERANCE = 1.0  # s: a position estimate may run a frame or so past the end
 
@@ -144,17 +146,6 @@ class Settings:
 
 
 # --- small helpers -------------------------------------------------------------------------
-
-
-def format_position(seconds: float) -> str:
-    """``12.43`` -> ``0:12.4``; ``3725.0`` -> ``1:02:05.0`` (tenths, as on the button)."""
-    tenths = int(round(max(0.0, seconds) * 10))
-    whole, tenth = divmod(tenths, 10)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}.{tenth}"
-    return f"{minutes}:{secs:02d}.{tenth}"
 
 
 def format_duration(seconds: float) -> str:
@@ -277,7 +268,6 @@ class Portal:
         self.clock = clock
         self._csrf_key = hmac.new(secret, b"rtsp-resume/csrf", hashlib.sha256).digest()
         self.app = bottle.Bottle(catchall=True, autojson=True)
-        self.app.config["portal"] = self
         self._routes()
 
     # -- wiring --
@@ -308,6 +298,12 @@ class Portal:
         app.route("/static/<name>", "GET", self.static)
 
     def _before(self) -> None:
+        # What the HTTP server lets through but the portal does not serve (RFC 9110 15.6.2,
+        # RFC 9112 6.1): other methods, and chunked bodies (no client of the portal sends one).
+        if bottle.request.method not in _METHODS:
+            raise bottle.HTTPError(501, f"method {bottle.request.method} not supported")
+        if request_header("Transfer-Encoding"):
+            raise bottle.HTTPError(411, "send the body with a Content-Length")
         length = bottle.request.content_length
         if length > MAX_BODY:
             raise bottle.HTTPError(413, f"the body is larger than {MAX_BODY} bytes")
@@ -651,11 +647,11 @@ class Portal:
                     False)
         current = outcome.current
         if outcome.became_current:
-            detail = f"bookmark saved at {format_position(position)}"
+            detail = f"bookmark saved at {format_clock(position)}"
         elif position <= 0:
             detail = "recorded in the history; a position of 0 makes no bookmark"
         else:
-            kept = format_position(current.position) if current else "?"
+            kept = format_clock(current.position) if current else "?"
             detail = f"recorded in the history; the newer bookmark at {kept} was kept"
         return ResultCode.SAVED, detail, outcome.became_current
 
@@ -663,7 +659,7 @@ class Portal:
 
     def _render(self, name: str, **values: Any) -> str:
         values.setdefault("csrf", "")
-        values.setdefault("fmt_pos", format_position)
+        values.setdefault("fmt_pos", format_clock)
         values.setdefault("fmt_dur", format_duration)
         return bottle.template(name, template_lookup=[str(VIEWS)], **values)
 
