@@ -15,7 +15,7 @@ import pytest
 from portal_support import Http, Portal, running_portal
 
 from rtsp_resume import tokens
-from rtsp_resume.portal.app import format_duration
+from rtsp_resume.portal.pages import format_duration
 from rtsp_resume.position import format_clock
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -30,7 +30,7 @@ def write(nonce: str, position: float, *, issued: float = NOW, interrupted: floa
     return BookmarkWrite(
         nonce=nonce, body_sha256=body or f"sha-{nonce}", user_id=user, content_id=content,
         position=position, encrypt_token=f"token-{nonce}", login_session="ls-1",
-        token_issued=issued, interrupted_at=interrupted, received_at=interrupted + 1,
+        token_issued=issued, interrupted_at=interrupted, saved_at=interrupted + 1,
     )
 
 
