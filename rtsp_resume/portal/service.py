@@ -1,7 +1,7 @@
 """Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``.
 
-The HTTP server is cheroot's threaded WSGI server (HTTP/1.1 keep-alive; idle connections
-wait in its selector, not in a thread); see ``benchmarks/portal_load.py`` for why cheroot.
+The HTTP server is cheroot's threaded WSGI server: HTTP/1.1 keep-alive, idle connections
+waiting in its selector rather than holding a thread.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from cheroot import wsgi
@@ -20,14 +19,13 @@ from cheroot import wsgi
 from rtsp_resume import tokens
 from rtsp_resume.portal.app import create_app
 from rtsp_resume.portal.catalogue import Catalogue
-from rtsp_resume.portal.store import Kdf, Store
+from rtsp_resume.portal.passwords import Kdf
+from rtsp_resume.portal.store import Store
 
 SECRET_FILE = "secret"
-THREADS = 16  # requests served at once; idle keep-alive connections hold no thread
+THREADS = 16  # requests served at once
 IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may stay silent
-# cheroot closes idle keep-alive connections beyond its default of 10: a streaming server
-# and a few browsers would keep reconnecting.
-KEEP_ALIVE_LIMIT = 1000
+KEEP_ALIVE_LIMIT = 1000  # idle keep-alive connections kept (cheroot's default, 10, is few)
 
 
 def read_users_file(path: Path) -> list[tuple[str, str]]:
@@ -58,27 +56,15 @@ class _Server(wsgi.Server):
 class PortalServer:
     """The portal on a background thread: for tests, notebooks and the combined ``serve``.
 
-    ``secret`` is the key shared with the streaming server; by default it is read from (or
-    created in) ``data_dir/secret``, the file ``serve-rtsp --secret-file`` defaults to.
-    ``kdf`` sets the password hashing cost (tests use a cheap one); ``clock`` replaces
-    ``time.time`` (tests move it forward to expire tokens); ``settings`` go to
-    :class:`rtsp_resume.portal.app.Settings`.
+    ``secret`` is the key shared with the streaming server (default: read from, or created
+    in, ``data_dir/secret``, where ``serve-rtsp --secret-file`` looks); ``kdf`` the password
+    hashing cost; ``clock`` replaces ``time.time``; ``settings`` go to :class:`.app.Settings`.
     """
 
-    def __init__(
-        self,
-        data_dir: Path,
-        media_dir: Path | None,
-        rtsp_url: str,
-        users: Iterable[tuple[str, str]] = (),
-        host: str = "127.0.0.1",
-        port: int = 0,
-        secret: bytes | None = None,
-        *,
-        kdf: Kdf | None = None,
-        clock: Callable[[], float] = time.time,
-        **settings: Any,
-    ) -> None:
+    def __init__(self, data_dir: Path, media_dir: Path | None, rtsp_url: str,
+                 users: Iterable[tuple[str, str]] = (), host: str = "127.0.0.1", port: int = 0,
+                 secret: bytes | None = None, *, kdf: Kdf | None = None,
+                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
         self.data_dir = Path(data_dir)
         self.store = Store(self.data_dir, kdf=kdf)
         try:
@@ -89,7 +75,7 @@ class PortalServer:
             self.app = create_app(self.store, self.catalogue, self.secret, rtsp_url,
                                   clock=clock, **settings)
             self._http = _Server((host, port), self.app, numthreads=THREADS,
-                                     timeout=IDLE_TIMEOUT, request_queue_size=128)
+                                 timeout=IDLE_TIMEOUT, request_queue_size=128)
             self._http.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
             self._http.prepare()  # binds now, so that the URL is known before start()
         except BaseException:
@@ -130,8 +116,7 @@ class PortalServer:
     def __enter__(self) -> PortalServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -148,16 +133,13 @@ def main(args: Any) -> int:
         return 2
     # Ctrl-C may come as soon as the first line is out, and must still stop cleanly.
     try:
-        accounts = server.store.users()
-        print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)")
-        print(f"portal: data in {server.data_dir.resolve()}, shared secret in "
-              f"{(server.data_dir / SECRET_FILE).resolve()}")
-        print(f"portal: play URLs under {args.rtsp_url}")
-        if accounts:
-            print(f"portal: accounts: {', '.join(accounts)}")
-        else:
-            print("portal: no accounts yet: add --user NAME:PASSWORD or --users-file FILE")
-        print("portal: press Ctrl-C to stop", flush=True)
+        accounts = ", ".join(server.store.users()) or (
+            "none yet: add --user NAME:PASSWORD or --users-file FILE")
+        print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)\n"
+              f"portal: data in {server.data_dir.resolve()}, shared secret in "
+              f"{(server.data_dir / SECRET_FILE).resolve()}\n"
+              f"portal: play URLs under {args.rtsp_url}\nportal: accounts: {accounts}\n"
+              "portal: press Ctrl-C to stop", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("portal: stopped", flush=True)

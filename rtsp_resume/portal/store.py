@@ -1,17 +1,10 @@
 """The portal's storage: accounts, login sessions and bookmarks in one SQL database.
 
-A bookmark matters only if it survives: once the portal has answered ResultCode 0, it must
-outlive a ``kill -9``. So SQLite runs in WAL mode with ``synchronous=FULL`` (the log is
-fsynced at every commit), and each request is one transaction, answered after its COMMIT.
-One connection, guarded by a lock, serves every thread. The statements are plain DB-API
-and portable to PostgreSQL; the dialect's differences are :data:`SQLITE`.
-
-The bookmark rules (claims 1, 5) are one statement each in :meth:`Store.record_bookmark`:
-a nonce is stored once (a retry writes nothing), and the current bookmark of a (user,
-content) is replaced only by a newer one: newer is the pair (issue time of the play token,
-time of the interruption) in that order, a tie going to the later arrival; so a late retry
-from an older play session never overwrites a newer one. Every accepted request is kept
-in the history; a position of 0 (nothing worth resuming) goes to the history only.
+A bookmark answered with ResultCode 0 must outlive a ``kill -9``: SQLite runs in WAL mode
+with ``synchronous=FULL``, one transaction per request, answered after its COMMIT; one
+connection under a lock serves every thread. The statements are portable DB-API (the
+dialect's differences: SQLITE), ready for PostgreSQL. The bookmark rules (claims 1, 5) are
+one statement each, in :meth:`Store.record_bookmark`.
 """
 
 from __future__ import annotations
@@ -38,8 +31,7 @@ USER_NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 SQLITE = {"setup": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
           "serial": "INTEGER PRIMARY KEY"}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
+_SCHEMA = """CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS login_sessions (
     session_id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(user_id),
@@ -61,8 +53,7 @@ CREATE TABLE IF NOT EXISTS bookmarks (
 _BOOKMARK = ("user_id, content_id, position, encrypt_token, login_session, token_issued,"
              " interrupted_at, saved_at")
 # The history's columns in BookmarkWrite's field order (its received_at is saved_at).
-_HISTORY = ("user_id, content_id, position, encrypt_token, login_session, token_issued,"
-            " interrupted_at, received_at, nonce, body_sha256")
+_HISTORY = _BOOKMARK.replace("saved_at", "received_at") + ", nonce, body_sha256"
 _SESSION = "session_id, user_id, created, expires, revoked"
 
 
@@ -121,36 +112,27 @@ class Store:
         # Checked when the user does not exist, so an unknown name costs a wrong password's time.
         self._dummy_hash = self.kdf.hash(secrets.token_urlsafe(8))
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
         # The database holds live login sessions: owner only. SQLite gives the -wal and -shm
         # files it creates the mode of the database file.
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(f"{self.path}{suffix}"):
                 os.chmod(f"{self.path}{suffix}", 0o600)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.executescript(SQLITE["setup"] + _SCHEMA.format(**SQLITE))
-        return db
+        self._db: sqlite3.Connection | None = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.executescript(SQLITE["setup"] + _SCHEMA.format(**SQLITE))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        """One transaction, committed (durably) when the block ends, else rolled back."""
+        """One transaction (DB-API: begun by the first write), committed when the block
+        ends, else rolled back."""
         with self._lock:
             if self._db is None:
                 raise StorageError("the store is closed")
-            cur = self._db.cursor()
             try:
-                cur.execute("BEGIN")
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException as exc:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                if isinstance(exc, sqlite3.Error):
-                    raise StorageError(str(exc)) from exc
-                raise
+                with self._db:
+                    yield self._db.cursor()
+            except sqlite3.Error as exc:
+                raise StorageError(str(exc)) from exc
 
     def _one(self, sql: str, *params: Any) -> tuple[Any, ...] | None:
         with self._transaction() as cur:
@@ -168,11 +150,8 @@ class Store:
                 self._db.close()
                 self._db = None
 
-    # -- accounts --
-
     def add_user(self, name: str, password: str, now: float) -> str:
-        """Create the account, or set its password if it exists; return its UserID (the
-        account name: stable across restarts and readable in logs)."""
+        """Create the account, or set its password; return its UserID (the account name)."""
         if not USER_NAME_RE.fullmatch(name):
             raise ValueError(f"user name must be 1-64 characters of [A-Za-z0-9._@-]: {name!r}")
         if not password:
@@ -200,15 +179,13 @@ class Store:
     def users(self) -> list[str]:
         return [row[0] for row in self._all("SELECT user_id FROM users ORDER BY user_id")[1]]
 
-    # -- login sessions (the UserToken) --
-
     def create_session(self, user_id: str, ttl: float, now: float) -> tuple[LoginSession, str]:
         """Start a login session; return it and its bearer secret, the UserToken. Only the
         token's hash is stored; the session id is no secret (play tokens name it)."""
         user_token = secrets.token_urlsafe(32)
         session = LoginSession("ls-" + secrets.token_urlsafe(12), user_id, now, now + ttl, None)
         self._one(f"INSERT INTO login_sessions ({_SESSION}, token_hash) VALUES (?, ?, ?, ?, ?, ?)",
-                  *_values(session), token_hash(user_token))
+                  *vars(session).values(), token_hash(user_token))
         return session, user_token
 
     def session_for_token(self, user_token: str) -> LoginSession | None:
@@ -227,24 +204,24 @@ class Store:
         self._one("UPDATE login_sessions SET revoked = ? WHERE session_id = ? AND revoked IS NULL",
                   now, session_id)
 
-    # -- bookmarks --
-
     def record_bookmark(self, req: BookmarkWrite) -> WriteOutcome:
-        """Store an accepted bookmark request (history, then the current bookmark) in one
-        transaction. A nonce seen before is a retry: nothing is written."""
+        """Store an accepted bookmark request: in the history, and as the current bookmark
+        if it is newer. Every accepted request is kept in the history, a position of 0
+        (nothing worth resuming) only there."""
+        values = tuple(vars(req).values())  # in field order (astuple would deep-copy them)
         with self._transaction() as cur:
-            # Idempotency: the history takes each nonce once.
+            # Idempotency: the history takes each nonce once; a retry writes nothing.
             added = cur.execute(
                 f"INSERT INTO bookmark_history ({_HISTORY}, became_current)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (nonce) DO NOTHING"
-                " RETURNING id", _values(req)).fetchone()
+                " RETURNING id", values).fetchone()
             if added is None:
                 (stored,) = cur.execute("SELECT body_sha256 FROM bookmark_history"
                                         " WHERE nonce = ?", (req.nonce,)).fetchone()
                 return WriteOutcome(True, hmac.compare_digest(stored, req.body_sha256), False,
                                     _current(cur, req.user_id, req.content_id))
-            # Newer wins: replace the current bookmark unless it is from a later play
-            # session or a later interruption.
+            # Newer wins: (play token issue time, interruption time), in that order, a tie
+            # to the later arrival; so a late retry from an older play never overwrites.
             newer = req.position > 0 and cur.execute(
                 f"INSERT INTO bookmarks ({_BOOKMARK}, history_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, content_id)"
@@ -254,11 +231,11 @@ class Store:
                 " saved_at = excluded.saved_at, history_id = excluded.history_id"
                 " WHERE (excluded.token_issued, excluded.interrupted_at)"
                 " >= (bookmarks.token_issued, bookmarks.interrupted_at)",
-                (*_values(req)[:8], added[0])).rowcount == 1
+                (*values[:8], added[0])).rowcount == 1
             if not newer:
                 return WriteOutcome(False, True, False, _current(cur, req.user_id, req.content_id))
             cur.execute("UPDATE bookmark_history SET became_current = 1 WHERE id = ?", added)
-            return WriteOutcome(False, True, True, Bookmark(*_values(req)[:8]))
+            return WriteOutcome(False, True, True, Bookmark(*values[:8]))
 
     def bookmarks(self, user_id: str) -> list[Bookmark]:
         """All current bookmarks of a user, the most recently saved first (claim 1)."""
@@ -275,11 +252,6 @@ class Store:
         names, rows = self._all("SELECT * FROM bookmark_history WHERE user_id = ? ORDER BY id",
                                 user_id)
         return [dict(zip(names, row, strict=True)) for row in rows]
-
-
-def _values(record: Any) -> tuple[Any, ...]:
-    """A record's fields in order (dataclasses.astuple deep-copies them: slow here)."""
-    return tuple(vars(record).values())
 
 
 def _current(cur: sqlite3.Cursor, user_id: str, content_id: str) -> Bookmark | None:
