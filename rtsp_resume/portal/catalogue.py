@@ -1,12 +1,17 @@
 """The programs the portal offers: the files of the streaming server's media folder.
 
 Read through :class:`rtsp_resume.media.MediaLibrary` (which keeps each file's probe until
-the file changes), so the ContentIDs and durations are the streaming server's own.
+the file changes), so the ContentIDs and durations are the streaming server's own. Every
+bookmark request looks a program up, so the listing is read again only once ``ttl``
+seconds old: a new file shows up within that time.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,35 +33,38 @@ def title_for(content_id: str) -> str:
 class Catalogue:
     """The media folder as programs; a missing folder is an empty catalogue."""
 
-    def __init__(self, media_dir: Path | None) -> None:
+    def __init__(self, media_dir: Path | None, ttl: float = 2.0) -> None:
         self.media_dir = Path(media_dir) if media_dir is not None else None
+        self.ttl = ttl
         self._library: Any = None
+        self._lock = threading.Lock()
+        self._programs: dict[str, Program] = {}
+        self._read_at = -math.inf
 
-    def _lib(self) -> Any:
+    def _current(self) -> dict[str, Program]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.ttl:
+                self._programs = {f.content_id: _program(f) for f in self._files()}
+                self._read_at = time.monotonic()
+            return self._programs
+
+    def _files(self) -> list[Any]:
         if self.media_dir is None or not self.media_dir.is_dir():
-            return None
+            return []
         if self._library is None:
             # Here rather than at the top: importing the portal does not load PyAV.
             from rtsp_resume.media import MediaLibrary
 
             self._library = MediaLibrary(self.media_dir)
-        return self._library
+        return self._library.list()
 
     def list(self) -> list[Program]:
-        lib = self._lib()
-        return [_program(f) for f in lib.list()] if lib is not None else []
+        return sorted(self._current().values(), key=lambda p: p.content_id)
 
     def get(self, content_id: str) -> Program | None:
-        """The program, or None (MediaLibrary refuses an id that is not a plain name, say
-        ``../../etc/passwd``, before it touches the file system)."""
-        from rtsp_resume.media import UnplayableMedia
-
-        lib = self._lib()
-        try:
-            media = lib.get(content_id) if lib is not None else None
-        except UnplayableMedia:
-            return None
-        return _program(media) if media is not None else None
+        """The program, or None: a lookup in the listing, so an id from a request (say
+        ``../../etc/passwd``) never reaches the file system."""
+        return self._current().get(content_id)
 
 
 def _program(media: Any) -> Program:
