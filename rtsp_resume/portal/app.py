@@ -1,9 +1,10 @@
-"""The portal's routes: the JSON API (``/api/...``) and the server-rendered pages.
+"""The portal's JSON API (``/api/...``), the reverse bookmark-set interface among it, and
+what every request goes through (the pages are :mod:`.pages`).
 
-Everything a request sends is checked here before it reaches the store: size, JSON shape,
-field types, tokens and signatures. A refusal is a 4xx with a JSON body on the API
-(``{"error": <slug>, "detail": <text>}``, or a BookMarkResp on the reverse interface) and a
-readable page elsewhere; a 5xx means the portal itself is in trouble (503: the database).
+Everything a request sends is checked before it reaches the store: size, JSON shape, field
+types, tokens and signatures. A refusal is a 4xx with a JSON body on the API (``{"error":
+<slug>, "detail": <text>}``, or a BookMarkResp on the reverse interface) and a readable page
+elsewhere; a 5xx means the portal itself is in trouble (503: the database).
 
 The patent's fields here (see also ``openapi.yaml``): the **UserToken** is the bearer secret
 a login returns (only its SHA-256 is stored, next to a random *login session id*); the
@@ -42,6 +43,7 @@ from rtsp_resume.portal.checks import (
     request_header,
 )
 from rtsp_resume.portal.pages import Pages, iso_time, render
+from rtsp_resume.portal.passwords import GuessBrake
 from rtsp_resume.portal.store import Bookmark, BookmarkWrite, LoginSession, StorageError, Store
 from rtsp_resume.position import format_clock
 
@@ -127,6 +129,7 @@ class Portal:
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.catalogue, self.secret = store, catalogue, secret
         self.settings, self.clock = settings, clock
+        self.brake = GuessBrake(clock)
         self.app = app = bottle.Bottle(catchall=True, autojson=True)
         app.add_hook("before_request", self._before)
         app.add_hook("after_request", self._after)
@@ -222,11 +225,23 @@ class Portal:
         session = self.store.session_for_token(user_token)
         return session if session is not None and session.valid(self.clock()) else None
 
+    def authenticate(self, name: str, password: str) -> str | None:
+        """The store's password check, behind the guessing brake (ApiError 429 meanwhile)."""
+        keys = ("user:" + name, "addr:" + bottle.request.environ.get("REMOTE_ADDR", ""))
+        wait = math.ceil(self.brake.attempt(*keys))
+        if wait:
+            raise ApiError(429, "too_many_attempts", f"too many wrong passwords; retry in "
+                           f"{wait} s", Retry_After=str(wait))
+        user_id = self.store.authenticate(name, password)
+        if user_id is not None:
+            self.brake.succeeded(*keys)
+        return user_id
+
     # -- JSON API --
 
     def api_login(self) -> dict[str, Any]:
         body = check_fields(self._json_body(), {"user": "text", "password": "text"})
-        user_id = self.store.authenticate(body["user"], body["password"])
+        user_id = self.authenticate(body["user"], body["password"])
         if user_id is None:
             raise ApiError(401, "bad_credentials", "unknown user or wrong password")
         _, user_token = self.store.create_session(user_id, self.settings.login_ttl, self.clock())

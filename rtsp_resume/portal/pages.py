@@ -108,7 +108,13 @@ class Pages:
         password = forms.getunicode("password", "") or ""
         user_id = None
         if 0 < len(name) <= 64 and 0 < len(password) <= MAX_TEXT:
-            user_id = self.portal.store.authenticate(name, password)
+            try:
+                user_id = self.portal.authenticate(name, password)
+            except ApiError as exc:  # the guessing brake
+                bottle.response.status = exc.status
+                bottle.response.set_header("Retry-After", exc.headers["Retry_After"])
+                return self.page_login(error=f"Too many wrong passwords: {exc.detail}.",
+                                       user=name[:64])
         if user_id is None:
             bottle.response.status = 401
             return self.page_login(error="Unknown user or wrong password.", user=name[:64])
