@@ -1,7 +1,7 @@
 """Portal load: reverse bookmark writes/s and bookmark-list reads/s under concurrent clients.
 
-Starts a real :class:`rtsp_resume.portal.PortalServer` on loopback (SQLite in WAL mode,
-``synchronous=FULL``: every acknowledged bookmark is fsynced) and runs N client processes
+Starts a real :class:`rtsp_resume.portal.PortalServer` on loopback (cheroot; SQLite in WAL
+mode, ``synchronous=FULL``: every acknowledged bookmark is fsynced) and runs N client processes
 (default 16), each with one keep-alive HTTP connection:
 
 1. writes: ``POST /api/bookmark/set`` signed with the shared key, a new nonce each time,

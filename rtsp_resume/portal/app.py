@@ -64,20 +64,11 @@ class ResultCode(IntEnum):
     cannot change, except 30 (the portal's database failed: retry later).
     """
 
-    SAVED = 0
-    DUPLICATE = 1
-    BAD_REQUEST = 2
-    UNSIGNED = 3
-    BAD_SIGNATURE = 4
-    STALE = 5
-    NONCE_REUSED = 6
-    BAD_PLAY_TOKEN = 10
-    PLAY_TOKEN_EXPIRED = 11
-    TOKEN_MISMATCH = 12
-    USER_MISMATCH = 13
-    UNKNOWN_LOGIN = 14
-    UNKNOWN_CONTENT = 20
-    POSITION_OUT_OF_RANGE = 21
+    SAVED, DUPLICATE = 0, 1
+    BAD_REQUEST, UNSIGNED, BAD_SIGNATURE, STALE, NONCE_REUSED = 2, 3, 4, 5, 6  # the request
+    BAD_PLAY_TOKEN, PLAY_TOKEN_EXPIRED, TOKEN_MISMATCH = 10, 11, 12  # its EncryptToken
+    USER_MISMATCH, UNKNOWN_LOGIN = 13, 14  # its UserID and UserToken
+    UNKNOWN_CONTENT, POSITION_OUT_OF_RANGE = 20, 21  # its ContentID and ContentBM
     STORAGE_ERROR = 30
 
     @property
