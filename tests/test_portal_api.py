@@ -115,8 +115,9 @@ def test_keep_alive_connections_are_reused_and_not_cut_beyond_ten(portal) -> Non
 
 
 def test_bad_http_gets_a_4xx_and_the_server_goes_on(portal) -> None:
+    endless_head = b"GET / HTTP/1.1\r\n" + b"X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 10_000
     for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
-                b"POST /api/login HTTP/1.1\r\nContent-Length: -1\r\n\r\n"):
+                b"POST /api/login HTTP/1.1\r\nContent-Length: -1\r\n\r\n", endless_head):
         with socket.create_connection((portal.http.host, portal.http.port), timeout=5) as s:
             s.sendall(raw)
             answer = s.recv(4096)
