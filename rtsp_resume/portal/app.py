@@ -380,8 +380,11 @@ class Portal:
             if exc.reason == "expired":
                 raise BookmarkRefused(_R.PLAY_TOKEN_EXPIRED, str(exc)) from exc
             raise BookmarkRefused(_R.BAD_PLAY_TOKEN, f"EncryptToken refused: {exc}") from exc
+        login = self.store.session(grant.login_session)
+        own_login = login is not None and login.user_id == grant.user_id  # so the user exists
         # Claim 5: UserID names the user, and must be the user the play token was issued to.
-        if body["UserID"] != grant.user_id or not self.store.user_exists(body["UserID"]):
+        if body["UserID"] != grant.user_id or not (own_login
+                                                  or self.store.user_exists(grant.user_id)):
             raise BookmarkRefused(_R.USER_MISMATCH,
                                   "UserID is not the user the EncryptToken was issued to")
         if body["ContentID"] != grant.content_id:
@@ -390,8 +393,7 @@ class Portal:
         if not hmac.compare_digest(body["UserToken"].encode(), grant.login_session.encode()):
             raise BookmarkRefused(_R.TOKEN_MISMATCH,
                                   "UserToken is not the login session of the EncryptToken")
-        login = self.store.session(grant.login_session)
-        if login is None or login.user_id != grant.user_id:
+        if not own_login:
             raise BookmarkRefused(_R.UNKNOWN_LOGIN, "UserToken names no login session of this user")
         program = self.catalogue.get(grant.content_id)
         if program is None:
