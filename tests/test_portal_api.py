@@ -4,6 +4,7 @@ matching the routes, login/logout on the JSON API."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import time
 from pathlib import Path
@@ -92,3 +93,33 @@ def test_a_stopped_server_answers_nobody(tmp_path: Path, sample_dir: Path) -> No
     server.stop()
     with pytest.raises(OSError):
         http.get("/login")
+
+
+def test_keep_alive_connections_are_reused_and_not_cut_beyond_ten(portal) -> None:
+    # Many clients (a streaming server, browsers) keep connections open between requests:
+    # the server must neither answer one request per connection nor reset idle ones.
+    clients = [Http(portal.server.url) for _ in range(14)]
+    try:
+        for _ in range(2):
+            for http in clients:
+                reply = http.get("/api/openapi.yaml")
+                assert reply.status == 200 and reply.headers.get("Connection") != "close"
+        socks = {http._conn.sock for http in clients if http._conn is not None}
+        assert len(socks) == 14  # each client still on its first connection
+        for http in clients:  # and every one of them still answers on it
+            sock = http._conn.sock
+            assert http.get("/login").status == 200 and http._conn.sock is sock
+    finally:
+        for http in clients:
+            http.close()
+
+
+def test_bad_http_gets_a_4xx_and_the_server_goes_on(portal) -> None:
+    endless_head = b"GET / HTTP/1.1\r\n" + b"X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 10_000
+    for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
+                b"POST /api/login HTTP/1.1\r\nContent-Length: -1\r\n\r\n", endless_head):
+        with socket.create_connection((portal.http.host, portal.http.port), timeout=5) as s:
+            s.sendall(raw)
+            answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 4"), (raw, answer[:80])
+    assert portal.http.get("/login").status == 200

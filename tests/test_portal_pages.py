@@ -15,7 +15,8 @@ import pytest
 from portal_support import Http, Portal, running_portal
 
 from rtsp_resume import tokens
-from rtsp_resume.portal.app import format_duration, format_position
+from rtsp_resume.portal.pages import format_duration
+from rtsp_resume.position import format_clock
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -165,7 +166,7 @@ def test_every_page_is_phone_ready(portal: Portal) -> None:
 @pytest.mark.parametrize("seconds,text", [(0, "0:00.0"), (12.43, "0:12.4"), (59.96, "1:00.0"),
                                           (125.06, "2:05.1"), (3725.0, "1:02:05.0")])
 def test_position_labels(seconds: float, text: str) -> None:
-    assert format_position(seconds) == text
+    assert format_clock(seconds) == text
 
 
 def test_duration_labels() -> None:

@@ -1,22 +1,20 @@
-"""The programs the portal offers: the files in the streaming server's media folder.
+"""The programs the portal offers: the files of the streaming server's media folder.
 
-The portal reads the same folder as the streaming server (through
-:class:`rtsp_resume.media.MediaLibrary`, which caches each file's probe) so its catalogue,
-the ContentIDs in its play URLs and the durations it checks bookmarks against are the
-server's own.
+Read through :class:`rtsp_resume.media.MediaLibrary` (which keeps each file's probe until
+the file changes), so the ContentIDs and durations are the streaming server's own. Every
+bookmark request looks a program up, so the listing is read again only once ``ttl``
+seconds old: a new file shows up within that time.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,12 +31,7 @@ def title_for(content_id: str) -> str:
 
 
 class Catalogue:
-    """The media folder as a list of programs; a missing folder is an empty catalogue.
-
-    The listing is kept for ``ttl`` seconds: every bookmark request and bookmark page looks
-    programs up, and re-reading the folder each time would cost a few system calls per
-    lookup. A file added to the folder shows up within ``ttl``.
-    """
+    """The media folder as programs; a missing folder is an empty catalogue."""
 
     def __init__(self, media_dir: Path | None, ttl: float = 2.0) -> None:
         self.media_dir = Path(media_dir) if media_dir is not None else None
@@ -46,53 +39,33 @@ class Catalogue:
         self._library: Any = None
         self._lock = threading.Lock()
         self._programs: dict[str, Program] = {}
-        self._fresh_until = 0.0
+        self._read_at = -math.inf
 
-    def _lib(self) -> Any:
+    def _current(self) -> dict[str, Program]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.ttl:
+                self._programs = {f.content_id: _program(f) for f in self._files()}
+                self._read_at = time.monotonic()
+            return self._programs
+
+    def _files(self) -> list[Any]:
         if self.media_dir is None or not self.media_dir.is_dir():
-            return None
+            return []
         if self._library is None:
-            # Imported here so that importing the portal does not load PyAV until the
-            # catalogue is first needed.
+            # Here rather than at the top: importing the portal does not load PyAV.
             from rtsp_resume.media import MediaLibrary
 
             self._library = MediaLibrary(self.media_dir)
-        return self._library
-
-    def _current(self) -> dict[str, Program]:
-        now = time.monotonic()
-        if now < self._fresh_until:
-            return self._programs
-        with self._lock:
-            if now >= self._fresh_until:
-                programs = {p.content_id: p for p in self._scan()}
-                self._programs = programs
-                self._fresh_until = time.monotonic() + self.ttl
-            return self._programs
-
-    def _scan(self) -> list[Program]:
-        lib = self._lib()
-        if lib is None:
-            return []
-        try:
-            files = lib.list()
-        except Exception:  # a broken folder must not take the portal down
-            log.exception("cannot list media in %s", self.media_dir)
-            return []
-        return [self._program(f) for f in files]
+        return self._library.list()
 
     def list(self) -> list[Program]:
         return sorted(self._current().values(), key=lambda p: p.content_id)
 
     def get(self, content_id: str) -> Program | None:
-        """The program, or None. A lookup in the listing: an id from a request (say
+        """The program, or None: a lookup in the listing, so an id from a request (say
         ``../../etc/passwd``) never reaches the file system."""
         return self._current().get(content_id)
 
-    @staticmethod
-    def _program(media: Any) -> Program:
-        return Program(
-            content_id=media.content_id,
-            title=title_for(media.content_id),
-            duration=float(media.duration),
-        )
+
+def _program(media: Any) -> Program:
+    return Program(media.content_id, title_for(media.content_id), float(media.duration))

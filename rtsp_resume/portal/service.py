@@ -1,26 +1,32 @@
-"""Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``."""
+"""Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``.
+
+The HTTP server is cheroot's threaded WSGI server: HTTP/1.1 keep-alive, idle connections
+waiting in its selector rather than holding a thread.
+"""
 
 from __future__ import annotations
 
-import logging
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from cheroot import wsgi
 
 from rtsp_resume import tokens
 from rtsp_resume.portal.app import create_app
 from rtsp_resume.portal.catalogue import Catalogue
-from rtsp_resume.portal.cpu import pick_cpu
-from rtsp_resume.portal.httpd import WsgiServer
-from rtsp_resume.portal.store import Kdf, Store
-
-log = logging.getLogger(__name__)
+from rtsp_resume.portal.passwords import Kdf
+from rtsp_resume.portal.store import Store
 
 SECRET_FILE = "secret"
+THREADS = 16  # requests served at once
+IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may stay silent
+KEEP_ALIVE_LIMIT = 1000  # idle keep-alive connections kept (cheroot's default, 10, is few)
+MAX_HEAD = 64 * 1024  # request line and headers (cheroot's default: no limit)
 
 
 def read_users_file(path: Path) -> list[tuple[str, str]]:
@@ -37,90 +43,82 @@ def read_users_file(path: Path) -> list[tuple[str, str]]:
     return users
 
 
+class _Server(wsgi.Server):
+    @classmethod
+    def prepare_socket(cls, *args: Any, **kwargs: Any) -> socket.socket:
+        # cheroot sets SO_REUSEADDR only on fixed ports; set it on every listener, so that
+        # the connections of a portal that listened on an ephemeral port do not keep a new
+        # portal from taking over that port (a restart on the same address).
+        sock = super().prepare_socket(*args, **kwargs)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        return sock
+
+
 class PortalServer:
     """The portal on a background thread: for tests, notebooks and the combined ``serve``.
 
-    ``secret`` is the key shared with the streaming server; by default it is read from (or
-    created in) ``data_dir/secret``, the file ``serve-rtsp --secret-file`` defaults to.
-    ``kdf`` sets the password hashing cost (tests use a cheap one); ``clock`` replaces
-    ``time.time`` (tests move it forward to expire tokens); ``settings`` go to
-    :class:`rtsp_resume.portal.app.Settings` (``login_ttl``, ``play_ttl``, ``max_skew``,
-    ``bookmark_grace``). ``one_cpu`` keeps the portal's threads on one CPU, which under
-    load saves about a third of its CPU time (:mod:`rtsp_resume.portal.cpu`); ``serve-portal``
-    turns it on, while an embedding process may have other plans for its CPUs.
+    ``secret`` is the key shared with the streaming server (default: read from, or created
+    in, ``data_dir/secret``, where ``serve-rtsp --secret-file`` looks); ``kdf`` the password
+    hashing cost; ``clock`` replaces ``time.time``; ``settings`` go to :class:`.app.Settings`.
     """
 
-    def __init__(
-        self,
-        data_dir: Path,
-        media_dir: Path | None,
-        rtsp_url: str,
-        users: Iterable[tuple[str, str]] = (),
-        host: str = "127.0.0.1",
-        port: int = 0,
-        secret: bytes | None = None,
-        *,
-        kdf: Kdf | None = None,
-        clock: Callable[[], float] = time.time,
-        one_cpu: bool = False,
-        **settings: Any,
-    ) -> None:
+    def __init__(self, data_dir: Path, media_dir: Path | None, rtsp_url: str,
+                 users: Iterable[tuple[str, str]] = (), host: str = "127.0.0.1", port: int = 0,
+                 secret: bytes | None = None, *, kdf: Kdf | None = None,
+                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
         self.data_dir = Path(data_dir)
-        self.cpu = pick_cpu() if one_cpu else None
-        self.secret = secret if secret is not None else tokens.load_or_create_secret(
-            self.data_dir / SECRET_FILE
-        )
-        self.store = Store(self.data_dir, kdf=kdf, cpu=self.cpu)
+        self.store = Store(self.data_dir, kdf=kdf)
         try:
+            self.secret = secret if secret is not None else tokens.load_or_create_secret(
+                self.data_dir / SECRET_FILE)
             self.user_ids = [self.store.add_user(n, p, clock()) for n, p in users]
             self.catalogue = Catalogue(media_dir)
-            self.app = create_app(
-                self.store, self.catalogue, self.secret, rtsp_url, clock=clock, **settings
-            )
-            self._http = WsgiServer(self.app, host, port, cpu=self.cpu)
+            self.app = create_app(self.store, self.catalogue, self.secret, rtsp_url,
+                                  clock=clock, **settings)
+            self._http = _Server((host, port), self.app, numthreads=THREADS,
+                                 timeout=IDLE_TIMEOUT, request_queue_size=128)
+            self._http.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
+            self._http.max_request_header_size = MAX_HEAD
+            self._http.prepare()  # binds now, so that the URL is known before start()
         except BaseException:
             self.store.close()
             raise
-        self._started = False
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         """Base URL, without a trailing slash: ``http://127.0.0.1:PORT``."""
-        host, port = self._http.address
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{port}"
+        host, port = self._http.bind_addr[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> PortalServer:
         with self._lock:
-            if not self._started:
-                self._http.start()
-                self._started = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._http.serve, name="portal-http",
+                                                daemon=True)
+                self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (Ctrl-C), then close."""
         try:
-            self._http.serve_forever()
+            self._http.serve()
         finally:
             self.stop()
 
     def stop(self) -> None:
         with self._lock:
             self._http.stop()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+                self._thread = None
             self.store.close()
-            self._started = False
 
     def __enter__(self) -> PortalServer:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -130,31 +128,20 @@ def main(args: Any) -> int:
         users = list(args.user)
         if args.users_file is not None:
             users += read_users_file(args.users_file)
-        server = PortalServer(
-            data_dir=args.data,
-            media_dir=args.media,
-            rtsp_url=args.rtsp_url,
-            users=users,
-            host=args.host,
-            port=args.port,
-            one_cpu=True,
-        )
+        server = PortalServer(data_dir=args.data, media_dir=args.media, rtsp_url=args.rtsp_url,
+                              users=users, host=args.host, port=args.port)
     except (ValueError, OSError) as exc:
         print(f"portal: cannot start: {exc}", file=sys.stderr)
         return 2
-    # Everything from here on inside the try: Ctrl-C may come as soon as the first line is
-    # out, and must still stop the server cleanly.
+    # Ctrl-C may come as soon as the first line is out, and must still stop cleanly.
     try:
-        accounts = server.store.users()
-        print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)")
-        print(f"portal: data in {server.data_dir.resolve()}, shared secret in "
-              f"{(server.data_dir / SECRET_FILE).resolve()}")
-        print(f"portal: play URLs under {args.rtsp_url}")
-        if accounts:
-            print(f"portal: accounts: {', '.join(accounts)}")
-        else:
-            print("portal: no accounts yet: add --user NAME:PASSWORD or --users-file FILE")
-        print("portal: press Ctrl-C to stop", flush=True)
+        accounts = ", ".join(server.store.users()) or (
+            "none yet: add --user NAME:PASSWORD or --users-file FILE")
+        print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)\n"
+              f"portal: data in {server.data_dir.resolve()}, shared secret in "
+              f"{(server.data_dir / SECRET_FILE).resolve()}\n"
+              f"portal: play URLs under {args.rtsp_url}\nportal: accounts: {accounts}\n"
+              "portal: press Ctrl-C to stop", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("portal: stopped", flush=True)
