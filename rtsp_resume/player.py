@@ -1,25 +1,26 @@
-"""The terminal's player: RTSP control, RTP reception and PyAV decoding.
+"""The terminal's player: RTSP control, RTP reception and PyAV decoding (CN101662474A's
+mobile terminal, as far as playing goes).
 
-The mobile terminal of CN101662474A as far as playing goes. :meth:`Player.start` runs the
-RFC 2326 handshake as blocking calls (OPTIONS, DESCRIBE, SETUP per track, PLAY), then one
-reader thread takes the connection: media (TCP interleaved, or the UDP sockets), answers
-to our requests, the server's heartbeat requests (claims 2 and 8, answered as FFmpeg
-does), keep-alives and RTCP receiver reports. Exact resume: asked to start at ``t``, the
-server starts at the keyframe before; the player decodes from there but shows nothing
-before the frame nearest ``t`` (the earlier of two when ``t`` lies between them).
+:meth:`Player.start` runs the RFC 2326 handshake as blocking requests; then one reader
+thread takes media (TCP interleaved or UDP), answers, the server's heartbeat requests
+(claims 2, 8), keep-alives and RTCP receiver reports. Exact resume: asked to start at
+``t``, the server starts at the keyframe before it; the player decodes from there but
+shows first the frame nearest ``t`` (the earlier one at a tie).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import secrets
 import selectors
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -34,15 +35,14 @@ from rtsp_resume.rtp import RtpError, RtpPacket
 from rtsp_resume.sample import read_frame_index
 
 log = logging.getLogger(__name__)
-
 USER_AGENT = "rtsp-resume-player/0.1"
 DEFAULT_SESSION_TIMEOUT = 60.0  # RFC 2326 §12.37, when the Session header names none
 FALLBACK_FPS = 25.0  # for "half a frame" when the stream does not tell its frame rate
+Handler = Callable[[rtsp.Response], None]
 
 
 class PlayerError(RuntimeError):
-    """A refused request, no answer, or a player that has ended; ``status`` is the RTSP
-    status when the server refused."""
+    """A refused request (``status``: the RTSP status), no answer, or a player that ended."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -51,9 +51,9 @@ class PlayerError(RuntimeError):
 
 @dataclass
 class ShownFrame:
-    """A picture handed to the screen: ``index`` drawn into the sample clip (None for other
-    media), ``pts`` in npt seconds, ``wallclock`` the :func:`time.time` it was shown. Only
-    the latest frame of :attr:`Player.frames` keeps its ``image``."""
+    """A picture shown: ``index`` drawn into the sample (None elsewhere), ``pts`` in npt
+    seconds, ``wallclock`` when shown; only the newest in :attr:`Player.frames` keeps its
+    ``image``."""
 
     index: int | None
     pts: float
@@ -65,7 +65,6 @@ class ShownFrame:
         return f"{number} (npt {self.pts:.2f} s)"
 
     def to_png(self) -> bytes:
-        """The picture as PNG bytes (for ``ipywidgets.Image``)."""
         return encode_png(self._need_image())
 
     def to_jpeg(self) -> bytes:
@@ -87,7 +86,7 @@ def _encode_still(frame: av.VideoFrame, codec: str, pix_fmt: str) -> bytes:
 
 
 def encode_png(frame: av.VideoFrame) -> bytes:
-    """PNG bytes of a decoded picture (PyAV's encoder: no Pillow needed)."""
+    """PNG bytes of a decoded picture (for ``ipywidgets.Image``; no Pillow needed)."""
     return _encode_still(frame, "png", "rgb24")
 
 
@@ -116,32 +115,23 @@ class PlayerCounters:
 
 
 def answer_server_request(request: rtsp.Request) -> rtsp.Response:
-    """The reply to a request the server sends us (its heartbeat), as FFmpeg gives it:
-    200 to OPTIONS and GET_PARAMETER, 501 to anything else, echoing CSeq and Session (the
-    server matches its heartbeat by them)."""
+    """Our reply to the server's request (its heartbeat), as FFmpeg's: 200 to OPTIONS and
+    GET_PARAMETER, else 501; CSeq and Session echoed (the server matches them)."""
     headers = rtsp.Headers({"User-Agent": USER_AGENT})
     for name in ("CSeq", "Session"):
         if request.headers.get(name) is not None:
             headers[name] = request.headers[name]
-    status = 200 if request.method in ("OPTIONS", "GET_PARAMETER") else 501
-    return rtsp.Response(status, "", headers)
-
-
-@contextlib.contextmanager
-def _reading(method: str) -> Iterator[None]:
-    """An answer that makes no sense ends the handshake with a clear error."""
-    try:
-        yield
-    except ValueError as exc:  # includes RtspProtocolError and SdpError
-        raise PlayerError(f"bad {method} answer: {exc}") from exc
+    return rtsp.Response(200 if request.method in ("OPTIONS", "GET_PARAMETER") else 501, "",
+                         headers)
 
 
 @dataclass
 class _Slot:
-    """One of our requests awaiting its answer; ``on_answer`` runs on the reading thread."""
+    """A request awaiting its answer; ``on_answer`` applies a 2xx on the reading thread."""
 
     method: str
-    on_answer: Callable[[rtsp.Response], None] | None = None
+    cseq: int
+    on_answer: Handler | None
     done: threading.Event = field(default_factory=threading.Event)
     response: rtsp.Response | None = None
     error: str | None = None
@@ -151,11 +141,10 @@ class Player:
     """An RTSP/RTP player of ``url`` (a portal play or resume URL with its ``?token=``).
 
     ``transport``: ``"tcp"`` (interleaved) or ``"udp"``. ``on_frame(ShownFrame)`` and
-    ``on_event(name, data)`` run on the reading thread; their exceptions are logged. With
-    ``start`` the PLAY asks ``Range: npt=start-``; ``exact`` hides what precedes it.
-    ``rr_interval``: seconds between RTCP receiver reports. Events: connected, described,
-    setup, playing, paused, resumed, seeked, heartbeat (method, cseq, session, status,
-    time), keepalive, receiver_report, error (message), closed (reason).
+    ``on_event(name, data)`` run on the reading thread; their exceptions are logged.
+    ``start``: PLAY with ``Range: npt=start-``, and with ``exact`` nothing earlier shown.
+    Events: connected, described, setup, playing, paused, resumed, seeked, heartbeat
+    (method, cseq, session, status, time), keepalive, receiver_report, error, closed.
     """
 
     def __init__(self, url: str, transport: str = "tcp",
@@ -169,16 +158,14 @@ class Player:
             raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
         if parts.scheme.lower() != "rtsp" or not parts.hostname:
             raise ValueError(f"expected an rtsp://host[:port]/... URL, got {url!r}")
-        if start is not None and not start >= 0:
-            raise ValueError(f"start must be >= 0 seconds, got {start!r}")
-        if not rr_interval > 0:
-            raise ValueError(f"rr_interval must be > 0, got {rr_interval!r}")
+        if (start is not None and not start >= 0) or not rr_interval > 0:
+            raise ValueError(f"need start >= 0 and rr_interval > 0, got {start}, {rr_interval}")
         self.url, self.transport, self.on_frame, self.on_event = url, transport, on_frame, on_event
         self.start_at, self.exact, self.rr_interval = start, exact, rr_interval
         self.request_timeout, self.teardown_timeout = request_timeout, teardown_timeout
         self.host, self.port = parts.hostname, parts.port or 554
         self.session_id: str | None = None
-        self.session_timeout: float | None = None
+        self.session_timeout = DEFAULT_SESSION_TIMEOUT
         self.range_start: float | None = None  # where the server really started
         self.error: str | None = None
         self.state = "new"  # new, starting, playing, paused, stopped, failed
@@ -189,35 +176,34 @@ class Player:
         self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
         self._counters = PlayerCounters()
         self._cond = threading.Condition()  # frames, counters, state; wakes wait_for
-        self._wire = threading.RLock()  # one writer at a time; guards the CSeq slots
+        self._wire = threading.RLock()  # one writer at a time; guards the slots
         self._slots: dict[int, _Slot] = {}
-        self._cseq = 0
+        self._cseqs = itertools.count(1)
         self._parser = rtsp.RtspParser()
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
-        self._closing = False  # stop() began: the connection's end is no error now
+        self._deadline = math.inf  # of the whole handshake
+        self._closing = self._ended = False  # closing: the connection's end is no error now
         self._close_reason = "stopped"
-        self._ended = False
         self._show_from: float | None = None
         self._held: list[tuple[TrackReceiver, RtpPacket, float]] = []
-        self._public: set[str] = set()
+        self._keepalive = "GET_PARAMETER"
         self._ssrc = secrets.randbits(32)
-
-    # -- public API ---------------------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> Player:
         """Connect and play; return once PLAY is answered. Raises :class:`PlayerError` (and
-        sets :attr:`error`) when a step fails or all take over ``timeout`` (4 requests')."""
+        sets :attr:`error`) when a step fails or all take over ``timeout``."""
         if self.state != "new":
             raise RuntimeError("a Player can be started only once")
-        self.state = "starting"
-        deadline = time.monotonic() + (timeout or 4 * self.request_timeout)
+        self._set_state("starting")
+        self._deadline = time.monotonic() + (timeout or 4 * self.request_timeout)
         try:
-            self._handshake(deadline)
+            self._handshake()
         except Exception as exc:
             self._fail(str(exc) if isinstance(exc, PlayerError) else f"internal error: {exc!r}")
             self._end()
-            raise exc if isinstance(exc, PlayerError) else PlayerError(str(self.error)) from exc
+            raise PlayerError(str(self.error), getattr(exc, "status", None)) from exc
+        self._deadline = math.inf
         assert self._sock is not None
         self._sock.settimeout(2.0)  # bounds writes: a link that stopped cannot block for ever
         self._reader = threading.Thread(target=self._read_loop, name="rtsp-player", daemon=True)
@@ -228,7 +214,7 @@ class Player:
         """PAUSE (RFC 2326 §10.6); returns once the server has answered."""
         self._may("pause")
         self._ok(self._request("PAUSE", self.aggregate_url, {"Session": self.session_id or ""},
-                               on_answer=self._paused), "pause")
+                               self._paused), "pause")
 
     def resume(self) -> None:
         """PLAY without Range: carry on from where PAUSE stopped."""
@@ -236,8 +222,7 @@ class Player:
         self._ok(self._play(None, "resumed"), "resume")
 
     def seek(self, t: float) -> float:
-        """PLAY with ``Range: npt=t-``; returns where the server starts (the keyframe at or
-        before ``t``). With ``exact``, nothing before ``t`` is shown."""
+        """PLAY from ``t``; returns where the server starts (the keyframe at or before)."""
         if not t >= 0:
             raise ValueError(f"cannot seek to {t!r}")
         self._may("seek")
@@ -245,8 +230,7 @@ class Player:
         return float(self.range_start or 0.0)
 
     def stop(self) -> None:
-        """TEARDOWN (RFC 2326 §10.7), then close; idempotent, and back within about
-        ``teardown_timeout`` even when the link has gone silent."""
+        """TEARDOWN (§10.7) and close; idempotent, back within about ``teardown_timeout``."""
         self._finish(teardown=True)
 
     def close_abruptly(self) -> None:
@@ -270,7 +254,7 @@ class Player:
 
     @property
     def frames(self) -> list[ShownFrame]:
-        """A copy of the frames shown, oldest first (the newest ``max_frames`` of them)."""
+        """A copy of the newest ``max_frames`` frames shown, oldest first."""
         with self._cond:
             return list(self._frames)
 
@@ -287,8 +271,8 @@ class Player:
         return self._counters.frames_shown
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """Wait at most ``timeout`` s until ``predicate()`` is true (checked at each frame,
-        heartbeat and change of state, and once the player ends); return its last value."""
+        """Wait at most ``timeout`` s for ``predicate()`` (checked at each frame, heartbeat,
+        change of state, and when the player ends); return its last value."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (result := predicate()) and not self._ended:
@@ -297,112 +281,134 @@ class Player:
             return result
 
     def wait_frames(self, n: int, timeout: float) -> bool:
-        """Wait until ``n`` frames in all have been shown since start."""
         return bool(self.wait_for(lambda: self._counters.frames_shown >= n, timeout))
 
-    # -- the handshake (RFC 2326 §10), on the caller's thread ----------------------------
-
-    def _handshake(self, deadline: float) -> None:
+    def _handshake(self) -> None:
+        """RFC 2326 §10: OPTIONS (which keep-alive the server takes: only a hint), DESCRIBE,
+        SETUP each track, PLAY."""
         try:
             self._sock = socket.create_connection((self.host, self.port), self.request_timeout)
         except OSError as exc:
             raise PlayerError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._emit("connected", {"peer": self._sock.getpeername()[:2]})
-        # OPTIONS only tells which keep-alive the server prefers: a refusal is no failure.
-        options = self._request("OPTIONS", self.url, {}, deadline)
+        public = self._request("OPTIONS", self.url, {}).headers.get("Public")
         with contextlib.suppress(ValueError):
-            if options.status < 300:
-                self._public = rtsp.parse_public(options.headers.get("Public") or "")
-        answer = self._ok(self._request("DESCRIBE", self.url, {"Accept": "application/sdp"},
-                                        deadline), "DESCRIBE refused")
-        with _reading("DESCRIBE"):
-            kind = (answer.headers.get("Content-Type") or "application/sdp").split(";")[0]
-            if kind.strip().lower() != "application/sdp":
-                raise ValueError(f"DESCRIBE answered with {kind!r}, not application/sdp")
-            self.sdp = sdp.parse(answer.body.decode("utf-8"))
-            base = (answer.headers.get("Content-Base") or answer.headers.get("Content-Location")
-                    or self.url)
-            self.aggregate_url = sdp.resolve_control(base, self.sdp.control)
-            for media in self.sdp.media:
-                try:
-                    url = sdp.resolve_control(base, media.control)
-                    self.tracks.append(TrackReceiver(media, url))
-                except sdp.SdpError as exc:
-                    log.info("track skipped: %s", exc)
-            if not self.tracks:
-                raise ValueError("no H.264 or AAC track in the session description")
-        self._emit("described", {"tracks": [(t.kind, t.codec, t.url) for t in self.tracks]})
+            if public and "GET_PARAMETER" not in rtsp.parse_public(public):
+                self._keepalive = "OPTIONS"
+        self._ok(self._request("DESCRIBE", self.url, {"Accept": "application/sdp"},
+                               self._described), "DESCRIBE refused")
         for index, track in enumerate(self.tracks):
-            self._setup(index, track, deadline)
-        self._ok(self._play(self.start_at, "playing", deadline), "PLAY refused")
+            if self.transport == "tcp":
+                transport = f"RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}"
+            else:
+                track.rtp_socket, track.rtcp_socket = bind_udp_pair(
+                    self._sock.getsockname()[0], receive_buffer=1 << 21)
+                port = track.rtp_socket.getsockname()[1]
+                transport = f"RTP/AVP;unicast;client_port={port}-{port + 1}"
+            session = {"Session": self.session_id} if self.session_id else {}
+            self._ok(self._request("SETUP", track.url, {"Transport": transport, **session},
+                                   lambda answer, t=track: self._set_up(t, answer)),
+                     "SETUP refused")
+        self._ok(self._play(self.start_at, "playing"), "PLAY refused")
 
-    def _setup(self, index: int, track: TrackReceiver, deadline: float) -> None:
-        """SETUP one track (§10.4): interleaved channels, or a UDP port pair (§12.39)."""
-        assert self._sock is not None
-        if self.transport == "tcp":
-            transport = f"RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}"
+    def _described(self, answer: rtsp.Response) -> None:
+        kind = (answer.headers.get("Content-Type") or "application/sdp").split(";")[0]
+        if kind.strip().lower() != "application/sdp":
+            raise ValueError(f"DESCRIBE answered with {kind!r}, not application/sdp")
+        self.sdp = sdp.parse(answer.body.decode("utf-8"))
+        base = answer.headers.get("Content-Base") or answer.headers.get("Content-Location")
+        self.aggregate_url = sdp.resolve_control(base or self.url, self.sdp.control)
+        for media in self.sdp.media:
+            try:
+                url = sdp.resolve_control(base or self.url, media.control)
+                self.tracks.append(TrackReceiver(media, url))
+            except sdp.SdpError as exc:
+                log.info("track skipped: %s", exc)
+        if not self.tracks:
+            raise ValueError("no H.264 or AAC track in the session description")
+        self._emit("described", {"tracks": [(t.kind, t.codec, t.url) for t in self.tracks]})
+
+    def _set_up(self, track: TrackReceiver, answer: rtsp.Response) -> None:
+        """The SETUP answer's Session (§12.37) and Transport (§12.39) for ``track``."""
+        session, value = answer.headers.get("Session"), answer.headers.get("Transport")
+        if session is None or value is None:
+            raise ValueError("SETUP answer without a Session or Transport header")
+        session_id, timeout = rtsp.parse_session(session)
+        if self.session_id not in (None, session_id):
+            raise ValueError(f"SETUP answered another session ({session_id})")
+        self.session_id, self.session_timeout = session_id, timeout or self.session_timeout
+        reply = rtsp.parse_transport(value)[0]
+        track.ssrc = reply.ssrc
+        if self.transport == "tcp" and reply.is_tcp and reply.interleaved is not None:
+            track.channel = reply.interleaved[0]
+        elif self.transport == "udp" and not reply.is_tcp and reply.server_port is not None:
+            assert self._sock is not None
+            peer = reply.source or self._sock.getpeername()[0]
+            track.server_rtcp = (peer, reply.server_port[1])
         else:
-            track.rtp_socket, track.rtcp_socket = bind_udp_pair(self._sock.getsockname()[0],
-                                                                receive_buffer=1 << 21)
-            port = track.rtp_socket.getsockname()[1]
-            transport = f"RTP/AVP;unicast;client_port={port}-{port + 1}"
-        headers = {"Transport": transport}
-        if self.session_id is not None:
-            headers["Session"] = self.session_id
-        answer = self._ok(self._request("SETUP", track.url, headers, deadline), "SETUP refused")
-        with _reading("SETUP"):
-            session, value = answer.headers.get("Session"), answer.headers.get("Transport")
-            if session is None or value is None:
-                raise ValueError("SETUP answer without a Session or Transport header")
-            session_id, timeout = rtsp.parse_session(session)
-            if self.session_id not in (None, session_id):
-                raise ValueError(f"SETUP answered another session ({session_id})")
-            self.session_id = session_id
-            self.session_timeout = float(timeout) if timeout else self.session_timeout
-            reply = rtsp.parse_transport(value)[0]
-            track.ssrc = reply.ssrc
-            if reply.is_tcp != (self.transport == "tcp") or (
-                    reply.interleaved if reply.is_tcp else reply.server_port) is None:
-                raise ValueError(f"asked for {self.transport}, the server answered {value!r}")
-            if reply.interleaved is not None and reply.is_tcp:
-                track.channel = reply.interleaved[0]
-            elif reply.server_port is not None:
-                track.server_rtcp = (reply.source or self._sock.getpeername()[0],
-                                     reply.server_port[1])
+            raise ValueError(f"asked for {self.transport}, the server answered {value!r}")
         self._emit("setup", {"track": track.url, "transport": value, "session": session_id})
 
-    # -- requests -----------------------------------------------------------------------
+    def _play(self, start: float | None, event: str) -> rtsp.Response:
+        """PLAY (§10.5) from ``start``, or on from the pause point (``event`` "resumed")."""
+        headers = {"Session": self.session_id or ""}
+        if start is not None:
+            headers["Range"] = rtsp.format_range(start)
+        for track in self.tracks:
+            track.play_sent(repositions=event != "resumed")
+        return self._request("PLAY", self.aggregate_url, headers,
+                             lambda answer: self._played(answer, start, event))
+
+    def _played(self, answer: rtsp.Response, requested: float | None, event: str) -> None:
+        """Apply a PLAY answer's Range and RTP-Info (§12.29, §12.33) to every track."""
+        value = answer.headers.get("Range")
+        begin = rtsp.parse_range(value)[0] if value else None
+        if begin is None:
+            begin = requested if requested is not None else (self.range_start or 0.0)
+        value = answer.headers.get("RTP-Info")
+        infos = rtsp.parse_rtp_info(value) if value else []
+        if event != "resumed":
+            self.range_start = begin
+            self._show_from = requested if self.exact else None
+        for track in self.tracks:
+            held = track.play_answered(begin, match_rtp_info(track.url, infos), event != "resumed")
+            self._held += [(track, packet, arrival) for packet, arrival in held]
+        self._set_state("playing")
+        extra = {"session": self.session_id} if event == "playing" else {}
+        self._emit(event, {"range_start": self.range_start, **extra})
+
+    def _paused(self, answer: rtsp.Response) -> None:
+        self._set_state("paused")
+        self._emit("paused", {})
 
     def _request(self, method: str, uri: str, headers: dict[str, str],
-                 deadline: float | None = None,
-                 on_answer: Callable[[rtsp.Response], None] | None = None,
-                 timeout: float | None = None) -> rtsp.Response:
-        """Send a request and wait for the answer with its CSeq (§12.17): read by the caller
-        itself during the handshake, by the reader thread after it."""
-        limit = time.monotonic() + (timeout or self.request_timeout)
-        limit = min(limit, deadline) if deadline is not None else limit
-        cseq, slot = self._send(method, uri, headers, on_answer)
-        if self._reader is None:
-            self._read_until(slot.done, limit)
-        else:
-            slot.done.wait(max(0.0, limit - time.monotonic()))
+                 on_answer: Handler | None = None, timeout: float | None = None
+                 ) -> rtsp.Response:
+        """Send a request and wait for the answer with its CSeq (§12.17), which the caller
+        reads itself during the handshake and the reader thread after it."""
+        timeout = timeout or self.request_timeout
+        limit = min(time.monotonic() + timeout, self._deadline)
+        slot = self._send(method, uri, headers, on_answer)
+        while self._reader is None and not slot.done.is_set() and time.monotonic() < limit:
+            assert self._sock is not None
+            self._sock.settimeout(limit - time.monotonic())
+            self._read_control()
+        slot.done.wait(max(0.0, limit - time.monotonic()))
         with self._wire:
-            self._slots.pop(cseq, None)
-        if slot.error is not None:
-            raise PlayerError(slot.error)
-        if slot.response is None:
-            raise PlayerError(f"{method}: no answer within {timeout or self.request_timeout:.1f} s")
+            self._slots.pop(slot.cseq, None)
+        if slot.error is not None or slot.response is None:
+            raise PlayerError(slot.error or f"{method}: no answer within {timeout:.1f} s")
         return slot.response
 
     def _send(self, method: str, uri: str, headers: dict[str, str],
-              on_answer: Callable[[rtsp.Response], None] | None = None) -> tuple[int, _Slot]:
+              on_answer: Handler | None = None) -> _Slot:
         with self._wire:
-            self._cseq += 1
-            slot = self._slots[self._cseq] = _Slot(method, on_answer)
-            out = rtsp.Headers({**headers, "CSeq": str(self._cseq), "User-Agent": USER_AGENT})
+            cseq = next(self._cseqs)
+            slot = self._slots[cseq] = _Slot(method, cseq, on_answer)
+            out = {**headers, "CSeq": str(slot.cseq), "User-Agent": USER_AGENT}
             self._write(bytes(rtsp.Request(method, uri, out)))
-            return self._cseq, slot
+            return slot
 
     def _write(self, data: bytes) -> None:
         assert self._sock is not None
@@ -413,74 +419,31 @@ class Player:
             raise PlayerError(f"cannot write to the server: {exc}") from exc
 
     @staticmethod
-    def _ok(answer: rtsp.Response, what: str) -> rtsp.Response:
+    def _ok(answer: rtsp.Response, what: str) -> None:
         if not 200 <= answer.status < 300:
             raise PlayerError(f"{what}: {answer.status} {answer.reason}", answer.status)
-        return answer
 
     def _may(self, name: str) -> None:
         if not self.running or self.state == "starting" or self._closing:
-            state = "stopping" if self._closing and self.running else self.state
+            state = "stopping" if self.running else self.state
             raise PlayerError(f"cannot {name}: the player is {state}"
                               + (f" ({self.error})" if self.error else ""))
 
-    def _play(self, start: float | None, event: str, deadline: float | None = None
-              ) -> rtsp.Response:
-        """PLAY (§10.5); a start or seek repositions, a resume carries on."""
-        headers = {"Session": self.session_id or ""}
-        if start is not None:
-            headers["Range"] = rtsp.format_range(start)
-        for track in self.tracks:
-            track.play_sent(repositions=event != "resumed")
-        return self._request("PLAY", self.aggregate_url, headers, deadline,
-                             lambda answer: self._played(answer, start, event))
-
-    def _played(self, answer: rtsp.Response, requested: float | None, event: str) -> None:
-        """Apply a PLAY answer's Range and RTP-Info (§12.29, §12.33) to every track."""
-        if not 200 <= answer.status < 300:
-            return
-        value = answer.headers.get("Range")
-        begin = rtsp.parse_range(value)[0] if value else None
-        if begin is None:
-            begin = requested if requested is not None else (self.range_start or 0.0)
-        value = answer.headers.get("RTP-Info")
-        infos = rtsp.parse_rtp_info(value) if value else []
-        if event != "resumed":
-            self.range_start = begin
-            self._show_from = requested if self.exact and requested is not None else None
-        for track in self.tracks:
-            held = track.play_answered(begin, match_rtp_info(track.url, infos), event != "resumed")
-            self._held += [(track, packet, arrival) for packet, arrival in held]
-        with self._cond:
-            self.state = "playing"
-            self._cond.notify_all()
-        extra = {"session": self.session_id} if event == "playing" else {}
-        self._emit(event, {"range_start": self.range_start, **extra})
-
-    def _paused(self, answer: rtsp.Response) -> None:
-        if 200 <= answer.status < 300:
-            with self._cond:
-                self.state = "paused"
-                self._cond.notify_all()
-            self._emit("paused", {})
-
-    # -- reading ------------------------------------------------------------------------
-
-    def _read_until(self, done: threading.Event, limit: float) -> None:
+    def _read_control(self) -> bool:
+        """One read of the RTSP connection; False when it has ended after stop()."""
         assert self._sock is not None
-        while not done.is_set() and (remaining := limit - time.monotonic()) > 0:
-            self._sock.settimeout(remaining)
-            try:
-                data = self._sock.recv(1 << 16)
-            except TimeoutError:
-                return
-            except OSError as exc:
-                raise PlayerError(f"control connection failed: {exc}") from exc
-            self._received(data)
-
-    def _received(self, data: bytes) -> None:
+        try:
+            data = self._sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return True
+        except OSError as exc:
+            data, why = b"", f"control connection failed: {exc}"
+        else:
+            why = "the server closed the control connection"
         if not data:
-            raise PlayerError("the server closed the control connection")
+            if self._closing:
+                return False
+            raise PlayerError(why)
         now = time.monotonic()
         for event in self._parser.feed(data):
             if isinstance(event, rtsp.BadInput):
@@ -488,76 +451,71 @@ class Player:
                                   f"{event.reason}")
             if isinstance(event, rtsp.InterleavedFrame):
                 for track in self.tracks:
-                    if track.channel == event.channel:
-                        self._rtp(track, event.data, now)
-                    elif track.channel is not None and track.channel + 1 == event.channel:
-                        self._rtcp(track, event.data, now)
+                    if track.channel is not None and event.channel - track.channel in (0, 1):
+                        self._media(track, event.data, now, event.channel != track.channel)
             elif isinstance(event, rtsp.Request):
                 reply = answer_server_request(event)
                 self._write(bytes(reply))
-                with self._cond:
-                    self._counters.heartbeats_answered += 1
-                    self._cond.notify_all()
+                self._count(heartbeats_answered=1)
                 self._emit("heartbeat", {"method": event.method, "cseq": event.cseq,
                                          "session": event.headers.get("Session"),
                                          "status": reply.status, "time": time.time()})
             else:
                 self._answered(event)
+        return True
 
     def _answered(self, answer: rtsp.Response) -> None:
         with self._wire:
-            slot = self._slots.pop(answer.cseq, None) if answer.cseq is not None else None
+            slot = self._slots.pop(answer.cseq or 0, None)
         if slot is None:
             log.debug("answer with unknown CSeq %s ignored", answer.cseq)
             return
         try:
-            if slot.on_answer is not None:
+            if slot.on_answer is not None and 200 <= answer.status < 300:
                 slot.on_answer(answer)
-        except ValueError as exc:
+        except ValueError as exc:  # includes RtspProtocolError and SdpError
             slot.error = f"bad {slot.method} answer: {exc}"
             raise PlayerError(slot.error) from exc
-        except PlayerError as exc:
-            slot.error = str(exc)
-            raise
         finally:
             slot.response = answer
             slot.done.set()
-        # Packets that came while the PLAY answer was awaited, shown once the caller is free.
-        held, self._held = self._held, []
+        if answer.status == 454 and self._reader is not None:  # a keep-alive's, say
+            raise PlayerError("the server no longer knows the session (454)", 454)
+        held, self._held = self._held, []  # what came while a PLAY answer was awaited
         for track, packet, arrival in held:
-            self._deliver(track, track.receive(packet, arrival))
+            self._show(track, track.receive(packet, arrival))
 
     def _read_loop(self) -> None:
-        """The reader thread: media, answers and heartbeats, and two timers: keep-alive at
-        half the session timeout (§12.37) and an RTCP receiver report every
-        ``rr_interval`` (RFC 3550 §6.2)."""
-        assert self._sock is not None
+        """The reader thread, with two timers: keep-alive at half the session timeout
+        (§12.37, as FFmpeg) and an RTCP receiver report every ``rr_interval`` (RFC 3550)."""
         selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)
+        selector.register(self._sock, selectors.EVENT_READ)  # type: ignore[arg-type]
         for track in self.tracks:
             for sock, rtcp in ((track.rtp_socket, False), (track.rtcp_socket, True)):
                 if sock is not None:
-                    selector.register(sock, selectors.EVENT_READ, (track, sock, rtcp))
-        keepalive_every = (self.session_timeout or DEFAULT_SESSION_TIMEOUT) / 2
+                    selector.register(sock, selectors.EVENT_READ, (track, rtcp))
         next_rr = time.monotonic() + self.rr_interval
-        next_keepalive = time.monotonic() + keepalive_every
+        next_keepalive = time.monotonic() + self.session_timeout / 2
         try:
             while True:
                 ready = selector.select(max(0.0, min(next_rr, next_keepalive) - time.monotonic()))
-                # UDP first: datagrams already waiting were sent before any RTSP answer read
-                # now, so a PAUSE answer is never handled before the media it ended.
+                # UDP first: datagrams waiting now were sent before any RTSP answer read now,
+                # so a PAUSE answer is never handled before the media it ended.
                 for key, _ in sorted(ready, key=lambda item: item[0].data is None):
-                    if key.data is not None:
-                        self._read_udp(*key.data)
-                    elif not self._read_control():
+                    if key.data is None and not self._read_control():
                         return
+                    while key.data is not None and (data := _recv(key.fileobj)):
+                        self._media(*key.data[:1], data, time.monotonic(), key.data[1])
                 now = time.monotonic()
                 if now >= next_rr:
                     next_rr = now + self.rr_interval
-                    self._send_receiver_reports(now)
+                    self._receiver_reports(now)
                 if now >= next_keepalive:
-                    next_keepalive = now + keepalive_every
-                    self._keepalive()
+                    next_keepalive = now + self.session_timeout / 2
+                    self._send(self._keepalive, self.aggregate_url,
+                               {"Session": self.session_id or ""})
+                    self._count(keepalives_sent=1)
+                    self._emit("keepalive", {"method": self._keepalive})
         except PlayerError as exc:
             if not self._closing:
                 self._fail(str(exc))
@@ -568,91 +526,40 @@ class Player:
             selector.close()
             self._end()
 
-    def _read_control(self) -> bool:
-        """Read the RTSP connection; False once it has ended after stop()."""
-        assert self._sock is not None
-        try:
-            data = self._sock.recv(1 << 16)
-        except (BlockingIOError, InterruptedError, TimeoutError):
-            return True
-        except OSError as exc:
-            if self._closing:
-                return False
-            raise PlayerError(f"control connection failed: {exc}") from exc
-        if not data and self._closing:
-            return False
-        self._received(data)
-        return True
-
-    def _read_udp(self, track: TrackReceiver, sock: socket.socket, rtcp: bool) -> None:
-        while True:
-            try:
-                data = sock.recv(1 << 16)
-            except OSError:  # drained, or an ICMP error reported on a later read
-                return
-            (self._rtcp if rtcp else self._rtp)(track, data, time.monotonic())
-
-    def _keepalive(self) -> None:
-        """GET_PARAMETER, or OPTIONS when the server's Public list lacks it (as FFmpeg)."""
-        method = "GET_PARAMETER" if not self._public or "GET_PARAMETER" in self._public \
-            else "OPTIONS"
-        self._send(method, self.aggregate_url, {"Session": self.session_id or ""},
-                   self._kept_alive)
-        with self._cond:
-            self._counters.keepalives_sent += 1
-        self._emit("keepalive", {"method": method})
-
-    @staticmethod
-    def _kept_alive(answer: rtsp.Response) -> None:
-        if answer.status == 454:
-            raise PlayerError("the server no longer knows the session (454)", 454)
-
-    # -- media --------------------------------------------------------------------------
-
-    def _rtp(self, track: TrackReceiver, data: bytes, now: float) -> None:
+    def _media(self, track: TrackReceiver, data: bytes, now: float, rtcp: bool) -> None:
+        if rtcp:
+            self._count(sender_reports_received=track.rtcp_received(data, now))
+            return
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
-            with self._cond:
-                self._counters.malformed_packets += 1
+            self._count(malformed_packets=1)
             return
-        with self._cond:
-            self._counters.packets_received += 1
-        self._deliver(track, track.receive(packet, now))
+        self._count(packets_received=1)
+        self._show(track, track.receive(packet, now))
 
-    def _rtcp(self, track: TrackReceiver, data: bytes, now: float) -> None:
-        reports = track.rtcp_received(data, now)
-        with self._cond:
-            self._counters.sender_reports_received += reports
-
-    def _deliver(self, track: TrackReceiver, decoded: list[DecodedVideo | DecodedAudio]) -> None:
+    def _show(self, track: TrackReceiver, decoded: list[DecodedVideo | DecodedAudio]) -> None:
         for item in decoded:
             if isinstance(item, DecodedAudio):
-                with self._cond:
-                    self._counters.audio_frames += 1
-                    self._counters.audio_samples += item.samples
+                self._count(audio_frames=1, audio_samples=item.samples)
                 continue
-            with self._cond:
-                self._counters.frames_decoded += 1
-            # Exact resume: the frame nearest the requested start comes first, the earlier
-            # of two at a tie (a resume is never late); the microsecond absorbs float noise
-            # such as 4.54 - 0.02 = 4.5200000000000005.
-            half_frame = 0.5 / (track.fps or FALLBACK_FPS)
-            if self._show_from is not None and item.pts < self._show_from - half_frame - 1e-6:
-                with self._cond:
-                    self._counters.frames_hidden += 1
+            # Exact resume: the frame nearest the requested start first, the earlier at a
+            # tie; the microsecond absorbs float noise (4.54 - 0.02 = 4.5200000000000005).
+            half = 0.5 / (track.fps or FALLBACK_FPS)
+            early = self._show_from is not None and item.pts < self._show_from - half - 1e-6
+            self._count(frames_decoded=1, frames_hidden=int(early))
+            if early:
                 continue
             shown = ShownFrame(read_frame_index(item.frame), item.pts, time.time(), item.frame)
             with self._cond:
                 if self._frames:  # only the newest picture stays in memory
                     self._frames[-1] = replace(self._frames[-1], image=None)
                 self._frames.append(shown)
-                self._counters.frames_shown += 1
                 self.first_frame_at = self.first_frame_at or time.monotonic()
-                self._cond.notify_all()
-            self._callback(self.on_frame, shown)
+            self._count(frames_shown=1)
+            self._call(self.on_frame, shown)
 
-    def _send_receiver_reports(self, now: float) -> None:
+    def _receiver_reports(self, now: float) -> None:
         sent = 0
         for track in self.tracks:
             report = track.receiver_report(self._ssrc, f"{USER_AGENT}-{self._ssrc:08x}", now)
@@ -661,16 +568,21 @@ class Player:
             elif report is not None and track.rtcp_socket and track.server_rtcp:
                 with contextlib.suppress(OSError):
                     track.rtcp_socket.sendto(report, track.server_rtcp)
-            else:
-                continue
-            sent += 1
+            sent += report is not None
         if sent:
-            with self._cond:
-                self._counters.receiver_reports_sent += sent
-                self._cond.notify_all()
+            self._count(receiver_reports_sent=sent)
             self._emit("receiver_report", {"reports": sent})
 
-    # -- ending -------------------------------------------------------------------------
+    def _count(self, **steps: int) -> None:
+        with self._cond:
+            for name, step in steps.items():
+                setattr(self._counters, name, getattr(self._counters, name) + step)
+            self._cond.notify_all()
+
+    def _set_state(self, state: str) -> None:
+        with self._cond:
+            self.state = state
+            self._cond.notify_all()
 
     def _finish(self, teardown: bool) -> None:
         with self._cond:
@@ -678,27 +590,25 @@ class Player:
         reader = self._reader
         if first and reader is not None and reader.is_alive():
             self._close_reason = "stopped" if teardown else "closed without TEARDOWN"
-            if teardown and self.session_id is not None:
-                try:
-                    self._request("TEARDOWN", self.aggregate_url, {"Session": self.session_id},
-                                  timeout=self.teardown_timeout)
-                except PlayerError:
-                    self._close_reason = "stopped (TEARDOWN unanswered)"
+            try:
+                if teardown:
+                    self._request("TEARDOWN", self.aggregate_url,
+                                  {"Session": self.session_id or ""}, timeout=self.teardown_timeout)
+            except PlayerError:
+                self._close_reason = "stopped (TEARDOWN unanswered)"
             with contextlib.suppress(OSError):
-                assert self._sock is not None
-                self._sock.shutdown(socket.SHUT_RDWR)  # the reader sees the end and leaves
+                self._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
         if reader is not None and reader is not threading.current_thread():
             reader.join(self.teardown_timeout + 2.0)
 
     def _fail(self, message: str) -> None:
-        with self._cond:
-            self.error, self.state = message, "failed"
-            self._cond.notify_all()
+        self.error = message
+        self._set_state("failed")
         log.info("player: %s", message)
         self._emit("error", {"message": message})
 
     def _end(self) -> None:
-        """Close every socket, fail every request still waiting, then say "closed"."""
+        """Close every socket, fail what still awaits an answer, then say "closed"."""
         for sock in [self._sock, *(s for t in self.tracks for s in (t.rtp_socket, t.rtcp_socket))]:
             if sock is not None:
                 sock.close()
@@ -707,20 +617,27 @@ class Player:
         for slot in slots:
             slot.error = self.error or "the player stopped"
             slot.done.set()
-        with self._cond:
-            self.state = "failed" if self.error else "stopped"
+        self._set_state("failed" if self.error else "stopped")
         self._emit("closed", {"reason": self.error or self._close_reason})
         with self._cond:
             self._ended = True
             self._cond.notify_all()
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
-        self._callback(self.on_event, name, data)
+        self._call(self.on_event, name, data)
 
     @staticmethod
-    def _callback(function: Callable[..., None] | None, *args: Any) -> None:
-        if function is not None:
-            try:
-                function(*args)
-            except Exception:
-                log.exception("player callback %r failed", function)
+    def _call(callback: Callable[..., None] | None, *args: Any) -> None:
+        try:
+            if callback is not None:
+                callback(*args)
+        except Exception:
+            log.exception("player callback failed")
+
+
+def _recv(sock: Any) -> bytes:
+    """A datagram, or b"" when none waits (or an ICMP error surfaced on this read)."""
+    try:
+        return sock.recv(1 << 16)
+    except OSError:
+        return b""
