@@ -1,11 +1,12 @@
-"""The terminal's player: RTSP control, RTP reception and PyAV decoding (CN101662474A's
-mobile terminal, as far as playing goes).
+"""The terminal's player: RTSP control, RTP reception and PyAV decoding.
 
-:meth:`Player.start` runs the RFC 2326 handshake as blocking requests; then one reader
-thread takes media (TCP interleaved or UDP), answers, the server's heartbeat requests
-(claims 2, 8), keep-alives and RTCP receiver reports. Exact resume: asked to start at
-``t``, the server starts at the keyframe before it; the player decodes from there but
-shows first the frame nearest ``t`` (the earlier one at a tie).
+CN101662474A's mobile terminal, as far as playing goes. :meth:`Player.start` runs the RFC
+2326 handshake (OPTIONS, DESCRIBE, SETUP per track, PLAY) as blocking requests; one reader
+thread takes everything that arrives: answers, media (TCP interleaved or UDP), and the
+server's heartbeat requests (claims 2, 8), and keeps the session alive with keep-alives
+and RTCP receiver reports. Exact resume: asked to start at ``t``, the server starts at
+the keyframe before; the player decodes from there but first shows the frame nearest
+``t`` (the earlier one at a tie).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import itertools
 import logging
 import math
 import secrets
-import selectors
+import select
 import socket
 import threading
 import time
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 USER_AGENT = "rtsp-resume-player/0.1"
 DEFAULT_SESSION_TIMEOUT = 60.0  # RFC 2326 §12.37, when the Session header names none
 FALLBACK_FPS = 25.0  # for "half a frame" when the stream does not tell its frame rate
-Handler = Callable[[rtsp.Response], None]
 
 
 class PlayerError(RuntimeError):
@@ -52,8 +52,8 @@ class PlayerError(RuntimeError):
 @dataclass
 class ShownFrame:
     """A picture shown: ``index`` drawn into the sample (None elsewhere), ``pts`` in npt
-    seconds, ``wallclock`` when shown; only the newest in :attr:`Player.frames` keeps its
-    ``image``."""
+    seconds, ``wallclock`` when shown; only the newest of :attr:`Player.frames` keeps its
+    ``image`` (``to_png``, ``to_jpeg``)."""
 
     index: int | None
     pts: float
@@ -121,17 +121,17 @@ def answer_server_request(request: rtsp.Request) -> rtsp.Response:
     for name in ("CSeq", "Session"):
         if request.headers.get(name) is not None:
             headers[name] = request.headers[name]
-    return rtsp.Response(200 if request.method in ("OPTIONS", "GET_PARAMETER") else 501, "",
-                         headers)
+    status = 200 if request.method in ("OPTIONS", "GET_PARAMETER") else 501
+    return rtsp.Response(status, "", headers)
 
 
 @dataclass
 class _Slot:
-    """A request awaiting its answer; ``on_answer`` applies a 2xx on the reading thread."""
+    """A request awaiting its answer; ``on_answer`` applies a 2xx on the reader thread."""
 
     method: str
     cseq: int
-    on_answer: Handler | None
+    on_answer: Callable[[rtsp.Response], None] | None
     done: threading.Event = field(default_factory=threading.Event)
     response: rtsp.Response | None = None
     error: str | None = None
@@ -141,7 +141,7 @@ class Player:
     """An RTSP/RTP player of ``url`` (a portal play or resume URL with its ``?token=``).
 
     ``transport``: ``"tcp"`` (interleaved) or ``"udp"``. ``on_frame(ShownFrame)`` and
-    ``on_event(name, data)`` run on the reading thread; their exceptions are logged.
+    ``on_event(name, data)`` run on the reader thread; their exceptions are logged.
     ``start``: PLAY with ``Range: npt=start-``, and with ``exact`` nothing earlier shown.
     Events: connected, described, setup, playing, paused, resumed, seeked, heartbeat
     (method, cseq, session, status, time), keepalive, receiver_report, error, closed.
@@ -159,35 +159,35 @@ class Player:
         if parts.scheme.lower() != "rtsp" or not parts.hostname:
             raise ValueError(f"expected an rtsp://host[:port]/... URL, got {url!r}")
         if (start is not None and not start >= 0) or not rr_interval > 0:
-            raise ValueError(f"need start >= 0 and rr_interval > 0, got {start}, {rr_interval}")
+            raise ValueError(f"need start >= 0 and rr_interval > 0: {start!r}, {rr_interval!r}")
         self.url, self.transport, self.on_frame, self.on_event = url, transport, on_frame, on_event
         self.start_at, self.exact, self.rr_interval = start, exact, rr_interval
         self.request_timeout, self.teardown_timeout = request_timeout, teardown_timeout
         self.host, self.port = parts.hostname, parts.port or 554
+        self.state = "new"  # new, starting, playing, paused, stopped, failed
+        self.error: str | None = None
         self.session_id: str | None = None
         self.session_timeout = DEFAULT_SESSION_TIMEOUT
         self.range_start: float | None = None  # where the server really started
-        self.error: str | None = None
-        self.state = "new"  # new, starting, playing, paused, stopped, failed
+        self.first_frame_at: float | None = None  # time.monotonic() of the first shown frame
+        self.sdp: sdp.SessionDescription | None = None
         self.tracks: list[TrackReceiver] = []
         self.aggregate_url = url
-        self.sdp: sdp.SessionDescription | None = None
-        self.first_frame_at: float | None = None  # time.monotonic() of the first shown frame
         self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
         self._counters = PlayerCounters()
         self._cond = threading.Condition()  # frames, counters, state; wakes wait_for
         self._wire = threading.RLock()  # one writer at a time; guards the slots
         self._slots: dict[int, _Slot] = {}
         self._cseqs = itertools.count(1)
-        self._parser = rtsp.RtspParser()
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._deadline = math.inf  # of the whole handshake
-        self._closing = self._ended = False  # closing: the connection's end is no error now
+        self._closing = self._ended = False  # once closing, the link's end is no error
         self._close_reason = "stopped"
         self._show_from: float | None = None
         self._held: list[tuple[TrackReceiver, RtpPacket, float]] = []
         self._keepalive = "GET_PARAMETER"
+        self._next_rr = self._next_keepalive = math.inf
         self._ssrc = secrets.randbits(32)
 
     def start(self, timeout: float | None = None) -> Player:
@@ -198,16 +198,22 @@ class Player:
         self._set_state("starting")
         self._deadline = time.monotonic() + (timeout or 4 * self.request_timeout)
         try:
-            self._handshake()
-        except Exception as exc:
-            self._fail(str(exc) if isinstance(exc, PlayerError) else f"internal error: {exc!r}")
+            self._sock = socket.create_connection((self.host, self.port), self.request_timeout)
+        except OSError as exc:
+            self._fail(f"cannot connect to {self.host}:{self.port}: {exc}")
             self._end()
-            raise PlayerError(str(self.error), getattr(exc, "status", None)) from exc
-        self._deadline = math.inf
-        assert self._sock is not None
-        self._sock.settimeout(2.0)  # bounds writes: a link that stopped cannot block for ever
-        self._reader = threading.Thread(target=self._read_loop, name="rtsp-player", daemon=True)
+            raise PlayerError(str(self.error)) from exc
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = threading.Thread(target=self._read, name="rtsp-player", daemon=True)
         self._reader.start()
+        try:
+            self._handshake()
+        except PlayerError as exc:
+            if self.error is None:
+                self._fail(str(exc))
+            self._finish(teardown=False)
+            raise PlayerError(str(self.error), exc.status) from exc
+        self._deadline = math.inf
         return self
 
     def pause(self) -> None:
@@ -283,17 +289,13 @@ class Player:
     def wait_frames(self, n: int, timeout: float) -> bool:
         return bool(self.wait_for(lambda: self._counters.frames_shown >= n, timeout))
 
+    # -- the handshake, RFC 2326 §10 ------------------------------------------------------
+
     def _handshake(self) -> None:
-        """RFC 2326 §10: OPTIONS (which keep-alive the server takes: only a hint), DESCRIBE,
-        SETUP each track, PLAY."""
-        try:
-            self._sock = socket.create_connection((self.host, self.port), self.request_timeout)
-        except OSError as exc:
-            raise PlayerError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert self._sock is not None
         self._emit("connected", {"peer": self._sock.getpeername()[:2]})
-        public = self._request("OPTIONS", self.url, {}).headers.get("Public")
-        with contextlib.suppress(ValueError):
+        public = self._request("OPTIONS", self.url).headers.get("Public")
+        with contextlib.suppress(ValueError):  # only a hint: which keep-alive it prefers
             if public and "GET_PARAMETER" not in rtsp.parse_public(public):
                 self._keepalive = "OPTIONS"
         self._ok(self._request("DESCRIBE", self.url, {"Accept": "application/sdp"},
@@ -374,6 +376,9 @@ class Player:
         for track in self.tracks:
             held = track.play_answered(begin, match_rtp_info(track.url, infos), event != "resumed")
             self._held += [(track, packet, arrival) for packet, arrival in held]
+        if event == "playing":  # the timers start: keep-alive at half the session timeout
+            self._next_rr = time.monotonic() + self.rr_interval
+            self._next_keepalive = time.monotonic() + self.session_timeout / 2
         self._set_state("playing")
         extra = {"session": self.session_id} if event == "playing" else {}
         self._emit(event, {"range_start": self.range_start, **extra})
@@ -382,31 +387,27 @@ class Player:
         self._set_state("paused")
         self._emit("paused", {})
 
-    def _request(self, method: str, uri: str, headers: dict[str, str],
-                 on_answer: Handler | None = None, timeout: float | None = None
-                 ) -> rtsp.Response:
-        """Send a request and wait for the answer with its CSeq (§12.17), which the caller
-        reads itself during the handshake and the reader thread after it."""
+    # -- requests -------------------------------------------------------------------------
+
+    def _request(self, method: str, uri: str, headers: dict[str, str] | None = None,
+                 on_answer: Callable[[rtsp.Response], None] | None = None,
+                 timeout: float | None = None) -> rtsp.Response:
+        """Send a request, wait for the answer the reader matches by CSeq (§12.17)."""
         timeout = timeout or self.request_timeout
-        limit = min(time.monotonic() + timeout, self._deadline)
-        slot = self._send(method, uri, headers, on_answer)
-        while self._reader is None and not slot.done.is_set() and time.monotonic() < limit:
-            assert self._sock is not None
-            self._sock.settimeout(limit - time.monotonic())
-            self._read_control()
-        slot.done.wait(max(0.0, limit - time.monotonic()))
+        slot = self._send(method, uri, headers or {}, on_answer)
+        slot.done.wait(max(0.0, min(timeout, self._deadline - time.monotonic())))
         with self._wire:
-            self._slots.pop(slot.cseq, None)
+            self._slots.pop(slot.cseq, None)  # an answer that comes too late is ignored
         if slot.error is not None or slot.response is None:
             raise PlayerError(slot.error or f"{method}: no answer within {timeout:.1f} s")
         return slot.response
 
     def _send(self, method: str, uri: str, headers: dict[str, str],
-              on_answer: Handler | None = None) -> _Slot:
+              on_answer: Callable[[rtsp.Response], None] | None = None) -> _Slot:
         with self._wire:
             cseq = next(self._cseqs)
             slot = self._slots[cseq] = _Slot(method, cseq, on_answer)
-            out = {**headers, "CSeq": str(slot.cseq), "User-Agent": USER_AGENT}
+            out = {**headers, "CSeq": str(cseq), "User-Agent": USER_AGENT}
             self._write(bytes(rtsp.Request(method, uri, out)))
             return slot
 
@@ -424,18 +425,45 @@ class Player:
             raise PlayerError(f"{what}: {answer.status} {answer.reason}", answer.status)
 
     def _may(self, name: str) -> None:
-        if not self.running or self.state == "starting" or self._closing:
-            state = "stopping" if self.running else self.state
+        if self.state not in ("playing", "paused") or self._closing:
+            state = "stopping" if self._closing and self.running else self.state
             raise PlayerError(f"cannot {name}: the player is {state}"
                               + (f" ({self.error})" if self.error else ""))
 
-    def _read_control(self) -> bool:
+    # -- the reader thread ----------------------------------------------------------------
+
+    def _read(self) -> None:
+        """Read until the connection ends: media first, then RTSP, then the timers."""
+        parser = rtsp.RtspParser()
+        try:
+            while True:
+                udp = [s for t in self.tracks for s in (t.rtp_socket, t.rtcp_socket) if s]
+                wait = min(self._next_rr, self._next_keepalive, time.monotonic() + 3600)
+                ready = select.select([*udp, self._sock], [], [],
+                                      max(0.0, wait - time.monotonic()))[0]
+                # UDP first: datagrams waiting now were sent before any RTSP answer read now,
+                # so a PAUSE answer is never handled before the media it ended.
+                for track in self.tracks:
+                    for sock, rtcp in ((track.rtp_socket, False), (track.rtcp_socket, True)):
+                        while sock in ready and (data := _datagram(sock)):
+                            self._media(track, data, time.monotonic(), rtcp)
+                if self._sock in ready and not self._read_control(parser):
+                    return
+                self._timers(time.monotonic())
+        except PlayerError as exc:
+            if not self._closing:
+                self._fail(str(exc))
+        except Exception as exc:  # a bug must end the player cleanly, never silently
+            log.exception("player failed")
+            self._fail(f"internal error: {exc!r}")
+        finally:
+            self._end()
+
+    def _read_control(self, parser: rtsp.RtspParser) -> bool:
         """One read of the RTSP connection; False when it has ended after stop()."""
         assert self._sock is not None
         try:
             data = self._sock.recv(1 << 16)
-        except (BlockingIOError, InterruptedError, TimeoutError):
-            return True
         except OSError as exc:
             data, why = b"", f"control connection failed: {exc}"
         else:
@@ -445,7 +473,7 @@ class Player:
                 return False
             raise PlayerError(why)
         now = time.monotonic()
-        for event in self._parser.feed(data):
+        for event in parser.feed(data):
             if isinstance(event, rtsp.BadInput):
                 raise PlayerError(f"malformed message from the server: {event.status} "
                                   f"{event.reason}")
@@ -479,52 +507,34 @@ class Player:
         finally:
             slot.response = answer
             slot.done.set()
-        if answer.status == 454 and self._reader is not None:  # a keep-alive's, say
+        if answer.status == 454 and self.state != "starting":  # a keep-alive's, say
             raise PlayerError("the server no longer knows the session (454)", 454)
         held, self._held = self._held, []  # what came while a PLAY answer was awaited
         for track, packet, arrival in held:
             self._show(track, track.receive(packet, arrival))
 
-    def _read_loop(self) -> None:
-        """The reader thread, with two timers: keep-alive at half the session timeout
-        (§12.37, as FFmpeg) and an RTCP receiver report every ``rr_interval`` (RFC 3550)."""
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)  # type: ignore[arg-type]
+    def _timers(self, now: float) -> None:
+        """Keep-alive at half the session timeout (§12.37; GET_PARAMETER unless the server's
+        Public lacks it, as FFmpeg) and an RTCP receiver report (RFC 3550 §6.4.2)."""
+        if now >= self._next_keepalive:
+            self._next_keepalive = now + self.session_timeout / 2
+            self._send(self._keepalive, self.aggregate_url, {"Session": self.session_id or ""})
+            self._count(keepalives_sent=1)
+            self._emit("keepalive", {"method": self._keepalive})
+        if now < self._next_rr:
+            return
+        self._next_rr, sent = now + self.rr_interval, 0
         for track in self.tracks:
-            for sock, rtcp in ((track.rtp_socket, False), (track.rtcp_socket, True)):
-                if sock is not None:
-                    selector.register(sock, selectors.EVENT_READ, (track, rtcp))
-        next_rr = time.monotonic() + self.rr_interval
-        next_keepalive = time.monotonic() + self.session_timeout / 2
-        try:
-            while True:
-                ready = selector.select(max(0.0, min(next_rr, next_keepalive) - time.monotonic()))
-                # UDP first: datagrams waiting now were sent before any RTSP answer read now,
-                # so a PAUSE answer is never handled before the media it ended.
-                for key, _ in sorted(ready, key=lambda item: item[0].data is None):
-                    if key.data is None and not self._read_control():
-                        return
-                    while key.data is not None and (data := _recv(key.fileobj)):
-                        self._media(*key.data[:1], data, time.monotonic(), key.data[1])
-                now = time.monotonic()
-                if now >= next_rr:
-                    next_rr = now + self.rr_interval
-                    self._receiver_reports(now)
-                if now >= next_keepalive:
-                    next_keepalive = now + self.session_timeout / 2
-                    self._send(self._keepalive, self.aggregate_url,
-                               {"Session": self.session_id or ""})
-                    self._count(keepalives_sent=1)
-                    self._emit("keepalive", {"method": self._keepalive})
-        except PlayerError as exc:
-            if not self._closing:
-                self._fail(str(exc))
-        except Exception as exc:  # a bug must end the player cleanly, never silently
-            log.exception("player failed")
-            self._fail(f"internal error: {exc!r}")
-        finally:
-            selector.close()
-            self._end()
+            report = track.receiver_report(self._ssrc, f"{USER_AGENT}-{self._ssrc:08x}", now)
+            if report is not None and track.channel is not None:
+                self._write(bytes(rtsp.InterleavedFrame(track.channel + 1, report)))
+            elif report is not None and track.rtcp_socket and track.server_rtcp:
+                with contextlib.suppress(OSError):
+                    track.rtcp_socket.sendto(report, track.server_rtcp)
+            sent += report is not None
+        if sent:
+            self._count(receiver_reports_sent=sent)
+            self._emit("receiver_report", {"reports": sent})
 
     def _media(self, track: TrackReceiver, data: bytes, now: float, rtcp: bool) -> None:
         if rtcp:
@@ -559,20 +569,6 @@ class Player:
             self._count(frames_shown=1)
             self._call(self.on_frame, shown)
 
-    def _receiver_reports(self, now: float) -> None:
-        sent = 0
-        for track in self.tracks:
-            report = track.receiver_report(self._ssrc, f"{USER_AGENT}-{self._ssrc:08x}", now)
-            if report is not None and track.channel is not None:
-                self._write(bytes(rtsp.InterleavedFrame(track.channel + 1, report)))
-            elif report is not None and track.rtcp_socket and track.server_rtcp:
-                with contextlib.suppress(OSError):
-                    track.rtcp_socket.sendto(report, track.server_rtcp)
-            sent += report is not None
-        if sent:
-            self._count(receiver_reports_sent=sent)
-            self._emit("receiver_report", {"reports": sent})
-
     def _count(self, **steps: int) -> None:
         with self._cond:
             for name, step in steps.items():
@@ -584,22 +580,24 @@ class Player:
             self.state = state
             self._cond.notify_all()
 
+    # -- the end --------------------------------------------------------------------------
+
     def _finish(self, teardown: bool) -> None:
         with self._cond:
             first, self._closing = not self._closing, True
-        reader = self._reader
-        if first and reader is not None and reader.is_alive():
-            self._close_reason = "stopped" if teardown else "closed without TEARDOWN"
+        if first and teardown and self.state in ("playing", "paused"):
             try:
-                if teardown:
-                    self._request("TEARDOWN", self.aggregate_url,
-                                  {"Session": self.session_id or ""}, timeout=self.teardown_timeout)
+                self._request("TEARDOWN", self.aggregate_url, {"Session": self.session_id or ""},
+                              timeout=self.teardown_timeout)
             except PlayerError:
                 self._close_reason = "stopped (TEARDOWN unanswered)"
+        elif first and not teardown:
+            self._close_reason = "closed without TEARDOWN"
+        if self._sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-        if reader is not None and reader is not threading.current_thread():
-            reader.join(self.teardown_timeout + 2.0)
+                self._sock.shutdown(socket.SHUT_RDWR)  # the reader reads the end and leaves
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(self.teardown_timeout + 2.0)
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -635,8 +633,8 @@ class Player:
             log.exception("player callback failed")
 
 
-def _recv(sock: Any) -> bytes:
-    """A datagram, or b"" when none waits (or an ICMP error surfaced on this read)."""
+def _datagram(sock: socket.socket) -> bytes:
+    """A waiting datagram, or b"" when none waits (or an ICMP error surfaced here)."""
     try:
         return sock.recv(1 << 16)
     except OSError:
