@@ -170,12 +170,13 @@ class Player:
         self.session_timeout = DEFAULT_SESSION_TIMEOUT
         self.range_start: float | None = None  # where the server really started
         self.first_frame_at: float | None = None  # time.monotonic() of the first shown frame
-        self.sdp: sdp.SessionDescription | None = None
         self.tracks: list[TrackReceiver] = []
         self.aggregate_url = url
         self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
         self._counters = PlayerCounters()
-        self._cond = threading.Condition()  # frames, counters, state; wakes wait_for
+        # Only the reader thread changes frames and counters; the condition guards the
+        # frames and wakes wait_for at each frame, heartbeat, report and change of state.
+        self._cond = threading.Condition()
         self._wire = threading.RLock()  # one writer at a time; guards the slots
         self._slots: dict[int, _Slot] = {}
         self._cseqs = itertools.count(1)
@@ -289,8 +290,6 @@ class Player:
     def wait_frames(self, n: int, timeout: float) -> bool:
         return bool(self.wait_for(lambda: self._counters.frames_shown >= n, timeout))
 
-    # -- the handshake, RFC 2326 §10 ------------------------------------------------------
-
     def _handshake(self) -> None:
         assert self._sock is not None
         self._emit("connected", {"peer": self._sock.getpeername()[:2]})
@@ -318,10 +317,10 @@ class Player:
         kind = (answer.headers.get("Content-Type") or "application/sdp").split(";")[0]
         if kind.strip().lower() != "application/sdp":
             raise ValueError(f"DESCRIBE answered with {kind!r}, not application/sdp")
-        self.sdp = sdp.parse(answer.body.decode("utf-8"))
+        description = sdp.parse(answer.body.decode("utf-8"))
         base = answer.headers.get("Content-Base") or answer.headers.get("Content-Location")
-        self.aggregate_url = sdp.resolve_control(base or self.url, self.sdp.control)
-        for media in self.sdp.media:
+        self.aggregate_url = sdp.resolve_control(base or self.url, description.control)
+        for media in description.media:
             try:
                 url = sdp.resolve_control(base or self.url, media.control)
                 self.tracks.append(TrackReceiver(media, url))
@@ -387,8 +386,6 @@ class Player:
         self._set_state("paused")
         self._emit("paused", {})
 
-    # -- requests -------------------------------------------------------------------------
-
     def _request(self, method: str, uri: str, headers: dict[str, str] | None = None,
                  on_answer: Callable[[rtsp.Response], None] | None = None,
                  timeout: float | None = None) -> rtsp.Response:
@@ -426,11 +423,9 @@ class Player:
 
     def _may(self, name: str) -> None:
         if self.state not in ("playing", "paused") or self._closing:
-            state = "stopping" if self._closing and self.running else self.state
+            state = "stopping" if self._closing and not self._ended else self.state
             raise PlayerError(f"cannot {name}: the player is {state}"
                               + (f" ({self.error})" if self.error else ""))
-
-    # -- the reader thread ----------------------------------------------------------------
 
     def _read(self) -> None:
         """Read until the connection ends: media first, then RTSP, then the timers."""
@@ -484,7 +479,8 @@ class Player:
             elif isinstance(event, rtsp.Request):
                 reply = answer_server_request(event)
                 self._write(bytes(reply))
-                self._count(heartbeats_answered=1)
+                self._counters.heartbeats_answered += 1
+                self._notify()
                 self._emit("heartbeat", {"method": event.method, "cseq": event.cseq,
                                          "session": event.headers.get("Session"),
                                          "status": reply.status, "time": time.time()})
@@ -519,7 +515,7 @@ class Player:
         if now >= self._next_keepalive:
             self._next_keepalive = now + self.session_timeout / 2
             self._send(self._keepalive, self.aggregate_url, {"Session": self.session_id or ""})
-            self._count(keepalives_sent=1)
+            self._counters.keepalives_sent += 1
             self._emit("keepalive", {"method": self._keepalive})
         if now < self._next_rr:
             return
@@ -533,31 +529,34 @@ class Player:
                     track.rtcp_socket.sendto(report, track.server_rtcp)
             sent += report is not None
         if sent:
-            self._count(receiver_reports_sent=sent)
+            self._counters.receiver_reports_sent += sent
+            self._notify()
             self._emit("receiver_report", {"reports": sent})
 
     def _media(self, track: TrackReceiver, data: bytes, now: float, rtcp: bool) -> None:
         if rtcp:
-            self._count(sender_reports_received=track.rtcp_received(data, now))
+            self._counters.sender_reports_received += track.rtcp_received(data, now)
             return
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
-            self._count(malformed_packets=1)
+            self._counters.malformed_packets += 1
             return
-        self._count(packets_received=1)
+        self._counters.packets_received += 1
         self._show(track, track.receive(packet, now))
 
     def _show(self, track: TrackReceiver, decoded: list[DecodedVideo | DecodedAudio]) -> None:
         for item in decoded:
             if isinstance(item, DecodedAudio):
-                self._count(audio_frames=1, audio_samples=item.samples)
+                self._counters.audio_frames += 1
+                self._counters.audio_samples += item.samples
                 continue
             # Exact resume: the frame nearest the requested start first, the earlier at a
             # tie; the microsecond absorbs float noise (4.54 - 0.02 = 4.5200000000000005).
             half = 0.5 / (track.fps or FALLBACK_FPS)
             early = self._show_from is not None and item.pts < self._show_from - half - 1e-6
-            self._count(frames_decoded=1, frames_hidden=int(early))
+            self._counters.frames_decoded += 1
+            self._counters.frames_hidden += early
             if early:
                 continue
             shown = ShownFrame(read_frame_index(item.frame), item.pts, time.time(), item.frame)
@@ -566,21 +565,17 @@ class Player:
                     self._frames[-1] = replace(self._frames[-1], image=None)
                 self._frames.append(shown)
                 self.first_frame_at = self.first_frame_at or time.monotonic()
-            self._count(frames_shown=1)
+                self._counters.frames_shown += 1
+                self._cond.notify_all()
             self._call(self.on_frame, shown)
 
-    def _count(self, **steps: int) -> None:
-        with self._cond:
-            for name, step in steps.items():
-                setattr(self._counters, name, getattr(self._counters, name) + step)
-            self._cond.notify_all()
-
     def _set_state(self, state: str) -> None:
-        with self._cond:
-            self.state = state
-            self._cond.notify_all()
+        self.state = state
+        self._notify()
 
-    # -- the end --------------------------------------------------------------------------
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _finish(self, teardown: bool) -> None:
         with self._cond:
@@ -617,9 +612,8 @@ class Player:
             slot.done.set()
         self._set_state("failed" if self.error else "stopped")
         self._emit("closed", {"reason": self.error or self._close_reason})
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
+        self._ended = True
+        self._notify()
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         self._call(self.on_event, name, data)
