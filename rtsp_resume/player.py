@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "rtsp-resume-player/0.1"
 DEFAULT_SESSION_TIMEOUT = 60.0  # RFC 2326 §12.37, when the Session header names none
 FALLBACK_FPS = 25.0  # for "half a frame" when the stream does not tell its frame rate
+OnAnswer = Callable[[rtsp.Response], None]  # applies a 2xx answer, on the reader thread
 
 
 class PlayerError(RuntimeError):
@@ -125,18 +127,6 @@ def answer_server_request(request: rtsp.Request) -> rtsp.Response:
     return rtsp.Response(status, "", headers)
 
 
-@dataclass
-class _Slot:
-    """A request awaiting its answer; ``on_answer`` applies a 2xx on the reader thread."""
-
-    method: str
-    cseq: int
-    on_answer: Callable[[rtsp.Response], None] | None
-    done: threading.Event = field(default_factory=threading.Event)
-    response: rtsp.Response | None = None
-    error: str | None = None
-
-
 class Player:
     """An RTSP/RTP player of ``url`` (a portal play or resume URL with its ``?token=``).
 
@@ -177,8 +167,8 @@ class Player:
         # Only the reader thread changes frames and counters; the condition guards the
         # frames and wakes wait_for at each frame, heartbeat, report and change of state.
         self._cond = threading.Condition()
-        self._wire = threading.RLock()  # one writer at a time; guards the slots
-        self._slots: dict[int, _Slot] = {}
+        self._wire = threading.RLock()  # one writer at a time; guards the waiting requests
+        self._waiting: dict[int, tuple[str, OnAnswer | None, Future[rtsp.Response]]] = {}
         self._cseqs = itertools.count(1)
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
@@ -186,7 +176,6 @@ class Player:
         self._closing = self._ended = False  # once closing, the link's end is no error
         self._close_reason = "stopped"
         self._show_from: float | None = None
-        self._held: list[tuple[TrackReceiver, RtpPacket, float]] = []
         self._keepalive = "GET_PARAMETER"
         self._next_rr = self._next_keepalive = math.inf
         self._ssrc = secrets.randbits(32)
@@ -372,9 +361,10 @@ class Player:
         if event != "resumed":
             self.range_start = begin
             self._show_from = requested if self.exact else None
-        for track in self.tracks:
+        for track in self.tracks:  # and what came while the answer was awaited is shown
             held = track.play_answered(begin, match_rtp_info(track.url, infos), event != "resumed")
-            self._held += [(track, packet, arrival) for packet, arrival in held]
+            for packet, arrival in held:
+                self._show(track, track.receive(packet, arrival))
         if event == "playing":  # the timers start: keep-alive at half the session timeout
             self._next_rr = time.monotonic() + self.rr_interval
             self._next_keepalive = time.monotonic() + self.session_timeout / 2
@@ -387,26 +377,27 @@ class Player:
         self._emit("paused", {})
 
     def _request(self, method: str, uri: str, headers: dict[str, str] | None = None,
-                 on_answer: Callable[[rtsp.Response], None] | None = None,
-                 timeout: float | None = None) -> rtsp.Response:
+                 on_answer: OnAnswer | None = None, timeout: float | None = None
+                 ) -> rtsp.Response:
         """Send a request, wait for the answer the reader matches by CSeq (§12.17)."""
         timeout = timeout or self.request_timeout
-        slot = self._send(method, uri, headers or {}, on_answer)
-        slot.done.wait(max(0.0, min(timeout, self._deadline - time.monotonic())))
-        with self._wire:
-            self._slots.pop(slot.cseq, None)  # an answer that comes too late is ignored
-        if slot.error is not None or slot.response is None:
-            raise PlayerError(slot.error or f"{method}: no answer within {timeout:.1f} s")
-        return slot.response
+        cseq, answer = self._send(method, uri, headers or {}, on_answer)
+        try:
+            return answer.result(min(timeout, self._deadline - time.monotonic()))
+        except TimeoutError:
+            raise PlayerError(f"{method}: no answer within {timeout:.1f} s") from None
+        finally:
+            with self._wire:
+                self._waiting.pop(cseq, None)  # an answer that comes too late is ignored
 
     def _send(self, method: str, uri: str, headers: dict[str, str],
-              on_answer: Callable[[rtsp.Response], None] | None = None) -> _Slot:
+              on_answer: OnAnswer | None = None) -> tuple[int, Future[rtsp.Response]]:
         with self._wire:
-            cseq = next(self._cseqs)
-            slot = self._slots[cseq] = _Slot(method, cseq, on_answer)
+            cseq, answer = next(self._cseqs), Future[rtsp.Response]()
+            self._waiting[cseq] = (method, on_answer, answer)
             out = {**headers, "CSeq": str(cseq), "User-Agent": USER_AGENT}
             self._write(bytes(rtsp.Request(method, uri, out)))
-            return slot
+            return cseq, answer
 
     def _write(self, data: bytes) -> None:
         assert self._sock is not None
@@ -490,24 +481,20 @@ class Player:
 
     def _answered(self, answer: rtsp.Response) -> None:
         with self._wire:
-            slot = self._slots.pop(answer.cseq or 0, None)
-        if slot is None:
+            method, on_answer, waiter = self._waiting.pop(answer.cseq or 0, ("", None, None))
+        if waiter is None:
             log.debug("answer with unknown CSeq %s ignored", answer.cseq)
             return
         try:
-            if slot.on_answer is not None and 200 <= answer.status < 300:
-                slot.on_answer(answer)
+            if on_answer is not None and 200 <= answer.status < 300:
+                on_answer(answer)
         except ValueError as exc:  # includes RtspProtocolError and SdpError
-            slot.error = f"bad {slot.method} answer: {exc}"
-            raise PlayerError(slot.error) from exc
-        finally:
-            slot.response = answer
-            slot.done.set()
+            error = PlayerError(f"bad {method} answer: {exc}")
+            waiter.set_exception(error)
+            raise error from exc
+        waiter.set_result(answer)
         if answer.status == 454 and self.state != "starting":  # a keep-alive's, say
             raise PlayerError("the server no longer knows the session (454)", 454)
-        held, self._held = self._held, []  # what came while a PLAY answer was awaited
-        for track, packet, arrival in held:
-            self._show(track, track.receive(packet, arrival))
 
     def _timers(self, now: float) -> None:
         """Keep-alive at half the session timeout (§12.37; GET_PARAMETER unless the server's
@@ -606,10 +593,9 @@ class Player:
             if sock is not None:
                 sock.close()
         with self._wire:
-            slots, self._slots = list(self._slots.values()), {}
-        for slot in slots:
-            slot.error = self.error or "the player stopped"
-            slot.done.set()
+            waiting, self._waiting = self._waiting, {}
+        for _, _, waiter in waiting.values():
+            waiter.set_exception(PlayerError(self.error or "the player stopped"))
         self._set_state("failed" if self.error else "stopped")
         self._emit("closed", {"reason": self.error or self._close_reason})
         self._ended = True
