@@ -198,11 +198,12 @@ class Player:
         self._reader.start()
         try:
             self._handshake()
-        except PlayerError as exc:
+        except Exception as exc:  # a bug (or no UDP port) must not leave the reader behind
+            status = exc.status if isinstance(exc, PlayerError) else None
             if self.error is None:
-                self._fail(str(exc))
+                self._fail(str(exc) if isinstance(exc, PlayerError) else f"internal error: {exc!r}")
             self._finish(teardown=False)
-            raise PlayerError(str(self.error), exc.status) from exc
+            raise PlayerError(str(self.error), status) from exc
         self._deadline = math.inf
         return self
 
