@@ -1,40 +1,28 @@
-"""The terminal's player: RTSP control, RTP reception and PyAV decoding, on its own thread.
+"""The terminal's player: RTSP control, RTP reception and PyAV decoding.
 
-This is the mobile terminal of CN101662474A as far as playing goes. It is built on the
-project's own protocol code (:mod:`rtsp_resume.rtsp`, :mod:`rtsp_resume.rtp`,
-:mod:`rtsp_resume.sdp`) and decodes with PyAV codec contexts, so a test can see exactly
-which frame of the sample reached the screen, and when.
-
-Layers, from the wire up:
-
-- :class:`ControlChannel` (sans-I/O): numbers our requests, matches answers by CSeq, and
-  answers the requests the server sends us (its heartbeat OPTIONS, claims 2 and 8).
-- :class:`rtsp_resume.receiver.TrackReceiver` (no sockets, PyAV for decoding): one SETUP
-  track, from RTP packets to decoded frames stamped with the program's play time.
-- :class:`Player`: sockets, a selector loop and timers on one thread. Other threads talk
-  to it through a command queue and wait on a :class:`threading.Condition`, so it works
-  from pytest, from a notebook whose main thread already runs an asyncio loop, and from
-  the demo.
-
-Exact resume (issue 5): asked to start at ``t``, the server starts at the keyframe at or
-before ``t``; the player decodes from there (a picture needs its keyframe) and hands
-nothing earlier than ``t`` to ``on_frame``, so the first frame shown is the one at ``t``:
-the frame nearest to ``t``, the earlier of two when ``t`` is exactly between them
-(index ``ceil(t * fps - 0.5)``).
+CN101662474A's mobile terminal, as far as playing goes. :meth:`Player.start` runs the RFC
+2326 handshake (OPTIONS, DESCRIBE, SETUP per track, PLAY) as blocking requests; one reader
+thread takes everything that arrives: answers, media (TCP interleaved or UDP), and the
+server's heartbeat requests (claims 2, 8), and keeps the session alive with keep-alives
+and RTCP receiver reports. Exact resume: asked to start at ``t``, the server starts at
+the keyframe before; the player decodes from there but first shows the frame nearest
+``t`` (the earlier one at a tie).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
-import queue
+import math
 import secrets
-import selectors
+import select
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -44,48 +32,30 @@ import av
 
 from rtsp_resume import rtsp, sdp
 from rtsp_resume.ports import bind_udp_pair
-from rtsp_resume.receiver import (
-    DecodedAudio,
-    DecodedVideo,
-    TrackReceiver,
-    match_rtp_info,
-)
+from rtsp_resume.receiver import DecodedAudio, DecodedVideo, TrackReceiver, match_rtp_info
 from rtsp_resume.rtp import RtpError, RtpPacket
 from rtsp_resume.sample import read_frame_index
 
 log = logging.getLogger(__name__)
-
 USER_AGENT = "rtsp-resume-player/0.1"
-# RFC 2326 §12.37: a session without an announced timeout times out after 60 s.
-DEFAULT_SESSION_TIMEOUT = 60.0
-# Shown frames assumed when the stream does not tell its frame rate (for "half a frame").
-FALLBACK_FPS = 25.0
+DEFAULT_SESSION_TIMEOUT = 60.0  # RFC 2326 §12.37, when the Session header names none
+FALLBACK_FPS = 25.0  # for "half a frame" when the stream does not tell its frame rate
+OnAnswer = Callable[[rtsp.Response], None]  # applies a 2xx answer, on the reader thread
 
 
 class PlayerError(RuntimeError):
-    """The player could not do what was asked: a refused request, no answer, or a player
-    that has already ended. ``status`` is the RTSP status when the server refused."""
+    """A refused request (``status``: the RTSP status), no answer, or a player that ended."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
 
-# ---------------------------------------------------------------------------------------
-# What the player shows
-
-
 @dataclass
 class ShownFrame:
-    """A decoded picture handed to the screen.
-
-    ``index`` is the frame number drawn into the sample clip (None for other media),
-    ``pts`` its presentation time in seconds of the program (npt), ``wallclock`` the
-    :func:`time.time` at which it was decoded and shown. ``image`` is the decoded
-    ``av.VideoFrame``; the player keeps it only for the latest frame of
-    :attr:`Player.frames` (older entries hold None), so hours of play do not keep every
-    picture alive.
-    """
+    """A picture shown: ``index`` drawn into the sample (None elsewhere), ``pts`` in npt
+    seconds, ``wallclock`` when shown; only the newest of :attr:`Player.frames` keeps its
+    ``image`` (``to_png``, ``to_jpeg``)."""
 
     index: int | None
     pts: float
@@ -97,11 +67,9 @@ class ShownFrame:
         return f"{number} (npt {self.pts:.2f} s)"
 
     def to_png(self) -> bytes:
-        """The picture as PNG bytes (for ``ipywidgets.Image``)."""
         return encode_png(self._need_image())
 
     def to_jpeg(self) -> bytes:
-        """The picture as JPEG bytes."""
         return encode_jpeg(self._need_image())
 
     def _need_image(self) -> av.VideoFrame:
@@ -112,18 +80,15 @@ class ShownFrame:
 
 def _encode_still(frame: av.VideoFrame, codec: str, pix_fmt: str) -> bytes:
     encoder = av.CodecContext.create(codec, "w")
-    encoder.width = frame.width
-    encoder.height = frame.height
-    encoder.pix_fmt = pix_fmt
+    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, pix_fmt
     encoder.time_base = Fraction(1, 25)
     picture = frame.reformat(format=pix_fmt)
     picture.pts = 0
-    packets = encoder.encode(picture) + encoder.encode(None)
-    return b"".join(bytes(packet) for packet in packets)
+    return b"".join(bytes(p) for p in encoder.encode(picture) + encoder.encode(None))
 
 
 def encode_png(frame: av.VideoFrame) -> bytes:
-    """PNG bytes of a decoded picture (PyAV's encoder: no Pillow needed)."""
+    """PNG bytes of a decoded picture (for ``ipywidgets.Image``; no Pillow needed)."""
     return _encode_still(frame, "png", "rgb24")
 
 
@@ -151,287 +116,123 @@ class PlayerCounters:
     sender_reports_received: int = 0
 
 
-# ---------------------------------------------------------------------------------------
-# Sans-I/O: the control connection
-
-
-@dataclass
-class Outstanding:
-    """One of our requests waiting for its answer. ``tag`` is the caller's own data."""
-
-    method: str
-    uri: str
-    cseq: int
-    sent_at: float
-    tag: Any = None
-
-
-@dataclass
-class Answer:
-    """The server answered one of our requests."""
-
-    request: Outstanding
-    response: rtsp.Response
-
-
-@dataclass
-class ServerRequest:
-    """The server sent us a request (its heartbeat); ``reply`` is what to write back."""
-
-    request: rtsp.Request
-    reply: rtsp.Response
-
-
-@dataclass
-class StrayResponse:
-    """A response whose CSeq matches none of our outstanding requests (a late answer to
-    a request we gave up on, or a confused server): reported, not fatal."""
-
-    response: rtsp.Response
-
-
-ControlEvent = Answer | ServerRequest | StrayResponse | rtsp.InterleavedFrame | rtsp.BadInput
-
-
-class ControlChannel:
-    """The client side of one RTSP connection, without a socket (RFC 2326).
-
-    ``request()`` gives the bytes of a numbered request and remembers it; ``feed()`` takes
-    what the server sent and returns :class:`Answer`, :class:`ServerRequest`,
-    :class:`StrayResponse` and interleaved frames. Requests from the server are answered
-    the way FFmpeg answers them: OPTIONS and GET_PARAMETER (keep-alive and heartbeat
-    probes) get ``200 OK``, anything else ``501 Not Implemented``; CSeq and Session are
-    echoed, because the server recognises its heartbeat by them. A framing error comes
-    as an :class:`rtsp.BadInput` event, as from :class:`rtsp.RtspParser`.
-    """
-
-    ANSWERED_METHODS = frozenset({"OPTIONS", "GET_PARAMETER"})
-
-    def __init__(self, user_agent: str = USER_AGENT) -> None:
-        self.user_agent = user_agent
-        self.parser = rtsp.RtspParser()
-        self.outstanding: dict[int, Outstanding] = {}
-        self._next_cseq = 1
-
-    def request(self, method: str, uri: str, headers: rtsp.HeadersLike = None,
-                now: float = 0.0, tag: Any = None, body: bytes = b"") -> bytes:
-        cseq = self._next_cseq
-        self._next_cseq += 1
-        out = rtsp.Headers(headers)
-        out["CSeq"] = str(cseq)
-        out["User-Agent"] = self.user_agent
-        data = bytes(rtsp.Request(method, uri, out, body))
-        self.outstanding[cseq] = Outstanding(method, uri, cseq, now, tag)
-        return data
-
-    def feed(self, data: bytes) -> list[ControlEvent]:
-        return [self._event(event) for event in self.parser.feed(data)]
-
-    def _event(self, event: rtsp.Event) -> ControlEvent:
-        if isinstance(event, rtsp.InterleavedFrame | rtsp.BadInput):
-            return event
-        if isinstance(event, rtsp.Request):
-            return ServerRequest(event, self.answer(event))
-        pending = self.outstanding.pop(event.cseq, None) if event.cseq is not None else None
-        if pending is None:
-            return StrayResponse(event)
-        return Answer(pending, event)
-
-    def answer(self, request: rtsp.Request) -> rtsp.Response:
-        headers = rtsp.Headers()
-        cseq = request.headers.get("CSeq")
-        if cseq is not None:
-            headers["CSeq"] = cseq
-        session = request.headers.get("Session")
-        if session is not None:
-            headers["Session"] = session
-        headers["User-Agent"] = self.user_agent
-        status = 200 if request.method in self.ANSWERED_METHODS else 501
-        return rtsp.Response(status, "", headers)
-
-    def overdue(self, now: float, timeout: float) -> list[Outstanding]:
-        """Forget and return the requests unanswered for ``timeout`` seconds."""
-        late = [o for o in self.outstanding.values() if now - o.sent_at >= timeout]
-        for item in late:
-            del self.outstanding[item.cseq]
-        return late
-
-    def next_deadline(self, timeout: float) -> float | None:
-        if not self.outstanding:
-            return None
-        return min(o.sent_at for o in self.outstanding.values()) + timeout
-
-
-# ---------------------------------------------------------------------------------------
-# The threaded player
-
-
-class _Waiter:
-    """A caller waiting for the answer to one of its requests."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.response: rtsp.Response | None = None
-        self.error: str | None = None
-        self.status: int | None = None
-        self.value: Any = None
-
-    def finish(self, response: rtsp.Response | None = None, error: str | None = None,
-               status: int | None = None, value: Any = None) -> None:
-        if self.done.is_set():
-            return
-        self.response, self.error, self.status, self.value = response, error, status, value
-        self.done.set()
-
-
-@dataclass
-class _Tag:
-    """What to do when an answer arrives: ``kind`` names the step, ``waiter`` the caller
-    to wake, ``data`` step-specific values."""
-
-    kind: str
-    waiter: _Waiter | None = None
-    data: Any = None
+def answer_server_request(request: rtsp.Request) -> rtsp.Response:
+    """Our reply to the server's request (its heartbeat), as FFmpeg's: 200 to OPTIONS and
+    GET_PARAMETER, else 501; CSeq and Session echoed (the server matches them)."""
+    headers = rtsp.Headers({"User-Agent": USER_AGENT})
+    for name in ("CSeq", "Session"):
+        if request.headers.get(name) is not None:
+            headers[name] = request.headers[name]
+    status = 200 if request.method in ("OPTIONS", "GET_PARAMETER") else 501
+    return rtsp.Response(status, "", headers)
 
 
 class Player:
-    """An RTSP/RTP player on its own thread.
+    """An RTSP/RTP player of ``url`` (a portal play or resume URL with its ``?token=``).
 
-    ``url``: an ``rtsp://`` URL (a portal play or resume URL with its ``?token=``).
-    ``transport``: ``"tcp"`` (RTP interleaved on the RTSP connection) or ``"udp"``.
-    ``on_frame(ShownFrame)`` and ``on_event(name, data)`` are called on the player's
-    thread; an exception in them is logged and never stops the player. ``start``: play
-    from this npt (seconds) with ``Range: npt=start-``; with ``exact`` nothing before it
-    is shown (the server starts at the keyframe before). ``rr_interval``: seconds between
-    RTCP receiver reports.
-
-    Events: ``"connected"``, ``"described"``, ``"setup"``, ``"playing"``, ``"paused"``,
-    ``"resumed"``, ``"seeked"``, ``"heartbeat"`` (a server request answered: method,
-    cseq, session, status), ``"keepalive"``, ``"receiver_report"``, ``"error"``
-    (message), ``"closed"`` (reason).
-
-    After :meth:`start`: :attr:`session_id`, :attr:`range_start` (where the server
-    really started), :attr:`frames` (a list of the :class:`ShownFrame` shown, the latest
-    ``max_frames`` of them, only the last one keeping its picture), :attr:`last_frame`,
-    :attr:`first_frame_at`, :meth:`counters`, :attr:`error`, :attr:`state`.
+    ``transport``: ``"tcp"`` (interleaved) or ``"udp"``. ``on_frame(ShownFrame)`` and
+    ``on_event(name, data)`` run on the reader thread; their exceptions are logged.
+    ``start``: PLAY with ``Range: npt=start-``, and with ``exact`` nothing earlier shown.
+    Events: connected, described, setup, playing, paused, resumed, seeked, heartbeat
+    (method, cseq, session, status, time), keepalive, receiver_report, error, closed.
     """
 
-    def __init__(
-        self,
-        url: str,
-        transport: str = "tcp",
-        on_frame: Callable[[ShownFrame], None] | None = None,
-        on_event: Callable[[str, dict[str, Any]], None] | None = None,
-        start: float | None = None,
-        exact: bool = True,
-        rr_interval: float = 1.0,
-        *,
-        request_timeout: float = 5.0,
-        teardown_timeout: float = 1.0,
-        max_frames: int = 10_000,
-    ) -> None:
+    def __init__(self, url: str, transport: str = "tcp",
+                 on_frame: Callable[[ShownFrame], None] | None = None,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                 start: float | None = None, exact: bool = True, rr_interval: float = 1.0, *,
+                 request_timeout: float = 5.0, teardown_timeout: float = 1.0,
+                 max_frames: int = 10_000) -> None:
+        parts = urlsplit(url)
         if transport not in ("tcp", "udp"):
             raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
-        parts = urlsplit(url)
         if parts.scheme.lower() != "rtsp" or not parts.hostname:
             raise ValueError(f"expected an rtsp://host[:port]/... URL, got {url!r}")
-        if start is not None and not start >= 0:
-            raise ValueError(f"start must be >= 0 seconds, got {start!r}")
-        if not rr_interval > 0:
-            raise ValueError(f"rr_interval must be > 0, got {rr_interval!r}")
-        self.url = url
-        self.transport = transport
-        self.on_frame = on_frame
-        self.on_event = on_event
-        self.start_at = start
-        self.exact = exact
-        self.rr_interval = rr_interval
-        self.request_timeout = request_timeout
-        self.teardown_timeout = teardown_timeout
-        self.host = parts.hostname
-        self.port = parts.port or 554
-
-        self.session_id: str | None = None
-        self.session_timeout: float | None = None
-        self.range_start: float | None = None
-        self.error: str | None = None
+        if (start is not None and not start >= 0) or not rr_interval > 0:
+            raise ValueError(f"need start >= 0 and rr_interval > 0: {start!r}, {rr_interval!r}")
+        self.url, self.transport, self.on_frame, self.on_event = url, transport, on_frame, on_event
+        self.start_at, self.exact, self.rr_interval = start, exact, rr_interval
+        self.request_timeout, self.teardown_timeout = request_timeout, teardown_timeout
+        self.host, self.port = parts.hostname, parts.port or 554
         self.state = "new"  # new, starting, playing, paused, stopped, failed
-        self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
+        self.error: str | None = None
+        self.session_id: str | None = None
+        self.session_timeout = DEFAULT_SESSION_TIMEOUT
+        self.range_start: float | None = None  # where the server really started
+        self.first_frame_at: float | None = None  # time.monotonic() of the first shown frame
         self.tracks: list[TrackReceiver] = []
         self.aggregate_url = url
-        self.sdp: sdp.SessionDescription | None = None
-
-        self._cond = threading.Condition()
+        self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
         self._counters = PlayerCounters()
-        self._commands: queue.SimpleQueue[tuple[str, Any, _Waiter | None]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._started = _Waiter()
-        self._finished = False
+        # Only the reader thread changes frames and counters; the condition guards the
+        # frames and wakes wait_for at each frame, heartbeat, report and change of state.
+        self._cond = threading.Condition()
+        self._wire = threading.RLock()  # one writer at a time; guards the waiting requests
+        self._waiting: dict[int, tuple[str, OnAnswer | None, Future[rtsp.Response]]] = {}
+        self._cseqs = itertools.count(1)
         self._sock: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._control = ControlChannel()
-        self._selector: selectors.BaseSelector | None = None
-        self._closing = False
-        self._close_reason = ""
-        self._teardown_deadline: float | None = None
+        self._reader: threading.Thread | None = None
+        self._deadline = math.inf  # of the whole handshake
+        self._closing = self._ended = False  # once closing, the link's end is no error
+        self._close_reason = "stopped"
         self._show_from: float | None = None
+        self._keepalive = "GET_PARAMETER"
+        self._next_rr = self._next_keepalive = math.inf
         self._ssrc = secrets.randbits(32)
-        self._cname = f"{USER_AGENT}-{self._ssrc:08x}"
-        self._public: set[str] = set()
-        self._next_rr = 0.0
-        self._next_keepalive: float | None = None
-        self._waiters: list[_Waiter] = []
-        self.first_frame_at: float | None = None  # time.monotonic() of the first shown frame
-
-    # -- public API, any thread ----------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> Player:
-        """Connect, DESCRIBE, SETUP every track, PLAY; return once the PLAY is answered.
-
-        Raises :class:`PlayerError` (and sets :attr:`error`) if any step fails or the
-        whole setup takes longer than ``timeout`` (default: 4 request timeouts).
-        """
-        if self._thread is not None:
+        """Connect and play; return once PLAY is answered. Raises :class:`PlayerError` (and
+        sets :attr:`error`) when a step fails or all take over ``timeout``."""
+        if self.state != "new":
             raise RuntimeError("a Player can be started only once")
-        self.state = "starting"
-        self._thread = threading.Thread(target=self._run, name="rtsp-player", daemon=True)
-        self._thread.start()
-        limit = timeout if timeout is not None else 4 * self.request_timeout
-        if not self._started.done.wait(limit):
-            self.error = f"no PLAY answer within {limit:.1f} s"
-            self.stop()
-            self.state = "failed"
-            raise PlayerError(self.error)
-        if self._started.error is not None:
-            self._thread.join(self.teardown_timeout + 1)
-            raise PlayerError(self._started.error, self._started.status)
+        self._set_state("starting")
+        self._deadline = time.monotonic() + (timeout or 4 * self.request_timeout)
+        try:
+            self._sock = socket.create_connection((self.host, self.port), self.request_timeout)
+        except OSError as exc:
+            self._fail(f"cannot connect to {self.host}:{self.port}: {exc}")
+            self._end()
+            raise PlayerError(str(self.error)) from exc
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = threading.Thread(target=self._read, name="rtsp-player", daemon=True)
+        self._reader.start()
+        try:
+            self._handshake()
+        except Exception as exc:  # a bug (or no UDP port) must not leave the reader behind
+            status = exc.status if isinstance(exc, PlayerError) else None
+            if self.error is None:
+                self._fail(str(exc) if isinstance(exc, PlayerError) else f"internal error: {exc!r}")
+            self._finish(teardown=False)
+            raise PlayerError(str(self.error), status) from exc
+        self._deadline = math.inf
         return self
 
     def pause(self) -> None:
         """PAUSE (RFC 2326 §10.6); returns once the server has answered."""
-        self._command("pause")
+        self._may("pause")
+        self._ok(self._request("PAUSE", self.aggregate_url, {"Session": self.session_id or ""},
+                               self._paused), "pause")
 
     def resume(self) -> None:
         """PLAY without Range: carry on from where PAUSE stopped."""
-        self._command("resume")
+        self._may("resume")
+        self._ok(self._play(None, "resumed"), "resume")
 
     def seek(self, t: float) -> float:
-        """PLAY with ``Range: npt=t-``; returns where the server starts (the keyframe at
-        or before ``t``). With ``exact``, nothing before ``t`` is shown."""
+        """PLAY from ``t``; returns where the server starts (the keyframe at or before)."""
         if not t >= 0:
             raise ValueError(f"cannot seek to {t!r}")
-        return float(self._command("seek", t))
+        self._may("seek")
+        self._ok(self._play(float(t), "seeked"), "seek")
+        return float(self.range_start or 0.0)
 
     def stop(self) -> None:
-        """TEARDOWN, then close. Idempotent; returns within about ``teardown_timeout``
-        even when the link has gone silent."""
-        self._finish("stop")
+        """TEARDOWN (§10.7) and close; idempotent, back within about ``teardown_timeout``."""
+        self._finish(teardown=True)
 
     def close_abruptly(self) -> None:
         """Close the connection without TEARDOWN (as a crashing player would)."""
-        self._finish("abort")
+        self._finish(teardown=False)
 
     def __enter__(self) -> Player:
         return self.start()
@@ -441,7 +242,7 @@ class Player:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and not self._finished
+        return self.state != "new" and not self._ended
 
     @property
     def last_frame(self) -> ShownFrame | None:
@@ -450,8 +251,7 @@ class Player:
 
     @property
     def frames(self) -> list[ShownFrame]:
-        """The frames shown so far, oldest first: a copy, safe to read from any thread
-        while the player runs. At most ``max_frames`` are kept (the newest ones)."""
+        """A copy of the newest ``max_frames`` frames shown, oldest first."""
         with self._cond:
             return list(self._frames)
 
@@ -468,590 +268,355 @@ class Player:
         return self._counters.frames_shown
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """Wait until ``predicate()`` is true (re-checked whenever the player shows a
-        frame, answers a heartbeat or changes state), at most ``timeout`` seconds.
-        Returns the predicate's last value; also returns early once the player has
-        ended, since nothing will change any more."""
+        """Wait at most ``timeout`` s for ``predicate()`` (checked at each frame, heartbeat,
+        change of state, and when the player ends); return its last value."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                result = predicate()
-                if result or self._finished:
-                    return result
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return result
-                self._cond.wait(remaining)
+            while not (result := predicate()) and not self._ended:
+                if not self._cond.wait(deadline - time.monotonic()):
+                    return predicate()
+            return result
 
     def wait_frames(self, n: int, timeout: float) -> bool:
-        """Wait until ``n`` frames in all have been shown since start."""
         return bool(self.wait_for(lambda: self._counters.frames_shown >= n, timeout))
 
-    # -- commands -----------------------------------------------------------------------
+    def _handshake(self) -> None:
+        assert self._sock is not None
+        self._emit("connected", {"peer": self._sock.getpeername()[:2]})
+        public = self._request("OPTIONS", self.url).headers.get("Public")
+        with contextlib.suppress(ValueError):  # only a hint: which keep-alive it prefers
+            if public and "GET_PARAMETER" not in rtsp.parse_public(public):
+                self._keepalive = "OPTIONS"
+        self._ok(self._request("DESCRIBE", self.url, {"Accept": "application/sdp"},
+                               self._described), "DESCRIBE refused")
+        for index, track in enumerate(self.tracks):
+            if self.transport == "tcp":
+                transport = f"RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}"
+            else:
+                track.rtp_socket, track.rtcp_socket = bind_udp_pair(
+                    self._sock.getsockname()[0], receive_buffer=1 << 21)
+                port = track.rtp_socket.getsockname()[1]
+                transport = f"RTP/AVP;unicast;client_port={port}-{port + 1}"
+            session = {"Session": self.session_id} if self.session_id else {}
+            self._ok(self._request("SETUP", track.url, {"Transport": transport, **session},
+                                   lambda answer, t=track: self._set_up(t, answer)),
+                     "SETUP refused")
+        self._ok(self._play(self.start_at, "playing"), "PLAY refused")
 
-    def _command(self, name: str, argument: Any = None) -> Any:
-        if not self.running or self.state == "starting":
-            raise PlayerError(f"cannot {name}: the player is {self.state}"
-                              + (f" ({self.error})" if self.error else ""))
-        waiter = _Waiter()
-        self._commands.put((name, argument, waiter))
-        self._wake()
-        if not waiter.done.wait(self.request_timeout + 1.0):
-            raise PlayerError(f"{name}: no answer within {self.request_timeout:.1f} s")
-        if waiter.error is not None:
-            raise PlayerError(f"{name}: {waiter.error}", waiter.status)
-        return waiter.value
+    def _described(self, answer: rtsp.Response) -> None:
+        kind = (answer.headers.get("Content-Type") or "application/sdp").split(";")[0]
+        if kind.strip().lower() != "application/sdp":
+            raise ValueError(f"DESCRIBE answered with {kind!r}, not application/sdp")
+        description = sdp.parse(answer.body.decode("utf-8"))
+        base = answer.headers.get("Content-Base") or answer.headers.get("Content-Location")
+        self.aggregate_url = sdp.resolve_control(base or self.url, description.control)
+        for media in description.media:
+            try:
+                url = sdp.resolve_control(base or self.url, media.control)
+                self.tracks.append(TrackReceiver(media, url))
+            except sdp.SdpError as exc:
+                log.info("track skipped: %s", exc)
+        if not self.tracks:
+            raise ValueError("no H.264 or AAC track in the session description")
+        self._emit("described", {"tracks": [(t.kind, t.codec, t.url) for t in self.tracks]})
 
-    def _finish(self, how: str) -> None:
-        thread = self._thread
-        if thread is None:
-            self._close_sockets()
-            return
-        if thread.is_alive():
-            self._commands.put((how, None, None))
-            self._wake()
-            thread.join(self.teardown_timeout + 2.0)
-        if thread.is_alive():  # should not happen: the loop has deadlines everywhere
-            log.warning("player thread did not end; closing its sockets from outside")
-            self._close_sockets()
-            thread.join(1.0)
+    def _set_up(self, track: TrackReceiver, answer: rtsp.Response) -> None:
+        """The SETUP answer's Session (§12.37) and Transport (§12.39) for ``track``."""
+        session, value = answer.headers.get("Session"), answer.headers.get("Transport")
+        if session is None or value is None:
+            raise ValueError("SETUP answer without a Session or Transport header")
+        session_id, timeout = rtsp.parse_session(session)
+        if self.session_id not in (None, session_id):
+            raise ValueError(f"SETUP answered another session ({session_id})")
+        self.session_id, self.session_timeout = session_id, timeout or self.session_timeout
+        reply = rtsp.parse_transport(value)[0]
+        track.ssrc = reply.ssrc
+        if self.transport == "tcp" and reply.is_tcp and reply.interleaved is not None:
+            track.channel = reply.interleaved[0]
+        elif self.transport == "udp" and not reply.is_tcp and reply.server_port is not None:
+            assert self._sock is not None
+            peer = reply.source or self._sock.getpeername()[0]
+            track.server_rtcp = (peer, reply.server_port[1])
+        else:
+            raise ValueError(f"asked for {self.transport}, the server answered {value!r}")
+        self._emit("setup", {"track": track.url, "transport": value, "session": session_id})
 
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+    def _play(self, start: float | None, event: str) -> rtsp.Response:
+        """PLAY (§10.5) from ``start``, or on from the pause point (``event`` "resumed")."""
+        headers = {"Session": self.session_id or ""}
+        if start is not None:
+            headers["Range"] = rtsp.format_range(start)
+        for track in self.tracks:
+            track.play_sent(repositions=event != "resumed")
+        return self._request("PLAY", self.aggregate_url, headers,
+                             lambda answer: self._played(answer, start, event))
 
-    # -- the player's thread -----------------------------------------------------------
+    def _played(self, answer: rtsp.Response, requested: float | None, event: str) -> None:
+        """Apply a PLAY answer's Range and RTP-Info (§12.29, §12.33) to every track."""
+        value = answer.headers.get("Range")
+        begin = rtsp.parse_range(value)[0] if value else None
+        if begin is None:
+            begin = requested if requested is not None else (self.range_start or 0.0)
+        value = answer.headers.get("RTP-Info")
+        infos = rtsp.parse_rtp_info(value) if value else []
+        if event != "resumed":
+            self.range_start = begin
+            self._show_from = requested if self.exact else None
+        for track in self.tracks:  # and what came while the answer was awaited is shown
+            held = track.play_answered(begin, match_rtp_info(track.url, infos), event != "resumed")
+            for packet, arrival in held:
+                self._show(track, track.receive(packet, arrival))
+        if event == "playing":  # the timers start: keep-alive at half the session timeout
+            self._next_rr = time.monotonic() + self.rr_interval
+            self._next_keepalive = time.monotonic() + self.session_timeout / 2
+        self._set_state("playing")
+        extra = {"session": self.session_id} if event == "playing" else {}
+        self._emit(event, {"range_start": self.range_start, **extra})
 
-    def _run(self) -> None:
+    def _paused(self, answer: rtsp.Response) -> None:
+        self._set_state("paused")
+        self._emit("paused", {})
+
+    def _request(self, method: str, uri: str, headers: dict[str, str] | None = None,
+                 on_answer: OnAnswer | None = None, timeout: float | None = None
+                 ) -> rtsp.Response:
+        """Send a request, wait for the answer the reader matches by CSeq (§12.17)."""
+        timeout = timeout or self.request_timeout
+        cseq, answer = self._send(method, uri, headers or {}, on_answer)
         try:
-            self._connect()
-            self._loop()
-        except _Fatal as exc:
-            self._fail(str(exc), exc.status)
+            return answer.result(min(timeout, self._deadline - time.monotonic()))
+        except TimeoutError:
+            raise PlayerError(f"{method}: no answer within {timeout:.1f} s") from None
+        finally:
+            with self._wire:
+                self._waiting.pop(cseq, None)  # an answer that comes too late is ignored
+
+    def _send(self, method: str, uri: str, headers: dict[str, str],
+              on_answer: OnAnswer | None = None) -> tuple[int, Future[rtsp.Response]]:
+        with self._wire:
+            cseq, answer = next(self._cseqs), Future[rtsp.Response]()
+            self._waiting[cseq] = (method, on_answer, answer)
+            out = {**headers, "CSeq": str(cseq), "User-Agent": USER_AGENT}
+            self._write(bytes(rtsp.Request(method, uri, out)))
+            return cseq, answer
+
+    def _write(self, data: bytes) -> None:
+        assert self._sock is not None
+        try:
+            with self._wire:
+                self._sock.sendall(data)
+        except OSError as exc:  # includes the send timeout of a link that stopped
+            raise PlayerError(f"cannot write to the server: {exc}") from exc
+
+    @staticmethod
+    def _ok(answer: rtsp.Response, what: str) -> None:
+        if not 200 <= answer.status < 300:
+            raise PlayerError(f"{what}: {answer.status} {answer.reason}", answer.status)
+
+    def _may(self, name: str) -> None:
+        if self.state not in ("playing", "paused") or self._closing:
+            state = "stopping" if self._closing and not self._ended else self.state
+            raise PlayerError(f"cannot {name}: the player is {state}"
+                              + (f" ({self.error})" if self.error else ""))
+
+    def _read(self) -> None:
+        """Read until the connection ends: media first, then RTSP, then the timers."""
+        parser = rtsp.RtspParser()
+        try:
+            while True:
+                udp = [s for t in self.tracks for s in (t.rtp_socket, t.rtcp_socket) if s]
+                wait = min(self._next_rr, self._next_keepalive, time.monotonic() + 3600)
+                ready = select.select([*udp, self._sock], [], [],
+                                      max(0.0, wait - time.monotonic()))[0]
+                # UDP first: datagrams waiting now were sent before any RTSP answer read now,
+                # so a PAUSE answer is never handled before the media it ended.
+                for track in self.tracks:
+                    for sock, rtcp in ((track.rtp_socket, False), (track.rtcp_socket, True)):
+                        while sock in ready and (data := _datagram(sock)):
+                            self._media(track, data, time.monotonic(), rtcp)
+                if self._sock in ready and not self._read_control(parser):
+                    return
+                self._timers(time.monotonic())
+        except PlayerError as exc:
+            if not self._closing:
+                self._fail(str(exc))
         except Exception as exc:  # a bug must end the player cleanly, never silently
             log.exception("player failed")
             self._fail(f"internal error: {exc!r}")
         finally:
-            self._close_sockets()
-            with self._cond:
-                if self.state != "failed":
-                    self.state = "stopped"
-                self._finished = True
-                self._cond.notify_all()
-            reason = self.error or self._close_reason or "stopped"
-            self._started.finish(error=self.error or f"player ended before PLAY ({reason})")
-            for waiter in self._waiters:
-                waiter.finish(error=self.error or "the player stopped")
-            while True:  # commands that raced with the end
-                try:
-                    _, _, waiter = self._commands.get_nowait()
-                except queue.Empty:
-                    break
-                if waiter is not None:
-                    waiter.finish(error=self.error or "the player stopped")
-            self._emit("closed", {"reason": reason})
+            self._end()
 
-    def _connect(self) -> None:
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.request_timeout)
-        except OSError as exc:
-            raise _Fatal(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Reads happen only when the selector says there is data; the timeout bounds the
-        # writes, so a link that stopped taking data cannot block the thread for ever.
-        sock.settimeout(2.0)
-        self._sock = sock
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(sock, selectors.EVENT_READ, "control")
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._emit("connected", {"peer": sock.getpeername()[:2]})
-        self._send("OPTIONS", self.url, {}, _Tag("options"))
-
-    def _loop(self) -> None:
-        assert self._selector is not None
-        while not self._closing:
-            timeout = self._next_timer() - time.monotonic()
-            ready = self._selector.select(max(0.0, timeout))
-            # UDP first: datagrams already waiting were sent before any RTSP answer read
-            # in this round, so a PAUSE answer is never handled before the media it ended.
-            ready.sort(key=lambda item: 0 if isinstance(item[0].data, tuple) else 1)
-            for key, _ in ready:
-                if self._closing:
-                    break
-                if key.data == "control":
-                    self._read_control()
-                elif key.data == "wake":
-                    self._drain_commands()
-                else:
-                    self._read_udp(*key.data)
-            self._timers(time.monotonic())
-
-    def _next_timer(self) -> float:
-        now = time.monotonic()
-        deadlines = [now + 0.5]
-        if self.state in ("playing", "paused"):
-            deadlines.append(self._next_rr)
-        if self._next_keepalive is not None:
-            deadlines.append(self._next_keepalive)
-        pending = self._control.next_deadline(self.request_timeout)
-        if pending is not None:
-            deadlines.append(pending)
-        if self._teardown_deadline is not None:
-            deadlines.append(self._teardown_deadline)
-        return min(deadlines)
-
-    def _timers(self, now: float) -> None:
-        if self._teardown_deadline is not None and now >= self._teardown_deadline:
-            self._close("stopped (TEARDOWN unanswered)")
-            return
-        for item in self._control.overdue(now, self.request_timeout):
-            tag: _Tag = item.tag
-            message = f"{item.method}: no answer within {self.request_timeout:.1f} s"
-            if tag.kind in ("options", "describe", "setup", "play") and self.state == "starting":
-                raise _Fatal(message)
-            if tag.kind == "teardown":
-                self._close("stopped (TEARDOWN unanswered)")
-                return
-            if tag.waiter is not None:
-                tag.waiter.finish(error=message)
-        if self.state in ("playing", "paused") and now >= self._next_rr:
-            self._next_rr = now + self.rr_interval
-            self._send_receiver_reports(now)
-        if self._next_keepalive is not None and now >= self._next_keepalive:
-            self._next_keepalive = now + self._keepalive_interval()
-            method = "GET_PARAMETER" if "GET_PARAMETER" in self._public or not self._public \
-                else "OPTIONS"
-            self._send(method, self.aggregate_url, {"Session": self.session_id or ""},
-                       _Tag("keepalive"))
-            with self._cond:
-                self._counters.keepalives_sent += 1
-            self._emit("keepalive", {"method": method})
-
-    def _keepalive_interval(self) -> float:
-        return (self.session_timeout or DEFAULT_SESSION_TIMEOUT) / 2
-
-    # -- writing ------------------------------------------------------------------------
-
-    def _send(self, method: str, uri: str, headers: dict[str, str], tag: _Tag) -> None:
-        data = self._control.request(method, uri, headers, time.monotonic(), tag)
-        self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        if self._sock is None:
-            return
-        try:
-            self._sock.sendall(data)
-        except OSError as exc:  # includes the send timeout of a link that stopped
-            raise _Fatal(f"cannot write to the server: {exc}") from exc
-
-    # -- reading ------------------------------------------------------------------------
-
-    def _read_control(self) -> None:
+    def _read_control(self, parser: rtsp.RtspParser) -> bool:
+        """One read of the RTSP connection; False when it has ended after stop()."""
         assert self._sock is not None
         try:
             data = self._sock.recv(1 << 16)
-        except (BlockingIOError, InterruptedError, TimeoutError):
-            return
         except OSError as exc:
-            if self._teardown_deadline is not None:
-                self._close("stopped")
-                return
-            raise _Fatal(f"control connection failed: {exc}") from exc
-        if not data:
-            if self._teardown_deadline is not None:
-                self._close("stopped")
-                return
-            raise _Fatal("the server closed the control connection")
-        for event in self._control.feed(data):
-            if isinstance(event, rtsp.BadInput):
-                raise _Fatal(f"malformed message from the server: {event.status} {event.reason}")
-            self._handle_control(event)
-            if self._closing:
-                return
-
-    def _handle_control(self, event: ControlEvent) -> None:
-        now = time.monotonic()
-        if isinstance(event, rtsp.InterleavedFrame):
-            self._interleaved(event, now)
-        elif isinstance(event, ServerRequest):
-            self._write(bytes(event.reply))
-            request = event.request
-            info = {"method": request.method, "cseq": request.cseq,
-                    "session": request.headers.get("Session"), "status": event.reply.status,
-                    "time": time.time()}
-            with self._cond:
-                self._counters.heartbeats_answered += 1
-                self._cond.notify_all()
-            self._emit("heartbeat", info)
-        elif isinstance(event, StrayResponse):
-            log.debug("answer with unknown CSeq %s ignored", event.response.cseq)
+            data, why = b"", f"control connection failed: {exc}"
         else:
-            self._answered(event.request.tag, event.response)
-
-    def _interleaved(self, frame: rtsp.InterleavedFrame, now: float) -> None:
-        for track in self.tracks:
-            if track.channel is None:
-                continue
-            if frame.channel == track.channel:
-                self._rtp(track, frame.data, now)
-                return
-            if frame.channel == track.channel + 1:
-                self._rtcp(track, frame.data, now)
-                return
-
-    def _read_udp(self, track_index: int, is_rtcp: bool) -> None:
-        track = self.tracks[track_index]
-        sock = track.rtcp_socket if is_rtcp else track.rtp_socket
-        assert sock is not None
-        while True:
-            try:
-                data, _ = sock.recvfrom(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. an ICMP port unreachable reported on a later read
-                return
-            now = time.monotonic()
-            if is_rtcp:
-                self._rtcp(track, data, now)
+            why = "the server closed the control connection"
+        if not data:
+            if self._closing:
+                return False
+            raise PlayerError(why)
+        now = time.monotonic()
+        for event in parser.feed(data):
+            if isinstance(event, rtsp.BadInput):
+                raise PlayerError(f"malformed message from the server: {event.status} "
+                                  f"{event.reason}")
+            if isinstance(event, rtsp.InterleavedFrame):
+                for track in self.tracks:
+                    if track.channel is not None and event.channel - track.channel in (0, 1):
+                        self._media(track, event.data, now, event.channel != track.channel)
+            elif isinstance(event, rtsp.Request):
+                reply = answer_server_request(event)
+                self._write(bytes(reply))
+                self._counters.heartbeats_answered += 1
+                self._notify()
+                self._emit("heartbeat", {"method": event.method, "cseq": event.cseq,
+                                         "session": event.headers.get("Session"),
+                                         "status": reply.status, "time": time.time()})
             else:
-                self._rtp(track, data, now)
+                self._answered(event)
+        return True
 
-    def _rtp(self, track: TrackReceiver, data: bytes, now: float) -> None:
+    def _answered(self, answer: rtsp.Response) -> None:
+        with self._wire:
+            method, on_answer, waiter = self._waiting.pop(answer.cseq or 0, ("", None, None))
+        if waiter is None:
+            log.debug("answer with unknown CSeq %s ignored", answer.cseq)
+            return
+        try:
+            if on_answer is not None and 200 <= answer.status < 300:
+                on_answer(answer)
+        except ValueError as exc:  # includes RtspProtocolError and SdpError
+            error = PlayerError(f"bad {method} answer: {exc}")
+            waiter.set_exception(error)
+            raise error from exc
+        waiter.set_result(answer)
+        if answer.status == 454 and self.state != "starting":  # a keep-alive's, say
+            raise PlayerError("the server no longer knows the session (454)", 454)
+
+    def _timers(self, now: float) -> None:
+        """Keep-alive at half the session timeout (§12.37; GET_PARAMETER unless the server's
+        Public lacks it, as FFmpeg) and an RTCP receiver report (RFC 3550 §6.4.2)."""
+        if now >= self._next_keepalive:
+            self._next_keepalive = now + self.session_timeout / 2
+            self._send(self._keepalive, self.aggregate_url, {"Session": self.session_id or ""})
+            self._counters.keepalives_sent += 1
+            self._emit("keepalive", {"method": self._keepalive})
+        if now < self._next_rr:
+            return
+        self._next_rr, sent = now + self.rr_interval, 0
+        for track in self.tracks:
+            report = track.receiver_report(self._ssrc, f"{USER_AGENT}-{self._ssrc:08x}", now)
+            if report is not None and track.channel is not None:
+                self._write(bytes(rtsp.InterleavedFrame(track.channel + 1, report)))
+            elif report is not None and track.rtcp_socket and track.server_rtcp:
+                with contextlib.suppress(OSError):
+                    track.rtcp_socket.sendto(report, track.server_rtcp)
+            sent += report is not None
+        if sent:
+            self._counters.receiver_reports_sent += sent
+            self._notify()
+            self._emit("receiver_report", {"reports": sent})
+
+    def _media(self, track: TrackReceiver, data: bytes, now: float, rtcp: bool) -> None:
+        if rtcp:
+            self._counters.sender_reports_received += track.rtcp_received(data, now)
+            return
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
-            with self._cond:
-                self._counters.malformed_packets += 1
+            self._counters.malformed_packets += 1
             return
-        with self._cond:
-            self._counters.packets_received += 1
-        self._deliver(track, track.receive(packet, now))
+        self._counters.packets_received += 1
+        self._show(track, track.receive(packet, now))
 
-    def _rtcp(self, track: TrackReceiver, data: bytes, now: float) -> None:
-        reports = track.rtcp_received(data, now)
-        if reports:
-            with self._cond:
-                self._counters.sender_reports_received += reports
-
-    def _deliver(self, track: TrackReceiver, decoded: list[DecodedVideo | DecodedAudio]) -> None:
+    def _show(self, track: TrackReceiver, decoded: list[DecodedVideo | DecodedAudio]) -> None:
         for item in decoded:
             if isinstance(item, DecodedAudio):
-                with self._cond:
-                    self._counters.audio_frames += 1
-                    self._counters.audio_samples += item.samples
+                self._counters.audio_frames += 1
+                self._counters.audio_samples += item.samples
                 continue
-            self._video_frame(track, item)
-
-    def _video_frame(self, track: TrackReceiver, item: DecodedVideo) -> None:
-        with self._cond:
+            # Exact resume: the frame nearest the requested start first, the earlier at a
+            # tie; the microsecond absorbs float noise (4.54 - 0.02 = 4.5200000000000005).
+            half = 0.5 / (track.fps or FALLBACK_FPS)
+            early = self._show_from is not None and item.pts < self._show_from - half - 1e-6
             self._counters.frames_decoded += 1
-        if self._show_from is not None:
-            # The frame nearest to the requested start comes first; when the start lies
-            # exactly between two frames, the earlier one (a resume is never late). The
-            # microsecond absorbs float noise such as 4.54 - 0.02 = 4.5200000000000005.
-            half_frame = 0.5 / (track.fps or FALLBACK_FPS)
-            if item.pts < self._show_from - half_frame - 1e-6:
-                with self._cond:
-                    self._counters.frames_hidden += 1
-                return
-        shown = ShownFrame(read_frame_index(item.frame), item.pts, time.time(), item.frame)
-        with self._cond:
-            if self._frames:
-                # Only the newest picture stays in memory; older entries keep their data.
-                self._frames[-1] = replace(self._frames[-1], image=None)
-            self._frames.append(shown)
-            self._counters.frames_shown += 1
-            if self.first_frame_at is None:
-                self.first_frame_at = time.monotonic()
-            self._cond.notify_all()
-        if self.on_frame is not None:
-            try:
-                self.on_frame(shown)
-            except Exception:
-                log.exception("on_frame callback failed")
-
-    # -- answers ------------------------------------------------------------------------
-
-    def _answered(self, tag: _Tag, response: rtsp.Response) -> None:
-        ok = 200 <= response.status < 300
-        if tag.kind == "options":
-            # Only a hint (which keep-alive the server prefers): a refusal is no reason to
-            # give up, DESCRIBE decides.
-            self._after_options(response, tag)
-            return
-        if tag.kind in ("options", "describe", "setup", "play") and self.state == "starting":
-            if not ok:
-                raise _Fatal(f"{tag.kind.upper()} refused: {response.status} "
-                             f"{response.reason}", response.status)
-            try:
-                getattr(self, f"_after_{tag.kind}")(response, tag)
-            except (rtsp.RtspProtocolError, sdp.SdpError, ValueError) as exc:
-                raise _Fatal(f"bad {tag.kind.upper()} answer: {exc}") from exc
-            return
-        if tag.kind == "keepalive":
-            if response.status == 454:
-                raise _Fatal("the server no longer knows the session (454)", 454)
-            return
-        if tag.kind == "teardown":
-            self._close("stopped")
-            return
-        waiter = tag.waiter
-        if not ok:
-            if waiter is not None:
-                waiter.finish(response, f"{response.status} {response.reason}", response.status)
-            return
-        try:
-            if tag.kind == "pause":
-                self.state = "paused"
-                self._emit("paused", {})
-                value: Any = None
-            else:
-                value, show_held = self._play_answered(response, tag.data)
-                self.state = "playing"
-                self._emit("seeked" if tag.kind == "seek" else "resumed",
-                           {"range_start": self.range_start})
-        except (rtsp.RtspProtocolError, ValueError) as exc:
-            raise _Fatal(f"bad {tag.kind.upper()} answer: {exc}") from exc
-        with self._cond:
-            self._cond.notify_all()
-        if waiter is not None:
-            waiter.finish(response, value=value)
-        if tag.kind != "pause":
-            show_held()
-
-    def _after_options(self, response: rtsp.Response, tag: _Tag) -> None:
-        public = response.headers.get("Public")
-        if public and 200 <= response.status < 300:
-            with contextlib.suppress(rtsp.RtspProtocolError):
-                self._public = rtsp.parse_public(public)
-        self._send("DESCRIBE", self.url, {"Accept": "application/sdp"}, _Tag("describe"))
-
-    def _after_describe(self, response: rtsp.Response, tag: _Tag) -> None:
-        ctype = (response.headers.get("Content-Type") or "application/sdp").split(";")[0]
-        if ctype.strip().lower() != "application/sdp":
-            raise ValueError(f"DESCRIBE answered with {ctype!r}, not application/sdp")
-        description = sdp.parse(response.body.decode("utf-8"))
-        base = (response.headers.get("Content-Base")
-                or response.headers.get("Content-Location") or self.url)
-        self.sdp = description
-        self.aggregate_url = sdp.resolve_control(base, description.control)
-        for media in description.media:
-            try:
-                track = TrackReceiver(media, sdp.resolve_control(base, media.control))
-            except sdp.SdpError as exc:
-                log.info("track skipped: %s", exc)
+            self._counters.frames_hidden += early
+            if early:
                 continue
-            self.tracks.append(track)
-        if not self.tracks:
-            raise ValueError("no H.264 or AAC track in the session description")
-        self._emit("described", {"tracks": [(t.kind, t.codec, t.url) for t in self.tracks]})
-        self._setup(0)
-
-    def _setup(self, index: int) -> None:
-        track = self.tracks[index]
-        if self.transport == "tcp":
-            transport = f"RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}"
-        else:
-            assert self._sock is not None and self._selector is not None
-            local_host = self._sock.getsockname()[0]
-            track.rtp_socket, track.rtcp_socket = bind_udp_pair(local_host, receive_buffer=1 << 21)
-            self._selector.register(track.rtp_socket, selectors.EVENT_READ, (index, False))
-            self._selector.register(track.rtcp_socket, selectors.EVENT_READ, (index, True))
-            port = track.rtp_socket.getsockname()[1]
-            transport = f"RTP/AVP;unicast;client_port={port}-{port + 1}"
-        headers = {"Transport": transport}
-        if self.session_id is not None:
-            headers["Session"] = self.session_id
-        self._send("SETUP", track.url, headers, _Tag("setup", data=index))
-
-    def _after_setup(self, response: rtsp.Response, tag: _Tag) -> None:
-        index: int = tag.data
-        track = self.tracks[index]
-        session = response.headers.get("Session")
-        if session is None:
-            raise ValueError("SETUP answer without a Session header")
-        session_id, timeout = rtsp.parse_session(session)
-        if self.session_id is not None and session_id != self.session_id:
-            raise ValueError(f"SETUP answered another session ({session_id})")
-        self.session_id = session_id
-        if timeout:
-            self.session_timeout = float(timeout)
-        value = response.headers.get("Transport")
-        if value is None:
-            raise ValueError("SETUP answer without a Transport header")
-        answer = rtsp.parse_transport(value)[0]
-        track.ssrc = answer.ssrc
-        if self.transport == "tcp":
-            if not answer.is_tcp or answer.interleaved is None:
-                raise ValueError(f"asked for TCP interleaved, the server answered {value!r}")
-            track.channel = answer.interleaved[0]
-        else:
-            if answer.is_tcp or answer.server_port is None:
-                raise ValueError(f"asked for UDP, the server answered {value!r}")
-            assert self._sock is not None
-            server_host = answer.source or self._sock.getpeername()[0]
-            track.server_rtcp = (server_host, answer.server_port[1])
-        self._emit("setup", {"track": track.url, "transport": value, "session": session_id})
-        if index + 1 < len(self.tracks):
-            self._setup(index + 1)
-            return
-        self._send_play(self.start_at, _Tag("play"))
-
-    def _send_play(self, start: float | None, tag: _Tag) -> None:
-        headers = {"Session": self.session_id or ""}
-        if start is not None:
-            headers["Range"] = rtsp.format_range(start)
-        repositions = tag.kind != "resume"
-        tag.data = (start, repositions)
-        for track in self.tracks:
-            track.play_sent(repositions)
-        self._send("PLAY", self.aggregate_url, headers, tag)
-
-    def _after_play(self, response: rtsp.Response, tag: _Tag) -> None:
-        _, held = self._play_answered(response, tag.data)
-        self.state = "playing"
-        now = time.monotonic()
-        self._next_rr = now + self.rr_interval
-        self._next_keepalive = now + self._keepalive_interval()
-        self._emit("playing", {"range_start": self.range_start, "session": self.session_id})
-        with self._cond:
-            self._cond.notify_all()
-        self._started.finish(response)
-        held()
-
-    def _play_answered(self, response: rtsp.Response, data: tuple[float | None, bool]
-                       ) -> tuple[float, Callable[[], None]]:
-        """Apply a PLAY answer's Range and RTP-Info. Returns where play begins and a
-        function that decodes and shows the packets held while the answer was awaited
-        (called once the caller has signalled the answer, so it is not kept waiting)."""
-        requested, repositions = data
-        range_value = response.headers.get("Range")
-        begin: float | None = None
-        if range_value is not None:
-            begin, _ = rtsp.parse_range(range_value)
-        if begin is None:
-            begin = requested if requested is not None else (self.range_start or 0.0)
-        infos = rtsp.parse_rtp_info(response.headers.get("RTP-Info", "")) \
-            if response.headers.get("RTP-Info") else []
-        if repositions:
-            self.range_start = begin
-            self._show_from = requested if (self.exact and requested is not None) else None
-        held = [(track, track.play_answered(begin, match_rtp_info(track.url, infos),
-                                            repositions)) for track in self.tracks]
-
-        def show_held() -> None:
-            for track, packets in held:
-                for packet, arrival in packets:
-                    self._deliver(track, track.receive(packet, arrival))
-
-        return begin, show_held
-
-    # -- commands on the player's thread ------------------------------------------------
-
-    def _drain_commands(self) -> None:
-        with contextlib.suppress(OSError):
-            while self._wake_r.recv(4096):
-                pass
-        while True:
-            try:
-                name, argument, waiter = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            if name in ("stop", "abort"):
-                self._stop(teardown=name == "stop")
-                continue
-            if self._teardown_deadline is not None or self._closing:
-                if waiter is not None:
-                    waiter.finish(error="the player is stopping")
-                continue
-            if waiter is not None:
-                self._waiters = [w for w in self._waiters if not w.done.is_set()] + [waiter]
-            if name == "pause":
-                self._send("PAUSE", self.aggregate_url, {"Session": self.session_id or ""},
-                           _Tag("pause", waiter))
-            elif name == "resume":
-                self._send_play(None, _Tag("resume", waiter))
-            elif name == "seek":
-                self._send_play(float(argument), _Tag("seek", waiter))
-
-    def _stop(self, teardown: bool) -> None:
-        if self._teardown_deadline is not None and teardown:
-            return  # a second stop() while the TEARDOWN is on its way
-        if teardown and self.session_id is not None and self._sock is not None:
-            try:
-                self._send("TEARDOWN", self.aggregate_url, {"Session": self.session_id},
-                           _Tag("teardown"))
-            except _Fatal:
-                self._close("stopped")
-                return
-            self._teardown_deadline = time.monotonic() + self.teardown_timeout
-        else:
-            self._close("stopped" if teardown else "closed without TEARDOWN")
-
-    def _close(self, reason: str) -> None:
-        self._closing = True
-        self._close_reason = reason
-
-    # -- RTCP out -----------------------------------------------------------------------
-
-    def _send_receiver_reports(self, now: float) -> None:
-        sent = 0
-        for track in self.tracks:
-            report = track.receiver_report(self._ssrc, self._cname, now)
-            if report is None:
-                continue
-            if track.channel is not None:
-                self._write(bytes(rtsp.InterleavedFrame(track.channel + 1, report)))
-            elif track.rtcp_socket is not None and track.server_rtcp is not None:
-                with contextlib.suppress(OSError):
-                    track.rtcp_socket.sendto(report, track.server_rtcp)
-            else:
-                continue
-            sent += 1
-        if sent:
+            shown = ShownFrame(read_frame_index(item.frame), item.pts, time.time(), item.frame)
             with self._cond:
-                self._counters.receiver_reports_sent += sent
+                if self._frames:  # only the newest picture stays in memory
+                    self._frames[-1] = replace(self._frames[-1], image=None)
+                self._frames.append(shown)
+                self.first_frame_at = self.first_frame_at or time.monotonic()
+                self._counters.frames_shown += 1
                 self._cond.notify_all()
-            self._emit("receiver_report", {"reports": sent})
+            self._call(self.on_frame, shown)
 
-    # -- ending ---------------------------------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._notify()
 
-    def _fail(self, message: str, status: int | None = None) -> None:
+    def _notify(self) -> None:
         with self._cond:
-            self.error = message
-            self.state = "failed"
             self._cond.notify_all()
+
+    def _finish(self, teardown: bool) -> None:
+        with self._cond:
+            first, self._closing = not self._closing, True
+        if first and teardown and self.state in ("playing", "paused"):
+            try:
+                self._request("TEARDOWN", self.aggregate_url, {"Session": self.session_id or ""},
+                              timeout=self.teardown_timeout)
+            except PlayerError:
+                self._close_reason = "stopped (TEARDOWN unanswered)"
+        elif first and not teardown:
+            self._close_reason = "closed without TEARDOWN"
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # the reader reads the end and leaves
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(self.teardown_timeout + 2.0)
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self._set_state("failed")
         log.info("player: %s", message)
-        self._started.finish(error=message, status=status)
         self._emit("error", {"message": message})
 
-    def _close_sockets(self) -> None:
-        sockets: list[socket.socket | None] = [self._sock]
-        for track in self.tracks:
-            sockets += [track.rtp_socket, track.rtcp_socket]
-        if self._selector is not None:
-            with contextlib.suppress(Exception):
-                self._selector.close()
-        for sock in sockets:
+    def _end(self) -> None:
+        """Close every socket, fail what still awaits an answer, then say "closed"."""
+        for sock in [self._sock, *(s for t in self.tracks for s in (t.rtp_socket, t.rtcp_socket))]:
             if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.close()
-        for sock in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
                 sock.close()
+        with self._wire:
+            waiting, self._waiting = self._waiting, {}
+        for _, _, waiter in waiting.values():
+            waiter.set_exception(PlayerError(self.error or "the player stopped"))
+        self._set_state("failed" if self.error else "stopped")
+        self._emit("closed", {"reason": self.error or self._close_reason})
+        self._ended = True
+        self._notify()
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
-        if self.on_event is None:
-            return
+        self._call(self.on_event, name, data)
+
+    @staticmethod
+    def _call(callback: Callable[..., None] | None, *args: Any) -> None:
         try:
-            self.on_event(name, data)
+            if callback is not None:
+                callback(*args)
         except Exception:
-            log.exception("on_event callback failed for %r", name)
+            log.exception("player callback failed")
 
 
-class _Fatal(Exception):
-    """Ends the player: the message goes to :attr:`Player.error`."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+def _datagram(sock: socket.socket) -> bytes:
+    """A waiting datagram, or b"" when none waits (or an ICMP error surfaced here)."""
+    try:
+        return sock.recv(1 << 16)
+    except OSError:
+        return b""

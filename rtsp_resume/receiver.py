@@ -1,17 +1,11 @@
 """Receiving one RTP track: timing, reassembly and decoding, without sockets.
 
-A :class:`TrackReceiver` is one track the terminal has SETUP. The player's thread hands it
-RTP and RTCP packets with their arrival time; it gives back decoded pictures and audio
-frames stamped with the program's play time (npt), and the report blocks for RTCP
-receiver reports. Standards:
-
-- RFC 2326 §12.29, §12.33: the PLAY answer's ``Range`` and ``RTP-Info`` tie a track's RTP
-  time to npt;
-- RFC 6184 (H.264, through :class:`rtsp_resume.rtp.H264Depacketizer`) and RFC 3640
-  (AAC-hbr, :func:`rtsp_resume.rtp.aac_frames`);
-- RFC 3550 §6.4.2 and Appendix A: reception statistics and receiver reports.
-
-Decoding uses PyAV codec contexts: H.264 fed as Annex B with the SPS and PPS of the SDP's
+A :class:`TrackReceiver` is one track the terminal has SETUP. The player hands it RTP and
+RTCP packets with their arrival time and gets back decoded pictures and audio frames
+stamped with the program's play time (npt), and report blocks for RTCP receiver reports.
+The PLAY answer's ``Range`` and ``RTP-Info`` tie RTP time to npt (RFC 2326 §12.29,
+§12.33); payloads are H.264 (RFC 6184) and AAC-hbr (RFC 3640); reception statistics
+follow RFC 3550 §6.4.2 and Appendix A. PyAV decodes: H.264 as Annex B with the SDP's
 ``sprop-parameter-sets``, AAC with the SDP's ``config`` as extradata.
 """
 
@@ -36,7 +30,9 @@ from rtsp_resume.rtp import (
     SourceDescription,
     aac_frames,
     parse_rtcp,
+    unwrap_sequence,
 )
+from rtsp_resume.rtp import _nal_type as nal_type
 
 log = logging.getLogger(__name__)
 
@@ -63,27 +59,17 @@ class DecodedAudio:
     samples: int
 
 
-def _signed32(value: int) -> int:
-    value %= 1 << 32
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def _seq_at_or_after(seq: int, first: int) -> bool:
-    return (seq - first) % 65536 < 32768
-
-
 class TrackReceiver:
     """One track of the session as the terminal receives it.
 
-    ``media`` is the track's SDP section and ``url`` its control URL (what SETUP was
-    sent to, and what the server names in RTP-Info). Times: the PLAY answer says that
-    RTP time ``rtptime`` of this track is play time ``npt_start`` (RFC 2326 §12.33), so a
-    packet with timestamp ``ts`` is presented at ``npt_start + (ts - rtptime) / rate``,
-    counting ``ts - rtptime`` modulo 2**32 as a signed step.
+    ``media`` is the track's SDP section, ``url`` its control URL (where SETUP went, and
+    what the server names in RTP-Info). The PLAY answer says that RTP time ``rtptime`` is
+    play time ``npt_start`` (RFC 2326 §12.33), so timestamp ``ts`` plays at ``npt_start +
+    (ts - rtptime) / rate``, the difference taken modulo 2**32 as a signed step.
 
-    While a PLAY is on its way (:meth:`play_sent`) incoming packets are held: until the
-    answer arrives nobody knows how to time them, and after a seek the ones numbered
-    before the answer's ``seq`` belong to the old position and are dropped.
+    While a PLAY is on its way (:meth:`play_sent`) packets are held: only its answer says
+    how to time them, and after a seek those numbered before the answer's ``seq`` belong
+    to the old position and are dropped.
     """
 
     def __init__(self, media: sdp.MediaDescription, url: str) -> None:
@@ -103,15 +89,14 @@ class TrackReceiver:
         self.parameter_sets = media.sprop_parameter_sets() if self.codec == "h264" else []
         self.config = media.aac_config() if self.codec == "aac" else b""
         self.stats = ReceptionStats(self.clock_rate)
-        self.ssrc: int | None = None  # from the SETUP answer's Transport, when given
-        # Transport, filled in by the player after SETUP.
-        self.channel: int | None = None  # TCP: interleaved RTP channel (RTCP is + 1)
-        self.rtp_socket: socket.socket | None = None  # UDP
+        # From the SETUP answer's Transport: the source, and the TCP interleaved RTP
+        # channel (RTCP is + 1) or the UDP sockets and where the server takes RTCP.
+        self.ssrc: int | None = None
+        self.channel: int | None = None
+        self.rtp_socket: socket.socket | None = None
         self.rtcp_socket: socket.socket | None = None
         self.server_rtcp: tuple[str, int] | None = None
-        self.lost = 0
-        self.malformed = 0
-        self.decode_errors = 0
+        self.lost = self.malformed = self.decode_errors = 0
         self._depacketizer = H264Depacketizer()
         self._decoder = self._new_decoder()
         self._rtptime: int | None = None
@@ -122,8 +107,7 @@ class TrackReceiver:
 
     def _new_decoder(self) -> av.CodecContext:
         decoder = av.CodecContext.create(self.codec, "r")
-        if self.codec == "aac":
-            decoder.extradata = self.config
+        decoder.extradata = self.config or None
         return decoder
 
     # -- PLAY ---------------------------------------------------------------------------
@@ -143,30 +127,22 @@ class TrackReceiver:
             self._decoder = self._new_decoder()
             self._depacketizer = H264Depacketizer()
         if info is not None:
-            self._npt_start = npt_start
-            self._rtptime = info.rtptime
-            self._first_seq = info.seq
+            self._npt_start, self._rtptime, self._first_seq = npt_start, info.rtptime, info.seq
         elif repositions or self._rtptime is None:
             # No RTP-Info: the first packet after PLAY is taken to be at the range start.
             # (A resume without it keeps the mapping it had: RTP time runs on.)
-            self._npt_start = npt_start
-            self._rtptime = None
-            self._first_seq = None
+            self._npt_start, self._rtptime, self._first_seq = npt_start, None, None
         held, self._held = self._held or [], None
         if self._first_seq is None and self._drop_before_answer:
             held = []  # no seq to tell old from new: what came before the answer is old
         return held
 
-    def npt(self, rtp_timestamp: int) -> float:
-        """Play time of an RTP timestamp (needs a PLAY answer or a first packet)."""
-        return self._ticks(rtp_timestamp) / self.clock_rate
-
     def _ticks(self, rtp_timestamp: int) -> int:
         if self._rtptime is None:
-            # No RTP-Info: the first packet after PLAY is taken to be at the range start.
-            self._rtptime = rtp_timestamp
-        base = round(self._npt_start * self.clock_rate)
-        return base + _signed32(rtp_timestamp - self._rtptime)
+            self._rtptime = rtp_timestamp  # no RTP-Info: the first packet is the start
+        # RTP time wraps at 2**32: the difference is a signed step in [-2**31, 2**31).
+        step = (rtp_timestamp - self._rtptime + (1 << 31)) % (1 << 32) - (1 << 31)
+        return round(self._npt_start * self.clock_rate) + step
 
     # -- packets ------------------------------------------------------------------------
 
@@ -181,15 +157,16 @@ class TrackReceiver:
                 self._held.append((packet, arrival))
             return []
         if self._first_seq is not None:
-            if not _seq_at_or_after(packet.sequence_number, self._first_seq):
+            step = unwrap_sequence(packet.sequence_number, self._first_seq) - self._first_seq
+            if step < 0:
                 return []  # sent before the last PLAY moved the play point
-            # Once the new numbering has started, old packets can no longer be told
-            # apart by comparison alone after 32768 packets: stop filtering.
-            if (packet.sequence_number - self._first_seq) % 65536 > 16384:
+            # Past a quarter of the sequence space the old numbers can no longer be told
+            # from new ones by comparison alone: stop filtering.
+            if step > 16384:
                 self._first_seq = None
         self.stats.packet_received(packet, arrival)
+        out: list[DecodedVideo | DecodedAudio] = []
         if self.codec == "h264":
-            out: list[DecodedVideo | DecodedAudio] = []
             before = self._depacketizer.lost
             for unit in self._depacketizer.feed(packet):
                 out += self._decode_video(unit.rtp_timestamp, unit.nals)
@@ -201,51 +178,36 @@ class TrackReceiver:
             self.malformed += 1
             return []
         base = self._ticks(packet.timestamp)
-        out = []
         for i, frame in enumerate(frames):
             # AAC-hbr: consecutive frames of one packet follow each other by 1024 samples.
-            out += self._decode_audio(base + 1024 * i, frame)
+            out += [DecodedAudio(pts, f.samples) for pts, f in self._decode(frame, base + 1024 * i)]
         return out
 
     def _decode_video(self, rtp_timestamp: int, nals: list[bytes]) -> list[DecodedVideo]:
-        types = {nal[0] & 0x1F for nal in nals if nal}
+        types = {nal_type(nal) for nal in nals if nal}
         if NAL_IDR in types and NAL_SPS not in types:
             # The parameter sets travel in the SDP (sprop-parameter-sets), not in band.
             nals = [*self.parameter_sets, *nals]
         data = b"".join(ANNEX_B_START + nal for nal in nals)
-        packet = av.Packet(data)
-        packet.pts = self._ticks(rtp_timestamp)
-        packet.time_base = Fraction(1, self.clock_rate)
-        try:
-            frames = self._decoder.decode(packet)
-        except (av.error.FFmpegError, ValueError) as exc:
-            self.decode_errors += 1
-            log.debug("video decode error: %s", exc)
-            return []
-        return [DecodedVideo(self._frame_npt(f, packet.pts), f) for f in frames]
+        return [DecodedVideo(pts, f) for pts, f in self._decode(data, self._ticks(rtp_timestamp))]
 
-    def _decode_audio(self, ticks: int, frame: bytes) -> list[DecodedAudio]:
-        packet = av.Packet(frame)
+    def _decode(self, data: bytes, ticks: int) -> list[tuple[float, av.frame.Frame]]:
+        """Decode one packet stamped ``ticks``; (npt, frame) for each frame that came out."""
+        packet = av.Packet(data)
         packet.pts = ticks
         packet.time_base = Fraction(1, self.clock_rate)
         try:
             frames = self._decoder.decode(packet)
         except (av.error.FFmpegError, ValueError) as exc:
             self.decode_errors += 1
-            log.debug("audio decode error: %s", exc)
+            log.debug("%s decode error: %s", self.kind, exc)
             return []
-        return [DecodedAudio(self._frame_npt(f, ticks), f.samples) for f in frames]
-
-    def _frame_npt(self, frame: av.frame.Frame, fallback_ticks: int) -> float:
-        ticks = frame.pts if frame.pts is not None else fallback_ticks
-        return ticks / self.clock_rate
+        return [((ticks if f.pts is None else f.pts) / self.clock_rate, f) for f in frames]
 
     @property
     def fps(self) -> float | None:
         """The frame rate the decoder read from the SPS timing info, if any."""
-        if self.codec != "h264":
-            return None
-        rate = self._decoder.framerate
+        rate = self._decoder.framerate if self.codec == "h264" else None
         return float(rate) if rate else None
 
     # -- RTCP ---------------------------------------------------------------------------
@@ -257,16 +219,13 @@ class TrackReceiver:
         except RtpError:
             self.malformed += 1
             return 0
-        reports = 0
-        for packet in packets:
-            if isinstance(packet, SenderReport):
-                self.stats.sender_report_received(packet, arrival)
-                reports += 1
-        return reports
+        reports = [p for p in packets if isinstance(p, SenderReport)]
+        for report in reports:
+            self.stats.sender_report_received(report, arrival)
+        return len(reports)
 
     def receiver_report(self, reporter_ssrc: int, cname: str, now: float) -> bytes | None:
-        """A compound RR + SDES CNAME (RFC 3550 §6.1) for this track; None before any
-        packet arrived."""
+        """A compound RR + SDES CNAME (RFC 3550 §6.1); None before any packet arrived."""
         block = self.stats.report_block(now)
         if block is None:
             return None
@@ -275,12 +234,8 @@ class TrackReceiver:
 
 
 def match_rtp_info(url: str, infos: list[rtsp.RtpInfo]) -> rtsp.RtpInfo | None:
-    """The RTP-Info entry of the track whose control URL is ``url``.
-
-    An exact match first (what the server echoes from SETUP, as FFmpeg requires), then
-    the same path (a server that drops the query or names another host), then a
-    relative URL naming our last path segment (``url=track1``, as some servers write).
-    """
+    """The RTP-Info entry for control URL ``url``: the exact URL (as FFmpeg requires), else
+    the same path, else a relative ``url=track1`` naming our last path segment."""
     for info in infos:
         if info.url == url:
             return info

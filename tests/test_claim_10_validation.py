@@ -42,7 +42,7 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path
 def ask(portal: PortalClient, body: dict[str, Any]) -> dict[str, Any]:
     """POST /api/bookmark/interface with a hand-made body (the client's own call would
     always send its current login)."""
-    return portal._expect_dict(portal._call("POST", "/api/bookmark/interface", body))
+    return portal._call("POST", "/api/bookmark/interface", body, dict)
 
 
 def refused(portal: PortalClient, body: dict[str, Any]) -> int | None:

@@ -21,14 +21,7 @@ from rtsp_resume import rtsp, sdp
 from rtsp_resume.client import PortalClient, PortalError
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.media import MediaFile
-from rtsp_resume.player import (
-    Answer,
-    ControlChannel,
-    Player,
-    PlayerError,
-    ServerRequest,
-    StrayResponse,
-)
+from rtsp_resume.player import USER_AGENT, Player, PlayerError, answer_server_request
 from rtsp_resume.receiver import TrackReceiver, match_rtp_info
 from rtsp_resume.rtp import H264Packetizer, RtpPacket, RtpStream, aac_payload
 from rtsp_resume.sample import read_frame_index
@@ -313,6 +306,7 @@ class ScriptedServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.failure: BaseException | None = None
+        self.requests: list[rtsp.Request] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -325,6 +319,7 @@ class ScriptedServer:
                 parser = rtsp.RtspParser()
                 while True:
                     request = self.next_request(conn, parser)
+                    self.requests.append(request)
                     conn.sendall(bytes(self.answer(request)))
                     if request.method == "PLAY":
                         break
@@ -374,6 +369,8 @@ def test_server_requests_are_answered_and_malformed_input_ends_the_player(
     answers: list[rtsp.Event] = []
 
     def script(conn: socket.socket, parser: rtsp.RtspParser) -> None:
+        # An answer to nothing the player asked (a late or confused one): ignored.
+        conn.sendall(bytes(rtsp.Response(200, "", {"CSeq": "99"})))
         for method, cseq in (("OPTIONS", 7), ("GET_PARAMETER", 8), ("ANNOUNCE", 9)):
             request = rtsp.Request(method, "*", {"CSeq": str(cseq), "Session": "abc"})
             conn.sendall(bytes(request))
@@ -386,6 +383,9 @@ def test_server_requests_are_answered_and_malformed_input_ends_the_player(
     player = player_factory(f"rtsp://127.0.0.1:{peer.port}/sample",
                             on_event=lambda name, data: events.append(name)).start()
     assert player.session_id == "abc"
+    assert [(r.method, r.cseq) for r in peer.requests] == [
+        ("OPTIONS", 1), ("DESCRIBE", 2), ("SETUP", 3), ("PLAY", 4)]
+    assert all(r.headers["User-Agent"] == USER_AGENT for r in peer.requests)
     assert player.wait_for(lambda: player.error is not None, timeout=10)
     assert "malformed" in player.error
     assert player.wait_for(lambda: not player.running, timeout=5)
@@ -415,36 +415,19 @@ def test_a_server_that_never_answers_fails_start_within_its_deadline(
 # Sans-I/O parts
 
 
-def test_control_channel_numbers_matches_and_answers() -> None:
-    channel = ControlChannel()
-    first = rtsp.Request.parse(channel.request("DESCRIBE", "rtsp://h/a", {"Accept": "x"}, 1.0))
-    second = rtsp.Request.parse(channel.request("PLAY", "rtsp://h/a", {"Session": "s"}, 2.0))
-    assert (first.cseq, second.cseq) == (1, 2)
-    assert first.headers["User-Agent"] and second.headers["Session"] == "s"
-
-    incoming = (bytes(rtsp.Response(200, "", {"CSeq": "2"}))
-                + bytes(rtsp.Request("OPTIONS", "*", {"CSeq": "41", "Session": "s"}))
-                + bytes(rtsp.InterleavedFrame(0, b"rtp"))
-                + bytes(rtsp.Response(200, "", {"CSeq": "99"}))
-                + bytes(rtsp.Request("SET_PARAMETER", "*", {"CSeq": "42"})))
-    # Split anywhere: the parser buffers partial messages.
-    events = channel.feed(incoming[:17]) + channel.feed(incoming[17:])
-    assert isinstance(events[0], Answer) and events[0].request.method == "PLAY"
-    assert isinstance(events[1], ServerRequest)
-    assert events[1].reply.status == 200
-    assert events[1].reply.headers["CSeq"] == "41" and events[1].reply.headers["Session"] == "s"
-    assert events[2] == rtsp.InterleavedFrame(0, b"rtp")
-    assert isinstance(events[3], StrayResponse)
-    assert isinstance(events[4], ServerRequest) and events[4].reply.status == 501
-    assert events[4].reply.headers["CSeq"] == "42"
-
-    assert channel.next_deadline(5.0) == 6.0  # DESCRIBE, sent at 1.0, is still waiting
-    assert channel.overdue(5.9, 5.0) == []
-    late = channel.overdue(6.0, 5.0)
-    assert [o.method for o in late] == ["DESCRIBE"] and channel.outstanding == {}
-
-    (bad,) = channel.feed(b"RTSP/1.0 abc Nope\r\n\r\n")
-    assert isinstance(bad, rtsp.BadInput) and bad.status == 400
+def test_server_requests_get_ffmpegs_answers() -> None:
+    """OPTIONS and GET_PARAMETER (heartbeat, keep-alive probes) get 200, anything else
+    501; CSeq and Session are echoed, since the server matches its heartbeat by them."""
+    for method, status in (("OPTIONS", 200), ("GET_PARAMETER", 200), ("SET_PARAMETER", 501),
+                           ("ANNOUNCE", 501)):
+        request = rtsp.Request(method, "*", {"CSeq": "41", "Session": "s"})
+        reply = answer_server_request(request)
+        assert reply.status == status
+        assert (reply.headers["CSeq"], reply.headers["Session"]) == ("41", "s")
+        assert reply.headers["User-Agent"] == USER_AGENT
+        assert rtsp.Response.parse(bytes(reply)).status == status  # well formed on the wire
+    bare = answer_server_request(rtsp.Request("OPTIONS", "*", {}))
+    assert bare.headers.get("CSeq") is None and bare.headers.get("Session") is None
 
 
 def test_rtp_info_is_matched_to_the_track_control_url() -> None:
