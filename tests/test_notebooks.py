@@ -13,6 +13,7 @@ private Jupyter data folder: the result does not depend on the kernels a machine
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -93,11 +94,12 @@ def test_a_new_stage_stops_the_one_the_previous_run_started(sample_dir: Path) ->
     from rtsp_resume import widgets
 
     first = widgets.Stage(sample_dir, key="rerun-test", quiet=False).start()
-    data = first.data
+    data, port = first.data, first.system.streaming.port
     second = widgets.Stage(sample_dir, key="rerun-test", quiet=False).start()
     try:
         assert first.stopped and not data.exists()
-        assert first.system.streaming._thread is None  # its server thread ended
+        with pytest.raises(ConnectionRefusedError):  # its streaming server stopped listening
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
         assert widgets.running()["rerun-test"] is second and not second.stopped
     finally:
         widgets.stop_all()
