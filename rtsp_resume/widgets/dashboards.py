@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import html
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,59 +49,45 @@ class Tour(Terminal):
         self.stage.stop()
 
     def stop_when_done(self, linger: float = 20.0) -> str:
-        """Stop now if a resume was seen, else ``linger`` seconds after the resume (in
-        JupyterLab's "Run All" this last cell runs before anything was pressed)."""
+        """Stop now if a resume was seen, else ``linger`` seconds after it (JupyterLab's
+        "Run All" runs this last cell before anything was pressed)."""
 
-        def resumed() -> bool:
-            return any(e.resumed is not None for e in self.episodes)
+        def stop_after_linger() -> None:
+            first = next((e.resumed for e in self.episodes if e.resumed), None)
+            if first is not None and time.time() - first.wallclock >= linger:
+                self.stop()
 
-        if resumed() or self.stage.stopped:
+        if any(e.resumed for e in self.episodes) or self.stage.stopped:
             self.stop()
             return "stopped"
-
-        def finish() -> None:
-            with contextlib.suppress(TimeoutError, RuntimeError):
-                self.stage.wait(resumed, 3600, "resume")
-                time.sleep(linger)  # let the resumed video play for a while
-            self.stop()
-
-        threading.Thread(target=finish, name="tour-finish", daemon=True).start()
+        self.stage.on_tick.append(stop_after_linger)
         return f"will stop {linger:g} s after the resume"
 
 
 class SystemPanel(w.VBox):
-    """Claim 7's three parties at a glance, live: the streaming server's sessions, the
-    bookmark requests between the servers, and what each user's portal lists."""
+    """Claim 7's three parties at a glance, live: the streaming server's sessions and
+    verdicts, the bookmark requests between the servers, what each user's portal lists."""
 
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
-        self.sessions, self.outbox, self.portal = w.HTML(), w.HTML(), w.HTML()
-        self._drawn = 0.0
-        super().__init__([self.sessions, self.outbox, self.portal])
-        stage.every_tick(self.refresh)
+        self.server, self.outbox, self.portal = w.HTML(), w.HTML(), w.HTML()
+        super().__init__([self.server, self.outbox, self.portal])
+        stage.on_tick.append(self.refresh)
 
     def refresh(self) -> None:
-        streaming, outbox = self.stage.system.streaming, self.stage.system.outbox
-        if time.time() - self._drawn < 0.5 or outbox is None or self.stage.stopped:
-            return
-        self._drawn = time.time()
-
-        def grab() -> list[tuple[Any, ...]]:  # on the server's loop, which owns them
-            return [(s.id[:8], s.media.content_id, s.grant.user_id if s.grant else "–",
-                     s.state, s.transport, s.monitor.unanswered,
-                     f"{s.position.frames_sent():.2f}", f"{s.position.confirmed():.2f}")
-                    for s in streaming.sessions.values()]
-
-        self.sessions.value = "<b>Streaming server: sessions</b>" + table(
-            streaming.call(grab), ("session", "ContentID", "UserID", "state", "transport",
-                                   "unanswered heartbeats", "frames_sent (s)",
-                                   "confirmed (s)"))
+        sessions, outbox = len(self.stage.system.streaming.sessions), self.stage.system.outbox
+        verdicts = [(e.session_id[:8], e.user_id, e.content_id, f"{e.position:.2f}",
+                     e.estimator, f"{e.frames_sent:.2f}", f"{e.confirmed:.2f}")
+                    for e in self.stage.interruptions]
+        self.server.value = (f"<b>Streaming server</b>: {sessions} session(s); interrupted:"
+                             + table(verdicts, ("session", "UserID", "ContentID", "position",
+                                                "estimator", "frames_sent", "confirmed")))
+        requests = [(html.escape(d.request["UserID"]), html.escape(d.request["ContentID"]),
+                     d.request["ContentBM"], d.status, d.attempts,
+                     (d.response or {}).get("ResultCode", "–"))
+                    for d in (outbox.deliveries() if outbox else [])]
         self.outbox.value = "<b>Between the servers: BookMarkReq / BookMarkResp</b>" + table(
-            [(html.escape(d.request["UserID"]), html.escape(d.request["ContentID"]),
-              d.request["ContentBM"], d.status, d.attempts,
-              html.escape(str((d.response or {}).get("ResultCode", "–"))))
-             for d in outbox.deliveries()],
-            ("UserID", "ContentID", "ContentBM", "status", "attempts", "ResultCode"))
+            requests, ("UserID", "ContentID", "ContentBM", "status", "attempts", "ResultCode"))
 
     def show_portal(self, terminals: Iterable[Terminal]) -> None:
         """What each terminal's get-bookmarks request returns now."""
@@ -129,7 +113,7 @@ class PositionPlot(w.VBox):
         self.plot, self.cuts = w.HTML("<i>no frames yet</i>"), w.HTML()
         self._drawn = 0.0
         super().__init__([self.plot, self.cuts])
-        terminal.stage.every_tick(self.refresh)
+        terminal.stage.on_tick.append(self.refresh)
 
     def refresh(self, force: bool = False) -> None:
         if force or time.time() - self._drawn >= 0.5:

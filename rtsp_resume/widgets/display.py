@@ -109,8 +109,8 @@ class FieldsView(w.HTML):
 
 
 class Chart:
-    """``x_range`` by ``y_range`` drawn into ``size`` pixels, inside ``margin`` (left,
-    right, top, bottom). Positions are data coordinates unless named ``px``/``py``."""
+    """An SVG canvas: ``x_range`` by ``y_range`` drawn into ``size`` pixels inside
+    ``margin`` (left, right, top, bottom). Arguments are data coordinates, ``px`` pixels."""
 
     def __init__(self, size: tuple[int, int], x_range: tuple[float, float],
                  y_range: tuple[float, float], margin: tuple[int, int, int, int]) -> None:
@@ -135,14 +135,16 @@ class Chart:
 
     def glyph(self, x: float, y: float, glyph: str, color: str, title: str, size: int = 12
               ) -> None:
+        """A marker (● ✕ ○ ▲ ▼ ◆) centred on ``(x, y)``, ``title`` as its tooltip."""
         self.text(self.x(x), self.y(y) + size * 0.35, glyph, color, size, "middle", True, title)
 
-    def band(self, x0: float, x1: float, py: float, height: float, color: str,
-             opacity: float = 1.0) -> None:
-        """From ``x0`` to ``x1`` (clipped), ``height`` pixels down from ``py``."""
-        left, right = self.x(max(x0, self.x0)), self.x(min(x1, self.x1))
-        self.parts.append(f'<rect x="{left:.1f}" y="{py:.1f}" width="{max(0.5, right - left):.1f}"'
-                          f' height="{height:.1f}" fill="{color}" opacity="{opacity}"/>')
+    def band(self, xs: tuple[float, float], ys: tuple[float, float], color: str,
+             opacity: float) -> None:
+        """The rectangle ``xs`` by ``ys``, clipped to the x range."""
+        left, right = self.x(max(xs[0], self.x0)), self.x(min(xs[1], self.x1))
+        top, bottom = self.y(ys[1]), self.y(ys[0])
+        self.parts.append(f'<rect x="{left:.1f}" y="{top:.1f}" width="{max(0.5, right - left):.1f}"'
+                          f' height="{bottom - top:.1f}" fill="{color}" opacity="{opacity}"/>')
 
     def line(self, points: Iterable[tuple[float, float]], color: str, dash: str = "none",
              width: float = 1.5) -> None:
@@ -151,13 +153,10 @@ class Chart:
                           f'stroke-width="{width}" stroke-dasharray="{dash}"/>')
 
     def vline(self, x: float, color: str, label: str = "", dash: str = "none",
-              py: float | None = None) -> None:
-        """A vertical line at ``x`` (if shown), labelled at pixel row ``py``."""
+              py: float = 10) -> None:
+        """A line across the plot at ``x`` (if in range), labelled at pixel row ``py``."""
         if self.x0 <= x <= self.x1:
-            py = self.top - 4 if py is None else py
-            self.parts.append(f'<line x1="{self.x(x):.1f}" x2="{self.x(x):.1f}" y1="{py - 10}" '
-                              f'y2="{self.height - self.bottom}" stroke="{color}" '
-                              f'stroke-width="1.5" stroke-dasharray="{dash}"/>')
+            self.line([(x, self.y0), (x, self.y1)], color, dash)
             self.text(self.x(x) + 3, py, label, color, bold=True)
 
     def axes(self, x_label: str, y_label: str = "") -> None:
@@ -173,8 +172,8 @@ class Chart:
         self.text(12, self.top - 8, y_label, "#555")
 
     def render(self, legend: Iterable[tuple[str, str]] = ()) -> str:
-        """The SVG (scaling down with a narrow output, never up), then ``(color, text)``
-        legend entries in a line below it."""
+        """The SVG (it shrinks with a narrow output, never grows), and a line below it of
+        ``(color, text)`` legend entries."""
         keys = " &nbsp; ".join(f'<b style="color:{c}">{html.escape(t)}</b>' for c, t in legend)
         return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.width} '
                 f'{self.height}" style="font-family:sans-serif;background:#fff;width:100%;'
@@ -183,10 +182,7 @@ class Chart:
 
 
 def ticks(low: float, high: float) -> list[float]:
-    """Round values from ``low`` to ``high``, at most ten of them."""
-    if high <= low:
-        return [low]
-    scale = 10 ** math.floor(math.log10(high - low))
-    step = next(s * scale for s in (0.1, 0.2, 0.5, 1, 2, 5) if (high - low) / (s * scale) <= 10)
-    first = math.ceil(low / step) * step
-    return [round(first + i * step, 6) for i in range(int((high - first) / step + 1e-9) + 1)]
+    """Round values from ``low`` to ``high``, at most about ten of them."""
+    step = next((s for s in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+                 if (high - low) / s <= 10), high - low or 1)
+    return [i * step for i in range(math.ceil(low / step), math.floor(high / step) + 1)]

@@ -58,8 +58,9 @@ def sample_media() -> Path:
 class Stage:
     """The servers on background threads; a short heartbeat (claims 2, 8) by default.
 
-    Subscribers of ``on_interruption``, ``on_delivery`` and :meth:`every_tick` run on the
-    stage's thread, where they may block; those of ``on_stop`` before the servers stop.
+    Subscribers of ``on_interruption``, ``on_delivery`` and ``on_tick`` (ten times a
+    second) run on the stage's thread, where they may block; ``on_stop``'s before the
+    servers stop.
     """
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
@@ -80,10 +81,10 @@ class Stage:
         self.bookmark_resp = FieldsView("BookMarkResp: portal → streaming server")
         self.on_interruption: list[Callable[[Interruption], None]] = []
         self.on_delivery: list[Callable[[str, Delivery], None]] = []
+        self.on_tick: list[Callable[[], None]] = []
         self.on_stop: list[Callable[[], None]] = []
         self.cond = threading.Condition()
         self.started = self.stopped = False
-        self._ticks: list[Callable[[], None]] = []
         self._jobs: queue.SimpleQueue[tuple[list[Any], tuple[Any, ...]] | None]
         self._jobs = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="widgets", daemon=True)
@@ -134,10 +135,6 @@ class Stage:
         shutil.rmtree(self.data, ignore_errors=True)
         self.log.say("stopped: players, links, streaming server, portal and outbox")
 
-    def every_tick(self, function: Callable[[], None]) -> None:
-        """Call ``function`` ten times a second on the stage's thread."""
-        self._ticks.append(function)
-
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         """Wait until ``predicate()`` is true, re-checked after every event and tick; return
         its value. Raises TimeoutError naming ``what`` after ``timeout`` seconds."""
@@ -170,7 +167,7 @@ class Stage:
             try:
                 item = self._jobs.get(timeout=max(0.0, due - time.monotonic()))
             except queue.Empty:
-                due, item = time.monotonic() + REFRESH, (self._ticks, ())
+                due, item = time.monotonic() + REFRESH, (self.on_tick, ())
             if item is None:
                 return
             functions, args = item

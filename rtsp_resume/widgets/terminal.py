@@ -85,7 +85,7 @@ class Terminal:
         stage.on_interruption.append(self._interrupted)
         stage.on_delivery.append(self._delivered)
         stage.on_stop.append(self.close)
-        stage.every_tick(self.refresh)
+        stage.on_tick.append(self.refresh)
 
     @property
     def panel(self) -> w.VBox:  # picture, link toggle and status

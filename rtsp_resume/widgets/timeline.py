@@ -66,11 +66,11 @@ def timeline_svg(traces: Sequence[SessionTrace], link_events: Sequence[tuple[flo
     cut, since = False, begin  # the link lane: green while up, red while cut
     for t, kind in [*link_events, (end, "end")]:
         if t > since:
-            chart.band(since - origin, t - origin, chart.y(3.5) - 5, 10,
-                       CUT_RED if cut else UP_GREEN, 0.85)
+            chart.band((since - origin, t - origin), (3.4, 3.6), CUT_RED if cut else UP_GREEN,
+                       0.85)
         cut, since = kind == "cut", max(t, since)
     for trace in traces:
-        chart.vline(trace.started_at - origin, "#777", trace.label, "2,3", py=14)
+        chart.vline(trace.started_at - origin, "#777", trace.label, "2,3", 14)
         for beat in heartbeat_outcomes(trace.log):
             at, name = beat.sent_at - origin, f"CSeq {beat.cseq}"
             if beat.answered_at is not None and beat.sent_at >= begin:
@@ -85,8 +85,7 @@ def timeline_svg(traces: Sequence[SessionTrace], link_events: Sequence[tuple[flo
                 chart.glyph(t - origin, 1.5, "●", "#607d8b", "keep-alive / RTCP", 8)
         if (event := trace.interruption) is not None:
             last, verdict = event.last_life - origin, event.detected_at - origin
-            chart.band(last, verdict, chart.top, chart.height - chart.top - chart.bottom,
-                       CUT_RED, 0.08)
+            chart.band((last, verdict), (0, 4), CUT_RED, 0.08)
             chart.text((chart.x(max(last, begin - origin)) + chart.x(verdict)) / 2,
                        chart.y(0.5) - 12, f"silent {verdict - last:.2f} s ≥ timeout", RED, 10,
                        "middle")
