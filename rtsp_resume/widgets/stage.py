@@ -59,8 +59,8 @@ class Stage:
     """The servers on background threads; a short heartbeat (claims 2, 8) by default.
 
     Subscribers of ``on_interruption``, ``on_delivery`` and ``on_tick`` (ten times a
-    second) run on the stage's thread, where they may block; ``on_stop``'s before the
-    servers stop.
+    second) run on the stage's thread, where they may block; those of ``on_stop`` run
+    when it stops, before the servers do.
     """
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
