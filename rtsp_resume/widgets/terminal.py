@@ -1,8 +1,8 @@
 """A terminal: one viewer's phone, with its radio link, its portal client and its player.
 
-It plays through a link that can be cut, and on the stage's events it does what a phone
-does: gives up on an interrupted session, logs in again once the bookmark is saved and
-lists it; a bookmark's button resumes. Each ``wait_for_*`` waits for one such step.
+On the stage's events it does what a phone does: gives up on an interrupted session, logs
+in again once the bookmark is saved and lists it; a bookmark's button resumes. Each
+``wait_for_*`` waits for one such step.
 """
 
 from __future__ import annotations
@@ -91,8 +91,7 @@ class Terminal:
     def panel(self) -> w.VBox:  # picture, link toggle and status
         return w.VBox([self.view, self.link, self.status])
 
-    def say(self, text: str) -> None:
-        """Into the stage's log and this terminal's status line."""
+    def say(self, text: str) -> None:  # into the stage's log and the status line
         self.stage.log.say(f"{self.user}: {text}")
         self.status.value = compact(f"<b>{html.escape(self.user)}</b>: {html.escape(text)}")
 
@@ -144,8 +143,6 @@ class Terminal:
 
     def _start_player(self, url: str, start: float | None, label: str,
                       episode: Episode | None = None) -> Player:
-        """Play ``url`` through the link (from ``start``); the first frame of a resume
-        completes its ``episode``."""
         self.link.toggle.value = False  # a new connection finds the signal back
         if self.player is not None and self.player.running:
             self.player.close_abruptly()
@@ -280,7 +277,7 @@ class Terminal:
             self.episodes[-1].interruption.content_id if self.episodes else None)
 
     def close(self) -> None:
-        """Hang up: close the players and the link (the stage does it when it stops)."""
+        """Close the players and the link (the stage calls it when it stops)."""
         for player in self.players:
             if player.running:
                 player.close_abruptly()
