@@ -76,9 +76,9 @@ class SystemPanel(w.VBox):
 
     def refresh(self) -> None:
         sessions, outbox = len(self.stage.system.streaming.sessions), self.stage.system.outbox
-        verdicts = [(e.session_id[:8], e.user_id, e.content_id, f"{e.position:.2f}",
-                     e.estimator, f"{e.frames_sent:.2f}", f"{e.confirmed:.2f}")
-                    for e in self.stage.interruptions]
+        verdicts = [(e.session_id[:8], html.escape(str(e.user_id)), html.escape(e.content_id),
+                     f"{e.position:.2f}", e.estimator, f"{e.frames_sent:.2f}",
+                     f"{e.confirmed:.2f}") for e in self.stage.interruptions]
         self.server.value = (f"<b>Streaming server</b>: {sessions} session(s); interrupted:"
                              + table(verdicts, ("session", "UserID", "ContentID", "position",
                                                 "estimator", "frames_sent", "confirmed")))

@@ -75,7 +75,8 @@ class ProbeTable(w.HTML):
         data = json.dumps(body, separators=(",", ":")).encode()
         when = time.time() if signed_at is None else signed_at
         headers = tokens.sign_request(key, data, when, nonce) if key else {}
-        status, answer = request_json("POST", f"{portal_url}/api/bookmark/set", data, headers)
+        status, answer = request_json("POST", f"{portal_url.rstrip('/')}/api/bookmark/set",
+                                      data, headers)
         got = answer if isinstance(answer, dict) else {"Result": answer}
         name = f" ({expect.name.lower()})" if hasattr(expect, "name") else ""
         return self.add(what, f"ResultCode {int(expect)}{name}", f"HTTP {status}, ResultCode "
@@ -86,12 +87,15 @@ class ProbeTable(w.HTML):
                            expect: str) -> bool:
         """POST a request for the bookmark interface (claims 3, 4, 9, 10); ``expect``:
         ``"url"`` (granted) or the portal's error word."""
-        status, answer = request_json("POST", f"{portal_url}/api/bookmark/interface", body)
+        status, answer = request_json(
+            "POST", f"{portal_url.rstrip('/')}/api/bookmark/interface", body)
         got = answer if isinstance(answer, dict) else {"error": answer}
-        word = "url" if "url" in got else got.get("error")
+        if "url" in got:
+            word, seen = "url", f"a resume URL at {got.get('ContentBM')} s"
+        else:
+            word = seen = str(got.get("error"))
         return self.add(what, "a resume URL" if expect == "url" else f"refused: {expect}",
-                        f"HTTP {status}: " + (f"a resume URL at {got.get('ContentBM')} s"
-                                              if word == "url" else str(word)), word == expect)
+                        f"HTTP {status}: {seen}", word == expect)
 
     def play_url(self, what: str, url: str, expect: int | None) -> bool:
         """Open an RTSP URL with the project's player; ``expect``: the RTSP status of the
@@ -174,8 +178,9 @@ class TokenLab(w.VBox):
                  ("token with one character changed", f"{base}?token={tamper(token)}", 401),
                  ("token signed with another key",
                   f"{base}?token={forged_token(t.user, content)}", 401)]
-        for other in [c["ContentID"] for c in t.portal.contents() if c["ContentID"] != content][:1]:
-            cases.append((f"this token on another program ({other})",
-                          f"{base.rsplit('/', 1)[0]}/{other}?token={token}", 401))
+        others = [c["ContentID"] for c in t.portal.contents() if c["ContentID"] != content]
+        if others:
+            cases.append((f"this token on another program ({others[0]})",
+                          f"{base.rsplit('/', 1)[0]}/{others[0]}?token={token}", 401))
         for what, play_url, expect in cases:
             self.stream_probes.play_url(what, play_url, expect)
