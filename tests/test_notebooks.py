@@ -13,6 +13,7 @@ private Jupyter data folder: the result does not depend on the kernels a machine
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -93,11 +94,12 @@ def test_a_new_stage_stops_the_one_the_previous_run_started(sample_dir: Path) ->
     from rtsp_resume import widgets
 
     first = widgets.Stage(sample_dir, key="rerun-test", quiet=False).start()
-    data = first.data
+    data, port = first.data, first.system.streaming.port
     second = widgets.Stage(sample_dir, key="rerun-test", quiet=False).start()
     try:
         assert first.stopped and not data.exists()
-        assert first.system.streaming._thread is None  # its server thread ended
+        with pytest.raises(ConnectionRefusedError):  # its streaming server stopped listening
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
         assert widgets.running()["rerun-test"] is second and not second.stopped
     finally:
         widgets.stop_all()
@@ -130,3 +132,65 @@ def test_resume_check_counts_skipped_and_repeated_frames() -> None:
     # Media without frame numbers: the presentation times decide.
     unnumbered = ResumeCheck(ShownFrame(None, 3.2, 0.0), ShownFrame(None, 4.0, 1.0), 0.0)
     assert unnumbered.skipped == 19
+
+
+def _interruption(log: list[tuple[float, str, int | None]], last_life: float,
+                  detected_at: float) -> object:
+    from rtsp_resume.server import Interruption
+
+    return Interruption(session_id="s1", content_id="sample", user_id="alice",
+                        login_session="l1", play_token="t", position=3.0, estimator="confirmed",
+                        frames_sent=3.6, confirmed=3.0, last_life=last_life,
+                        detected_at=detected_at, transport="tcp", unanswered=2,
+                        heartbeat_log=tuple(log))
+
+
+LOG = [(100.5, "sent", 1), (100.51, "answered", 1), (101.0, "sent", 2),
+       (101.01, "answered", 2), (101.2, "life", None), (101.5, "sent", 3), (102.0, "sent", 4)]
+
+
+def test_the_timeline_is_drawn_from_plain_data() -> None:
+    """Each heartbeat becomes a marker with its fate, the cut a red band, the verdict a
+    labelled line; nothing but the data passed in is read."""
+    from rtsp_resume.widgets.timeline import SessionTrace, timeline_svg
+
+    event = _interruption(LOG, last_life=101.2, detected_at=102.7)
+    trace = SessionTrace("s1", 100.0, "PLAY sample", list(LOG), event, live=False)  # type: ignore[arg-type]
+    svg = timeline_svg([trace], [(101.3, "cut")], interval=0.5, timeout=1.5, now=103.0)
+    assert svg.count(": answered after") == 2 and svg.count(": never answered") == 2
+    assert "keep-alive / RTCP" in svg and "PLAY sample" in svg
+    assert "interrupted" in svg and "silent 1.50 s ≥ timeout" in svg
+    assert 'fill="#e53935" opacity="0.85"' in svg  # the link lane is red once cut
+    assert "timeout 1.5 s" in svg
+
+
+def test_heartbeat_summary_counts_what_the_server_saw() -> None:
+    from rtsp_resume.widgets import HeartbeatSummary
+
+    summary = HeartbeatSummary.of(_interruption(LOG, 101.2, 102.7), cut_at=101.3,  # type: ignore[arg-type]
+                                  interval=0.5, timeout=1.5)
+    assert (summary.answered_before_cut, summary.unanswered) == (2, 2)
+    assert summary.silence == pytest.approx(1.5)
+    assert summary.detected_after_cut == pytest.approx(1.4)
+    assert "1.50 s" in summary.html()
+
+
+def test_chart_ticks_are_round_and_inside_the_range() -> None:
+    from rtsp_resume.widgets.display import ticks
+
+    assert ticks(0, 6.3) == [0, 1, 2, 3, 4, 5, 6]
+    assert ticks(2.5, 26.5) == [5, 10, 15, 20, 25]
+    assert [round(t, 3) for t in ticks(0.05, 0.5)] == [0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def test_a_play_token_reads_without_the_key_but_a_tampered_one_fails() -> None:
+    from rtsp_resume import tokens
+    from rtsp_resume.widgets import decode_token, tamper
+
+    key = b"k" * 32
+    token = tokens.issue_play_token(key, user_id="alice", content_id="sample",
+                                    login_session="l1", start=12.5, now=1000.0)
+    said = decode_token(token)
+    assert (said["UserID"], said["ContentID"], said["start (s)"]) == ("alice", "sample", 12.5)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify_play_token(key, tamper(token), 1000.0)

@@ -1,16 +1,15 @@
-"""How the widgets show things: pictures, HTML tables, numbers as text, a live log.
-
-Small pieces every view and dashboard of the package uses; none of them knows about the
-servers. Plots have their own canvas in :mod:`rtsp_resume.widgets.chart`.
-"""
+"""How the dashboards show things: pictures, HTML tables, messages as fields, a live log,
+and :class:`Chart`, a small SVG canvas for the live plots (no plotting library needed)."""
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 import av
@@ -19,24 +18,30 @@ import numpy as np
 
 from rtsp_resume.player import ShownFrame, encode_jpeg
 
-PLOT_REFRESH = 0.25  # seconds between redraws of a live plot
 PICTURE_WIDTH = 320  # pixels of the pictures sent to the browser (the clip is 640x360)
+CSS = ("<style>.rr-table td, .rr-table th {border:1px solid #ddd; padding:2px 6px; "
+       "text-align:left; vertical-align:top} .rr-table th {background:#f3f3f3} "
+       ".rr-ok {color:#1a7f37; font-weight:bold} .rr-bad {color:#c62828; font-weight:bold}"
+       "</style>")
+MEANINGS = {  # the fields of the messages between the parties, in the embodiment's words
+    "EncryptToken": "the play token the portal signed", "UserToken": "the login session",
+    "ContentID": "program number", "ContentBM": "program play time point (seconds)",
+    "UserID": "who was watching (claims 5, 6)", "ResultCode": "0: bookmark added",
+    "ResultDesc": "what happened, in words", "url": "the bookmark interface: the RTSP URL",
+}
 
 
-class Shown:
-    """Shown in a notebook cell as one of its ipywidgets: the attribute named by
-    ``_shown`` (``widget`` unless the class names another one)."""
-
-    _shown = "widget"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return getattr(self, self._shown)._repr_mimebundle_(**kwargs)
+def compact(text: str) -> str:
+    """HTML widgets inherit a 28 px line height in JupyterLab: too airy for a dashboard."""
+    return f'<div style="line-height:1.4">{text}</div>'
 
 
-def clock(seconds: float) -> str:
-    """``83.25`` -> ``"1:23.2"`` (how the portal's bookmark button names a position)."""
-    minutes, rest = divmod(max(0.0, seconds), 60)
-    return f"{int(minutes)}:{rest:04.1f}"
+def table(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
+    """An HTML table of cells that are HTML already."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return (f'{CSS}<table class="rr-table" style="border-collapse:collapse;font-size:12px">'
+            f"<tr>{head}</tr>{body}</table>")
 
 
 def shorten(value: Any, keep: int = 10) -> str:
@@ -48,70 +53,136 @@ def shorten(value: Any, keep: int = 10) -> str:
     return text if len(text) <= 2 * keep + 6 else f"{text[:keep]}…{text[-4:]}"
 
 
-def describe_frame(frame: ShownFrame | None) -> str:
-    if frame is None:
-        return "none"
-    number = f"frame {frame.index}" if frame.index is not None else "a frame"
-    return f"{number} (npt {frame.pts:.2f} s)"
+@cache
+def placeholder(width: int = PICTURE_WIDTH) -> bytes:
+    """A dark grey 16:9 JPEG: the picture before there is one."""
+    grey = np.full((width * 9 // 16 // 2 * 2, width, 3), 48, dtype=np.uint8)
+    return encode_jpeg(av.VideoFrame.from_ndarray(grey, format="rgb24"))
 
 
 def picture(frame: ShownFrame | None, width: int = PICTURE_WIDTH) -> bytes:
-    """A shown frame as a small JPEG for ``ipywidgets.Image`` (a grey one for None)."""
+    """A shown frame as a small JPEG for ``ipywidgets.Image`` (the placeholder for None)."""
     if frame is None or frame.image is None:
-        return _placeholder(width)
-    image = frame.image
-    height = max(2, round(image.height * width / image.width / 2) * 2)
-    return encode_jpeg(image.reformat(width=width, height=height))
+        return placeholder(width)
+    height = max(2, round(frame.image.height * width / frame.image.width / 2) * 2)
+    return encode_jpeg(frame.image.reformat(width=width, height=height))
 
 
-_placeholders: dict[int, bytes] = {}
+def image(css_class: str, width: int = PICTURE_WIDTH) -> w.Image:
+    shown = w.Image(value=placeholder(width), format="jpeg", layout={"width": f"{width}px"})
+    shown.add_class(css_class)
+    return shown
 
 
-def _placeholder(width: int) -> bytes:
-    if width not in _placeholders:
-        grey = np.full((width * 9 // 16 // 2 * 2, width, 3), 48, dtype=np.uint8)
-        _placeholders[width] = encode_jpeg(av.VideoFrame.from_ndarray(grey, format="rgb24"))
-    return _placeholders[width]
+class EventLog(w.Output):
+    """A log with the seconds since it began, written from any thread."""
 
-
-def _table(rows: Iterable[Sequence[Any]], header: Sequence[str], css: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
-                   for row in rows)
-    return (f'<table class="rr-table {css}" style="border-collapse:collapse;font-size:12px;'
-            f'line-height:1.35">'
-            f"<tr>{head}</tr>{body}</table>")
-
-
-def _compact(text: str) -> str:
-    """HTML widgets inherit a 28 px line height in JupyterLab: too airy for a dashboard."""
-    return f'<div style="line-height:1.4">{text}</div>'
-
-
-_CSS = """<style>
-.rr-table td, .rr-table th {border:1px solid #ddd; padding:2px 6px; text-align:left;
-  vertical-align:top}
-.rr-table th {background:#f3f3f3}
-.rr-ok {color:#1a7f37; font-weight:bold}
-.rr-bad {color:#c62828; font-weight:bold}
-</style>"""
-
-
-class EventLog(Shown):
-    """A timestamped log written from any thread into an ``Output`` widget."""
-
-    _shown = "output"
-
-    def __init__(self, t0: float | None = None, height: str = "220px") -> None:
-        self.t0 = time.time() if t0 is None else t0
-        self.output = w.Output(layout=w.Layout(max_height=height, overflow="auto",
-                                               border="1px solid #ddd", width="100%"))
+    def __init__(self) -> None:
+        super().__init__(layout={"max_height": "220px", "overflow": "auto", "width": "100%",
+                                 "border": "1px solid #ddd"})
+        self.t0, self._lock = time.time(), threading.Lock()
         self.lines: list[str] = []
-        self._lock = threading.Lock()
 
     def say(self, text: str, at: float | None = None) -> None:
-        stamp = (time.time() if at is None else at) - self.t0
-        line = f"[{stamp:6.2f} s] {text}"
-        with self._lock:
+        line = f"[{(time.time() if at is None else at) - self.t0:6.2f} s] {text}"
+        with self._lock:  # not print(): a thread's print lands in whichever cell runs
             self.lines.append(line)
-            self.output.append_stdout(line + "\n")
+            self.append_stdout(line + "\n")
+
+
+class FieldsView(w.HTML):
+    """A message (BookMarkReq, BookMarkResp, ...) as a table: field, value, meaning."""
+
+    def __init__(self, caption: str) -> None:
+        super().__init__(compact(f"<b>{html.escape(caption)}</b><br><i>nothing yet</i>"))
+        self.caption = caption
+        self.fields: dict[str, Any] = {}
+        self.add_class("rr-fields")
+
+    def show(self, fields: dict[str, Any]) -> None:
+        self.fields = dict(fields)
+        rows = [(f"<code>{html.escape(name)}</code>",
+                 f'<code title="{html.escape(str(value))}">{html.escape(shorten(value))}</code>',
+                 MEANINGS.get(name, "")) for name, value in self.fields.items()]
+        self.value = f"<b>{html.escape(self.caption)}</b>" + table(rows, ("field", "value",
+                                                                           "meaning"))
+
+
+class Chart:
+    """An SVG canvas: ``x_range`` by ``y_range`` drawn into ``size`` pixels inside
+    ``margin`` (left, right, top, bottom). Arguments are data coordinates, ``px`` pixels."""
+
+    def __init__(self, size: tuple[int, int], x_range: tuple[float, float],
+                 y_range: tuple[float, float], margin: tuple[int, int, int, int]) -> None:
+        (self.width, self.height), (self.x0, self.x1), (self.y0, self.y1) = size, x_range, y_range
+        self.left, self.right, self.top, self.bottom = margin
+        self.parts: list[str] = []
+
+    def x(self, x: float) -> float:
+        inner = self.width - self.left - self.right
+        return self.left + (x - self.x0) / ((self.x1 - self.x0) or 1) * inner
+
+    def y(self, y: float) -> float:
+        inner = self.height - self.top - self.bottom
+        return self.height - self.bottom - (y - self.y0) / ((self.y1 - self.y0) or 1) * inner
+
+    def text(self, px: float, py: float, text: str, color: str = "#333", size: int = 11,
+             anchor: str = "start", bold: bool = False, title: str = "") -> None:
+        tip = f"<title>{html.escape(title)}</title>" if title else ""
+        self.parts.append(f'<text x="{px:.1f}" y="{py:.1f}" font-size="{size}" fill="{color}" '
+                          f'text-anchor="{anchor}" font-weight="{700 if bold else 400}">'
+                          f"{html.escape(text)}{tip}</text>")
+
+    def glyph(self, x: float, y: float, glyph: str, color: str, title: str, size: int = 12
+              ) -> None:
+        """A marker (● ✕ ○ ▲ ▼ ◆) centred on ``(x, y)``, ``title`` as its tooltip."""
+        self.text(self.x(x), self.y(y) + size * 0.35, glyph, color, size, "middle", True, title)
+
+    def band(self, xs: tuple[float, float], ys: tuple[float, float], color: str,
+             opacity: float) -> None:
+        """The rectangle ``xs`` by ``ys``, clipped to the x range."""
+        left, right = self.x(max(xs[0], self.x0)), self.x(min(xs[1], self.x1))
+        top, bottom = self.y(ys[1]), self.y(ys[0])
+        self.parts.append(f'<rect x="{left:.1f}" y="{top:.1f}" width="{max(0.5, right - left):.1f}"'
+                          f' height="{bottom - top:.1f}" fill="{color}" opacity="{opacity}"/>')
+
+    def line(self, points: Iterable[tuple[float, float]], color: str, dash: str = "none",
+             width: float = 1.5) -> None:
+        path = " ".join(f"{self.x(x):.1f},{self.y(y):.1f}" for x, y in points)
+        self.parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
+                          f'stroke-width="{width}" stroke-dasharray="{dash}"/>')
+
+    def vline(self, x: float, color: str, label: str = "", dash: str = "none",
+              py: float = 10) -> None:
+        """A line across the plot at ``x`` (if in range), labelled at pixel row ``py``."""
+        if self.x0 <= x <= self.x1:
+            self.line([(x, self.y0), (x, self.y1)], color, dash)
+            self.text(self.x(x) + 3, py, label, color, bold=True)
+
+    def axes(self, x_label: str, y_label: str = "") -> None:
+        """Ticks and labels along the bottom, and along the left if ``y_label``."""
+        base = self.height - self.bottom
+        self.line([(self.x0, self.y0), (self.x1, self.y0)], "#888", width=1)
+        for tick in ticks(self.x0, self.x1):
+            self.text(self.x(tick), base + 15, f"{tick:g}", "#555", 10, "middle")
+        self.text(self.width - self.right, base + 28, x_label, "#555", anchor="end")
+        for tick in ticks(self.y0, self.y1) if y_label else []:
+            self.line([(self.x0, tick), (self.x1, tick)], "#eee", width=1)
+            self.text(self.left - 7, self.y(tick) + 3, f"{tick:g}", "#555", 10, "end")
+        self.text(12, self.top - 8, y_label, "#555")
+
+    def render(self, legend: Iterable[tuple[str, str]] = ()) -> str:
+        """The SVG (it shrinks with a narrow output, never grows), and a line below it of
+        ``(color, text)`` legend entries."""
+        keys = " &nbsp; ".join(f'<b style="color:{c}">{html.escape(t)}</b>' for c, t in legend)
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.width} '
+                f'{self.height}" style="font-family:sans-serif;background:#fff;width:100%;'
+                f'max-width:{self.width}px">{"".join(self.parts)}</svg>'
+                f'<div style="font:12px sans-serif">{keys}</div>')
+
+
+def ticks(low: float, high: float) -> list[float]:
+    """Round values from ``low`` to ``high``, at most about ten of them."""
+    step = next((s for s in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+                 if (high - low) / s <= 10), high - low or 1)
+    return [i * step for i in range(math.ceil(low / step), math.floor(high / step) + 1)]

@@ -1,15 +1,7 @@
-"""The stage: the streaming server, the portal and the outbox running in the kernel.
-
-:class:`Stage` starts a :class:`~rtsp_resume.together.System` on background threads and
-fans its events (interruptions, bookmark deliveries) out to the terminals and views; it
-owns the log, the 10 Hz ticker that refreshes the views, a worker thread for what an event
-handler must not block on, and :meth:`Stage.wait`, the deadline-bounded wait every
-``wait_for_*`` helper uses.
-
-Every stage is kept in a registry under its key: a new stage stops the previous one with
-the same key, so re-running a cell never leaves old servers driving old widgets;
-:func:`stop_all` runs at interpreter exit.
-"""
+"""The stage: a :class:`~rtsp_resume.together.System` (streaming server, portal, outbox)
+running in the kernel, its events handed to subscribers on a thread that also refreshes
+the views. A new stage stops the one under the same key: re-running a cell never leaves
+old servers behind."""
 
 from __future__ import annotations
 
@@ -21,7 +13,6 @@ import shutil
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -29,287 +20,184 @@ from typing import Any
 from rtsp_resume.bookmark_outbox import Delivery
 from rtsp_resume.server import Interruption, ServerConfig
 from rtsp_resume.together import DEMO_USERS, System
-from rtsp_resume.widgets.display import EventLog
-from rtsp_resume.widgets.messages import REQ_MEANINGS, RESP_MEANINGS, FieldsView
-from rtsp_resume.widgets.terminal import Terminal
+from rtsp_resume.widgets.display import EventLog, FieldsView
 
-REFRESH = 0.1  # seconds between picture updates: 10 frames a second is plenty to watch
-
+REFRESH = 0.1  # seconds between view refreshes: ten pictures a second is plenty to watch
 
 _running: dict[str, Stage] = {}
-_registry_lock = threading.Lock()
-
-
-def _register(key: str, stage: Stage) -> None:
-    with _registry_lock:
-        previous = _running.get(key)
-        _running[key] = stage
-    if previous is not None and previous is not stage:
-        previous.stop()
-
-
-def _unregister(key: str, stage: Stage) -> None:
-    with _registry_lock:
-        if _running.get(key) is stage:
-            del _running[key]
+_registry = threading.Lock()
 
 
 def running() -> dict[str, Stage]:
     """The stages running in this kernel, by key."""
-    with _registry_lock:
+    with _registry:
         return dict(_running)
 
 
+@atexit.register
 def stop_all() -> None:
     """Stop every stage of this kernel (also run at kernel shutdown)."""
-    with _registry_lock:
-        stages = list(_running.values())
-    for stage in stages:
+    for stage in running().values():
         stage.stop()
 
 
-atexit.register(stop_all)
-
-
 def sample_media() -> Path:
-    """The folder with the project's sample clips, made if it does not exist yet.
+    """``$RTSP_RESUME_MEDIA``, else ``sample_media`` in the repository (notebooks run in
+    ``notebooks/``), written there first if missing (as ``make sample`` does)."""
+    folder = Path(os.environ.get("RTSP_RESUME_MEDIA") or
+                  Path(__file__).resolve().parents[2] / "sample_media")
+    if not (folder / "sample.mp4").exists():
+        from argparse import Namespace
 
-    Looked for in ``$RTSP_RESUME_MEDIA``, next to the current folder (notebooks run in
-    ``notebooks/``) and next to the package (an editable install); generated into the
-    repository's ``sample_media`` when none has them (as ``make sample`` does).
-    """
-    repo = Path(__file__).resolve().parents[2]  # rtsp_resume/widgets/stage.py
-    candidates = [Path.cwd() / "sample_media", Path.cwd().parent / "sample_media",
-                  repo / "sample_media"]
-    if os.environ.get("RTSP_RESUME_MEDIA"):
-        candidates.insert(0, Path(os.environ["RTSP_RESUME_MEDIA"]))
-    for folder in candidates:
-        if (folder / "sample.mp4").exists():
-            return folder
-    from argparse import Namespace
+        from rtsp_resume.sample import main as make_samples
 
-    from rtsp_resume.sample import main as make_samples
-
-    target = repo / "sample_media"
-    make_samples(Namespace(out=target, missing_only=True))
-    return target
-
-
-class _Ticker:
-    """Calls the registered functions every ``period`` seconds on one daemon thread."""
-
-    def __init__(self, period: float, on_error: Callable[[str], None]) -> None:
-        self.period = period
-        self.on_error = on_error
-        self._functions: list[Callable[[], None]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failed: set[str] = set()
-
-    def add(self, function: Callable[[], None]) -> None:
-        self._functions.append(function)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="widgets-ticker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            for function in list(self._functions):
-                try:
-                    function()
-                except Exception as exc:  # a broken view must not stop the others
-                    name = getattr(function, "__qualname__", repr(function))
-                    if name not in self._failed:  # once, not ten times a second
-                        self._failed.add(name)
-                        self.on_error(f"refresh of {name} failed: {exc!r}")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
-
-
-class _Worker:
-    """Runs jobs in order on one thread: event handlers hand over what may block."""
-
-    def __init__(self, on_error: Callable[[str], None]) -> None:
-        self.on_error = on_error
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="widgets-worker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._jobs.put(job)
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            try:
-                job()
-            except Exception as exc:
-                self.on_error(f"{getattr(job, '__qualname__', 'job')} failed: {exc!r}")
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(10)
+        make_samples(Namespace(out=folder, missing_only=True))
+    return folder
 
 
 class Stage:
-    """The streaming server, the portal and the outbox running in this kernel.
+    """The servers on background threads; a short heartbeat (claims 2, 8) by default.
 
-    ``heartbeat_interval``/``heartbeat_timeout``: the server's heartbeat (claims 2, 8);
-    short by default so that a notebook shows an interruption within two seconds.
-    ``position``: which estimate goes into bookmarks (``"confirmed"`` or the embodiment's
-    ``"frames_sent"``). ``key``: the registry slot; a new stage stops the old one there.
-    ``quiet``: keep the servers' own logging to errors (the stage's log tells the story).
+    Subscribers of ``on_interruption``, ``on_delivery`` and ``on_tick`` (ten times a
+    second) run on the stage's thread, where they may block; those of ``on_stop`` run
+    when it stops, before the servers do.
     """
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5, position: str = "confirmed",
-                 playout_allowance: float = 0.5,
-                 users: Iterable[tuple[str, str]] = DEMO_USERS, key: str = "stage",
-                 quiet: bool = True) -> None:
-        self.key = key
-        if quiet:
-            # The log below tells the story; the servers' own log lines would land in
-            # whichever cell happens to run.
+                 playout_allowance: float = 0.5, users: Iterable[tuple[str, str]] = DEMO_USERS,
+                 key: str = "stage", quiet: bool = True) -> None:
+        if quiet:  # the stage's log tells the story; the servers' lines would land anywhere
             logging.getLogger("rtsp_resume").setLevel(logging.ERROR)
-        self.log = EventLog()
+        self.key, self.log = key, EventLog()
         self.data = Path(tempfile.mkdtemp(prefix="rtsp-resume-notebook-"))
-        self._remove_data = weakref.finalize(self, shutil.rmtree, self.data, True)
-        config = ServerConfig(heartbeat_interval=heartbeat_interval,
-                              heartbeat_timeout=heartbeat_timeout, position=position,
+        config = ServerConfig(heartbeat_interval=heartbeat_interval, position=position,
+                              heartbeat_timeout=heartbeat_timeout,
                               playout_allowance=playout_allowance)
-        self.system = System(media if media is not None else sample_media(), self.data,
-                             users, config=config)
-        self.terminals: list[Terminal] = []
+        self.system = System(media or sample_media(), self.data, users, config=config)
         self.interruptions: list[Interruption] = []
-        self.deliveries: list[tuple[str, Delivery]] = []
-        self.bookmark_req = FieldsView("BookMarkReq: streaming server → portal "
-                                       "(reverse bookmark-set interface)", REQ_MEANINGS)
-        self.bookmark_resp = FieldsView("BookMarkResp: portal → streaming server",
-                                        RESP_MEANINGS)
+        self.deliveries: list[tuple[str, Delivery]] = []  # ("sent" or "answered", delivery)
+        self.bookmark_req = FieldsView("BookMarkReq: streaming server → portal")
+        self.bookmark_resp = FieldsView("BookMarkResp: portal → streaming server")
+        self.on_interruption: list[Callable[[Interruption], None]] = []
+        self.on_delivery: list[Callable[[str, Delivery], None]] = []
+        self.on_tick: list[Callable[[], None]] = []
+        self.on_stop: list[Callable[[], None]] = []
         self.cond = threading.Condition()
-        self._ticker = _Ticker(REFRESH, self.log.say)
-        self._worker = _Worker(self.log.say)
-        self.started = False
-        self.stopped = False
-        _register(key, self)  # stops the stage the previous run of this cell started
+        self.started = self.stopped = False
+        self._jobs: queue.SimpleQueue[tuple[list[Any], tuple[Any, ...]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="widgets", daemon=True)
+        self._failed: set[str] = set()
+        with _registry:
+            previous, _running[key] = _running.get(key), self
+        if previous is not None:
+            previous.stop()
 
     @property
-    def config(self) -> ServerConfig:
-        """The streaming server's settings; changes apply to sessions set up afterwards
-        (``position`` applies to the next interruption)."""
+    def config(self) -> ServerConfig:  # changes apply to the sessions set up afterwards
         return self.system.streaming.config
 
     @property
-    def secret(self) -> bytes:
-        """The key the portal and the streaming server share (tokens, signatures)."""
+    def secret(self) -> bytes:  # the key the portal and the streaming server share
         return self.system.secret
 
     def start(self) -> Stage:
-        if self.started:
-            return self
-        self.system.start()
-        self.started = True
-        # First in line: the stage must know of an interruption before the outbox's
-        # worker can report the BookMarkReq made from it.
-        self.system.streaming.listeners.insert(0, self._on_interruption)
-        assert self.system.outbox is not None
-        self.system.outbox.listeners.append(self._on_delivery)
-        self._ticker.start()
-        self._worker.start()
-        cfg = self.config
-        self.log.say(f"portal {self.system.portal_url}/ and streaming server "
-                     f"{self.system.rtsp_url}/ running in this kernel; heartbeat every "
-                     f"{cfg.heartbeat_interval:g} s, interrupted after "
-                     f"{cfg.heartbeat_timeout:g} s of silence")
+        if not self.started:
+            self.system.start()
+            self.started = True
+            # First in line, so that the interruption is known before its BookMarkReq.
+            self.system.streaming.listeners.insert(0, self._interrupted)
+            assert self.system.outbox is not None
+            self.system.outbox.listeners.append(self._delivered)
+            self._thread.start()
+            self.log.say(f"portal {self.system.portal_url}/ and streaming server "
+                         f"{self.system.rtsp_url}/ running in this kernel")
         return self
 
     def stop(self) -> None:
-        """Stop players, links, servers and threads; remove the data folder. Idempotent."""
+        """Stop the views, terminals, servers and threads; remove the data. Idempotent."""
         with self.cond:
             if self.stopped:
                 return
             self.stopped = True
-        _unregister(self.key, self)
-        self._ticker.stop()
-        for terminal in self.terminals:
-            terminal.stop()
-        self._worker.stop()
+            self.cond.notify_all()
+        with _registry:
+            if _running.get(self.key) is self:
+                del _running[self.key]
+        self._jobs.put(None)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(10)
+        for close in self.on_stop:
+            close()
         if self.started:
             self.system.stop()
-        self._remove_data()
+        shutil.rmtree(self.data, ignore_errors=True)
         self.log.say("stopped: players, links, streaming server, portal and outbox")
-        with self.cond:
-            self.cond.notify_all()
-
-    def terminal(self, user: str = "alice", transport: str = "tcp") -> Terminal:
-        """A new viewer's phone (its own link), for a user of the portal."""
-        return Terminal(self, user, transport)
-
-    def every_tick(self, function: Callable[[], None]) -> None:
-        """Call ``function`` ten times a second on the ticker thread (views refresh)."""
-        self._ticker.add(function)
-
-    def later(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the worker thread (for what must not block an event thread)."""
-        self._worker.submit(job)
 
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Wait until ``predicate()`` is true (re-checked on every event); its value.
-        Raises TimeoutError naming ``what`` after ``timeout`` seconds."""
+        """Wait until ``predicate()`` is true, re-checked after every event and tick; return
+        its value. Raises TimeoutError naming ``what`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while True:
-            # Checked without the lock held: a predicate may ask the server's loop, whose
-            # event handlers take the lock to notify.
-            value = predicate()
-            if value:
-                return value
+        # Checked without the lock: a predicate may ask the server's loop.
+        while not (value := predicate()):
             if self.stopped:
                 raise RuntimeError(f"the stage stopped while waiting for {what}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if (remaining := deadline - time.monotonic()) <= 0:
                 raise TimeoutError(f"no {what} within {timeout:g} s")
             with self.cond:
-                # Bounded: a notification between the check and this wait is not lost
-                # for longer than a quarter of a second.
                 self.cond.wait(min(remaining, 0.25))
+        return value
 
-    def notify(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
+    def heartbeat_log(self, session_id: str) -> list[tuple[float, str, int | None]] | None:
+        """A live session's heartbeat log as (Unix time, kind, CSeq); None once it ended."""
+        streaming = self.system.streaming
 
-    # -- events (on the server's and the outbox's threads: quick, never blocking) --------
+        def grab() -> list[Any] | None:  # on the server's loop, which owns the sessions
+            session = streaming.sessions.get(session_id)
+            return None if session is None else list(session.monitor.log)
 
-    def _on_interruption(self, event: Interruption) -> None:
-        with self.cond:
-            self.interruptions.append(event)
-        self.log.say(
-            f"streaming server: session {event.session_id[:8]} of {event.user_id} "
-            f"INTERRUPTED: no answer for {event.detected_at - event.last_life:.2f} s; "
-            f"play position {event.position:.2f} s by '{event.estimator}' "
-            f"(frames_sent says {event.frames_sent:.2f} s)", at=event.detected_at)
-        for terminal in self.terminals:
-            terminal._interrupted(event)
-        self.notify()
+        entries = None if self.stopped else streaming.call(grab)
+        shift = time.time() - time.monotonic()  # the monitor keeps the monotonic clock
+        return None if entries is None else [(t + shift, kind, n) for t, kind, n in entries]
 
-    def _on_delivery(self, what: str, delivery: Delivery) -> None:
-        with self.cond:
-            self.deliveries.append((what, delivery))
+    def _run(self) -> None:
+        due = time.monotonic()
+        while True:
+            try:
+                item = self._jobs.get(timeout=max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                due, item = time.monotonic() + REFRESH, (self.on_tick, ())
+            if item is None:
+                return
+            functions, args = item
+            for function in list(functions):
+                try:
+                    function(*args)
+                except Exception as exc:  # one broken view must not stop the others
+                    name = getattr(function, "__qualname__", repr(function))
+                    if name not in self._failed:  # once, not ten times a second
+                        self._failed.add(name)
+                        self.log.say(f"{name} failed: {exc!r}")
+            with self.cond:
+                self.cond.notify_all()
+
+    # On the server's and the outbox's threads: note, and pass on to the stage's thread.
+
+    def _interrupted(self, event: Interruption) -> None:
+        self.interruptions.append(event)
+        self.log.say(f"streaming server: session {event.session_id[:8]} of {event.user_id} "
+                     f"INTERRUPTED after {event.detected_at - event.last_life:.2f} s of "
+                     f"silence at {event.position:.2f} s ({event.estimator})",
+                     at=event.detected_at)
+        self._jobs.put((self.on_interruption, (event,)))
+
+    def _delivered(self, what: str, delivery: Delivery) -> None:
+        self.deliveries.append((what, delivery))
         if what == "sent":
             self.bookmark_req.show(delivery.request)
-            self.log.say(f"BookMarkReq -> portal: ContentID {delivery.request['ContentID']}, "
-                         f"ContentBM {delivery.request['ContentBM']} s, UserID "
-                         f"{delivery.request['UserID']} (attempt {delivery.attempts + 1})")
+            self.log.say(f"BookMarkReq -> portal (attempt {delivery.attempts + 1})")
         elif delivery.response is not None:
             self.bookmark_resp.show(delivery.response)
-            response = delivery.response
-            self.log.say(f"BookMarkResp <- portal: ResultCode {response.get('ResultCode')} "
-                         f"({response.get('Result')}): {response.get('ResultDesc')}")
-        for terminal in self.terminals:
-            terminal._delivered(what, delivery)
-        self.notify()
+            self.log.say(f"BookMarkResp <- portal: {delivery.response.get('ResultDesc')}")
+        self._jobs.put((self.on_delivery, (what, delivery)))

@@ -1,17 +1,16 @@
 """A terminal: one viewer's phone, with its radio link, its portal client and its player.
 
-:class:`Terminal` logs in, plays through a link that can be cut, follows each of its
-sessions' interruptions (an :class:`~rtsp_resume.widgets.episode.Episode` each), lists the
-bookmarks after logging in again and resumes from them; its ``wait_for_*`` helpers wait
-for each step with a deadline. Made by :meth:`Stage.terminal
-<rtsp_resume.widgets.stage.Stage.terminal>`.
+On the stage's events it does what a phone does: gives up on an interrupted session, logs
+in again once the bookmark is saved and lists it; a bookmark's button resumes. Each
+``wait_for_*`` waits for one such step.
 """
 
 from __future__ import annotations
 
 import html
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import ipywidgets as w
 
@@ -19,90 +18,111 @@ from rtsp_resume.bookmark_outbox import Delivery
 from rtsp_resume.client import PortalClient, interface_request
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.player import Player, ShownFrame
+from rtsp_resume.position import format_clock
 from rtsp_resume.server import Interruption
-from rtsp_resume.widgets.display import _compact, clock, describe_frame, shorten
-from rtsp_resume.widgets.episode import Episode, ResumeCheck
-from rtsp_resume.widgets.messages import (
-    INTERFACE_MEANINGS,
-    INTERFACE_REQUEST_MEANINGS,
-    FieldsView,
-)
+from rtsp_resume.widgets.display import FieldsView, compact, shorten
+from rtsp_resume.widgets.stage import Stage
 from rtsp_resume.widgets.timeline import HeartbeatTimeline, SessionTrace
-from rtsp_resume.widgets.views import BookmarkTable, ComparisonView, LinkToggle, PlayerView
+from rtsp_resume.widgets.views import (
+    BookmarkTable,
+    ComparisonView,
+    LinkToggle,
+    PlayerView,
+    ResumeCheck,
+)
 
-if TYPE_CHECKING:
-    from rtsp_resume.widgets.stage import Stage
+PLOT_REFRESH = 0.25  # seconds between redraws of the heartbeat timeline
+
+
+@dataclass
+class Episode:
+    """An interrupted session: the server's verdict, the last frame shown (the truth),
+    BookMarkReq/BookMarkResp, the bookmark as listed, and the first frame resumed."""
+
+    interruption: Interruption
+    player: Player
+    truth: ShownFrame | None = None
+    delivery: Delivery | None = None
+    bookmark: dict[str, Any] | None = None
+    resumed_player: Player | None = None
+    resumed: ShownFrame | None = None
+
+    @property
+    def check(self) -> ResumeCheck | None:
+        if self.truth is None or self.resumed is None or self.bookmark is None:
+            return None
+        return ResumeCheck(self.truth, self.resumed, float(self.bookmark["ContentBM"]))
 
 
 class Terminal:
-    """One viewer's phone: its link to the server, its portal client, its player.
-
-    Made by :meth:`Stage.terminal`. Views: :attr:`view` (the picture), :attr:`link`
-    (the toggle), :attr:`timeline` (heartbeats), :attr:`bookmarks` (the portal's list
-    with a resume button per bookmark), :attr:`comparison` (before/after frames),
-    :attr:`status`. Every interruption of its sessions becomes an :class:`Episode`.
-    """
+    """A viewer's phone on a started :class:`Stage`. Its views: :attr:`view`, :attr:`link`,
+    :attr:`timeline`, :attr:`bookmarks`, :attr:`comparison`, :attr:`status`,
+    :attr:`interface_req` and :attr:`interface_resp`; :attr:`panel` shows the first three."""
 
     def __init__(self, stage: Stage, user: str = "alice", transport: str = "tcp") -> None:
         if not stage.started:
             raise RuntimeError("start() the stage first")
-        self.stage = stage
-        self.user = user
+        self.stage, self.user, self.transport = stage, user, transport
         self.password = dict(stage.system.users)[user]
-        self.transport = transport
-        self.log = stage.log
         self.cutter = LinkCutter(to=(stage.system.host, stage.system.streaming.port),
                                  on_event=self._on_link).start()
-        self.view = PlayerView(f"{user}'s player")
-        self.link = LinkToggle(self.cutter)
-        self.timeline = HeartbeatTimeline(self)
-        self.bookmarks = BookmarkTable(self._resume_clicked)
-        self.comparison = ComparisonView()
-        self.interface_req = FieldsView("request for the bookmark interface: terminal → "
-                                        "portal", INTERFACE_REQUEST_MEANINGS)
-        self.interface_resp = FieldsView("the bookmark interface: portal → terminal",
-                                         INTERFACE_MEANINGS)
-        self.status = w.HTML(_compact(f"<b>{html.escape(user)}</b>: not logged in"))
+        self.view, self.link = PlayerView(f"{user}'s player"), LinkToggle(self.cutter)
+        self.timeline, self.comparison = HeartbeatTimeline(), ComparisonView()
+        self.bookmarks = BookmarkTable(self.resume)
+        self.interface_req = FieldsView("request for the bookmark interface: terminal → portal")
+        self.interface_resp = FieldsView("the bookmark interface: portal → terminal")
+        self.status = w.HTML()
         self.status.add_class("rr-status")
         self.portal: PortalClient | None = None
-        self.login_answer: dict[str, Any] | None = None
         self.player: Player | None = None
         self.players: list[Player] = []
         self.traces: list[SessionTrace] = []
-        self.link_events: list[tuple[float, str]] = []
+        self.link_events: list[tuple[float, str]] = []  # (Unix time, "cut" or "restored")
         self.episodes: list[Episode] = []
         self.error: BaseException | None = None
-        stage.terminals.append(self)
-        for view in (self.view, self.link, self.timeline):
-            stage.every_tick(view.refresh)
+        self._drawn = 0.0
+        self.say("switched on")
+        stage.on_interruption.append(self._interrupted)
+        stage.on_delivery.append(self._delivered)
+        stage.on_stop.append(self.close)
+        stage.on_tick.append(self.refresh)
 
     @property
-    def panel(self) -> w.VBox:
-        """Picture, link toggle and status in one box."""
-        return w.VBox([self.view.widget, self.link.widget, self.status])
+    def panel(self) -> w.VBox:  # picture, link toggle and status
+        return w.VBox([self.view, self.link, self.status])
 
-    def say(self, text: str) -> None:
-        self.log.say(f"{self.user}: {text}")
+    def say(self, text: str) -> None:  # into the stage's log and the status line
+        self.stage.log.say(f"{self.user}: {text}")
+        self.status.value = compact(f"<b>{html.escape(self.user)}</b>: {html.escape(text)}")
 
-    def set_status(self, text: str) -> None:
-        self.status.value = _compact(f"<b>{html.escape(self.user)}</b>: {text}")
+    def refresh(self) -> None:
+        self.view.refresh()
+        self.link.refresh()
+        if time.time() - self._drawn >= PLOT_REFRESH:
+            self.draw_timeline()
 
-    # -- the portal ------------------------------------------------------------------
+    def draw_timeline(self) -> None:
+        """Redraw the heartbeat timeline with the server's heartbeat logs as they are now."""
+        self._drawn = time.time()
+        for trace in self.traces:
+            if trace.live:
+                log = self.stage.heartbeat_log(trace.session_id)
+                trace.live = log is not None and trace.interruption is None
+                trace.log = log if log is not None and trace.live else trace.log
+        config = self.stage.config
+        self.timeline.draw(self.traces, self.link_events, config.heartbeat_interval,
+                           config.heartbeat_timeout)
 
     def login(self) -> dict[str, Any]:
         """Log in to the portal (a new UserToken each time)."""
         portal = PortalClient(self.stage.system.portal_url)
         answer = portal.login(self.user, self.password)
-        first = self.portal is None
         self.portal = portal
-        self.login_answer = answer
-        self.say(f"logs in to the portal{'' if first else ' again'}: UserID "
-                 f"{answer['UserID']}, UserToken {shorten(answer['UserToken'], 6)}")
-        self.set_status(f"logged in (UserID {html.escape(answer['UserID'])})")
+        self.say(f"logged in: UserID {answer['UserID']}, UserToken "
+                 f"{shorten(answer['UserToken'], 6)}")
         return answer
 
-    def _logged_in(self) -> PortalClient:
-        """The portal client, logging in first if this terminal has not yet."""
+    def _portal(self) -> PortalClient:
         if self.portal is None:
             self.login()
         assert self.portal is not None
@@ -110,254 +130,154 @@ class Terminal:
 
     def list_bookmarks(self) -> list[dict[str, Any]]:
         """The get-bookmarks request (claim 1): all of this user's bookmarks."""
-        found = self._logged_in().bookmarks()
+        found = self._portal().bookmarks()
         self.bookmarks.show(found)
         return found
 
-    # -- playing ---------------------------------------------------------------------
-
     def play(self, content_id: str | None = None) -> Player:
-        """Ask the portal to play a program (the first one by default) and open the URL
-        through this terminal's link. Restores the link first if it is cut."""
-        portal = self._logged_in()
-        if content_id is None:
-            content_id = portal.contents()[0]["ContentID"]
-        answer = portal.play(content_id)
-        self.say(f"plays '{content_id}': the portal signs a play token (EncryptToken "
-                 f"{shorten(answer['EncryptToken'], 6)}) into the RTSP URL")
-        return self._start_player(answer["url"], None, f"PLAY {content_id}")
-
-    def _through_link(self, url: str) -> str:
-        """The same URL, through this terminal's link instead of straight to the server."""
-        server = f":{self.stage.system.streaming.port}/"
-        return url.replace(server, f":{self.cutter.port}/", 1)
+        """Ask the portal for a program's play URL (a signed play token in it; the first
+        program by default) and play it through the link."""
+        portal = self._portal()
+        content_id = content_id or portal.contents()[0]["ContentID"]
+        return self._start_player(portal.play(content_id)["url"], None, f"PLAY {content_id}")
 
     def _start_player(self, url: str, start: float | None, label: str,
                       episode: Episode | None = None) -> Player:
-        if self.link.toggle.value:
-            self.say("the signal is back (link restored)")
-            self.link.toggle.value = False
-        old = self.player
-        if old is not None and old.running:
-            old.close_abruptly()
+        self.link.toggle.value = False  # a new connection finds the signal back
+        if self.player is not None and self.player.running:
+            self.player.close_abruptly()
 
         def on_frame(frame: ShownFrame) -> None:
             if episode is not None and episode.resumed is None:
                 episode.resumed = frame
-                check = episode.check
-                self.comparison.show(episode.truth, frame, check)
-                self.stage.notify()
+                self.comparison.show(episode.truth, frame, episode.check)
 
-        player = Player(self._through_link(url), transport=self.transport, on_frame=on_frame,
-                        start=start)
+        server = f":{self.stage.system.streaming.port}/"  # through the link instead
+        player = Player(url.replace(server, f":{self.cutter.port}/", 1),
+                        transport=self.transport, on_frame=on_frame, start=start)
         if episode is not None:
             episode.resumed_player = player
-        player.start()
-        assert player.session_id is not None
-        with self.stage.cond:
-            self.player = player
-            self.players.append(player)
-            self.traces.append(SessionTrace(player.session_id, time.time(), label))
-        self.view.show(player)
-        if start is None:
-            where = f"from {player.range_start or 0:.2f} s"
-        else:
-            where = (f"asked for npt={start:.2f}-; the server starts at the keyframe "
-                     f"{player.range_start or 0:.2f} s and the player shows nothing before "
-                     f"{start:.2f} s")
-        self.say(f"{label}: RTSP session {player.session_id[:8]} over {self.transport}, "
-                 f"{where}")
-        self.set_status(f"playing ({label})")
-        self.stage.notify()
+        self.player = player.start()
+        self.players.append(player)
+        self.traces.append(SessionTrace(player.session_id or "", time.time(), label))
+        self.view.player = player
+        self.say(f"{label}: session {(player.session_id or '')[:8]} over {self.transport}; "
+                 f"the server starts at {player.range_start or 0:.2f} s")
         return player
 
     def wait_for_play(self, seconds: float = 2.0, timeout: float = 15.0) -> ShownFrame:
-        """Wait until the current player has shown ``seconds`` of the program since it
-        started; returns the frame on screen then."""
+        """Wait until the player has shown ``seconds`` of the program since it started;
+        returns the frame on screen then."""
         player = self.player
         if player is None:
             raise RuntimeError("play() first")
-        target = (player.start_at or 0.0) + seconds
-        reached = player.wait_for(
-            lambda: bool(player.frames) and player.frames[-1].pts >= target - 1e-6, timeout)
-        if not reached:
-            raise TimeoutError(f"the player did not reach {target:.2f} s within {timeout:g} s "
-                               f"(state {player.state}, {player.error or 'no error'})")
-        frame = player.last_frame
-        assert frame is not None
-        return frame
-
-    # -- the link --------------------------------------------------------------------
-
-    def cut(self) -> None:
-        """Press the link toggle to cut (the same as clicking it)."""
-        self.link.toggle.value = True
-
-    def restore(self) -> None:
-        self.link.toggle.value = False
+        target = (player.start_at or 0.0) + seconds - 1e-6
+        if not player.wait_for(lambda: player.frames and player.frames[-1].pts >= target,
+                               timeout) or player.last_frame is None:
+            raise TimeoutError(f"the player did not reach {target:.2f} s within {timeout:g} "
+                               f"s (state {player.state}, {player.error or 'no error'})")
+        return player.last_frame
 
     def _on_link(self, kind: str) -> None:
-        now = time.time()
-        with self.stage.cond:
-            self.link_events.append((now, kind))
-        player = self.player
-        shown = describe_frame(player.last_frame if player else None)
-        if kind == "cut":
-            self.say(f"THE LINK IS CUT (signal lost); on screen: {shown}")
-            self.set_status("link cut: the server's heartbeats go unanswered…")
-        else:
-            self.say("link restored")
-        self.stage.notify()
+        self.link_events.append((time.time(), kind))
+        shown = self.player.last_frame if self.player else None
+        self.say(f"THE LINK IS CUT; on screen: {shown}" if kind == "cut" else "link restored")
 
-    # -- interruption and bookmark (called on the server's / outbox's threads) ------------
+    # -- the stage's events (on its thread) ----------------------------------------------
 
     def _interrupted(self, event: Interruption) -> None:
         player = next((p for p in self.players if p.session_id == event.session_id), None)
         if player is None:
-            return
-        episode = Episode(event, player)
-        with self.stage.cond:
-            self.episodes.append(episode)
-            for trace in self.traces:
-                if trace.session_id == event.session_id:
-                    trace.interruption = event
-        self.set_status(f"interrupted: bookmark at {event.position:.2f} s is on its way "
-                        f"to the portal")
-
-        def close_player() -> None:
-            # The phone's player gives up too; what it showed last is the truth the
-            # bookmark is compared with.
-            player.close_abruptly()
-            episode.truth = player.last_frame
-            episode.closed = True
-            self.comparison.show(episode.truth, None, None)
-            self.say(f"the player gave up; the last frame it showed: "
-                     f"{describe_frame(episode.truth)}")
-            self.stage.notify()
-
-        self.stage.later(close_player)
+            return  # another terminal's session
+        # The phone gives up too: what it showed last is the truth the bookmark is held to.
+        player.close_abruptly()
+        for trace in self.traces:
+            if trace.session_id == event.session_id:
+                trace.interruption, trace.log = event, list(event.heartbeat_log)
+        self.episodes.append(Episode(event, player, player.last_frame))
+        self.comparison.show(player.last_frame, None)
+        self.say(f"the player gave up on {player.last_frame}; a bookmark is on its way")
 
     def _delivered(self, what: str, delivery: Delivery) -> None:
-        episode = next((e for e in self.episodes
-                        if e.interruption.play_token == delivery.request.get("EncryptToken")),
-                       None)
+        token = delivery.request.get("EncryptToken")
+        episode = next((e for e in self.episodes if e.interruption.play_token == token), None)
         if episode is None:
             return
         episode.delivery = delivery
-        if what != "answered":
-            return
-        code = (delivery.response or {}).get("ResultCode")
-        if code not in (0, 1):
-            self.set_status(f"the portal refused the bookmark (ResultCode {code})")
-            return
-
-        def come_back() -> None:
-            # The viewer opens the portal again: a new login, then the bookmark list.
-            self.login()
-            listed = self.list_bookmarks()
+        if what == "answered" and (delivery.response or {}).get("ResultCode") in (0, 1):
+            self.login()  # the viewer opens the portal again and finds the bookmark
             content = episode.interruption.content_id
-            episode.bookmark = next((b for b in listed if b["ContentID"] == content), None)
-            if episode.bookmark is not None:
-                self.set_status(f"bookmark on the portal: {content} at "
-                                f"{clock(float(episode.bookmark['ContentBM']))}; press "
-                                f"its Resume button")
-            self.stage.notify()
+            episode.bookmark = next((b for b in self.list_bookmarks()
+                                     if b["ContentID"] == content), None)
+            self.say(f"the portal lists a bookmark of {content}: press its Resume button")
 
-        self.stage.later(come_back)
+    # -- waits and the resume --------------------------------------------------------------
 
     def wait_for_interruption(self, timeout: float = 10.0) -> Interruption:
-        """Wait until the current session was declared interrupted and the player gave
-        up; returns the server's :class:`~rtsp_resume.server.Interruption`."""
+        """Wait until the server declared the current session interrupted and the player
+        gave up; returns the server's :class:`~rtsp_resume.server.Interruption`."""
         player = self.player
-
-        def found() -> Episode | None:
-            return next((e for e in self.episodes if e.player is player and e.closed), None)
-
-        return self.stage.wait(found, timeout, "interruption").interruption
+        return self.stage.wait(lambda: next((e.interruption for e in self.episodes
+                                             if e.player is player), None),
+                               timeout, "interruption")
 
     def wait_for_bookmark(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Wait until the bookmark of the latest interruption is on the portal and this
-        terminal has listed it after logging in again; returns the listed bookmark."""
+        """Wait until the latest interruption's bookmark is listed here; returns it."""
 
         def listed() -> dict[str, Any] | None:
             episode = self.episodes[-1] if self.episodes else None
-            if episode is None:
-                return None
-            response = episode.delivery.response if episode.delivery else None
+            response = episode.delivery.response if episode and episode.delivery else None
             if response is not None and response.get("ResultCode") not in (0, 1):
                 raise RuntimeError(f"the portal refused the bookmark: {response}")
-            return episode.bookmark
+            return episode.bookmark if episode else None
 
         return self.stage.wait(listed, timeout, "bookmark")
 
-    # -- resume ----------------------------------------------------------------------
-
-    def ask_interface(self, bookmark: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Ask the portal for the bookmark interface of a listed bookmark (claims 3, 4):
-        the request and the answer are shown in :attr:`interface_req`/:attr:`interface_resp`."""
-        portal = self._logged_in()
-        if bookmark is None:
-            if not self.bookmarks.rows:
-                raise RuntimeError("no bookmark listed")
-            bookmark = self.bookmarks.rows[0]
+    def ask_interface(self, bookmark: dict[str, Any]) -> dict[str, Any]:
+        """Ask the portal for the bookmark interface of a listed bookmark (claims 3, 4),
+        shown in :attr:`interface_req` and :attr:`interface_resp`."""
+        portal = self._portal()
         self.interface_req.show(interface_request(bookmark, portal.user_token))
         answer = portal.bookmark_interface(bookmark)
         self.interface_resp.show(answer)
         return answer
 
-    def resume(self, bookmark: dict[str, Any] | None = None) -> Player:
-        """What a bookmark's button does: ask the portal for the bookmark interface
-        (claims 3, 4) and play from ContentBM through the link (restored if cut)."""
-        self._logged_in()
-        if bookmark is None:
-            if not self.bookmarks.rows:
-                raise RuntimeError("no bookmark to resume")
-            bookmark = self.bookmarks.rows[0]
+    def resume(self, bookmark: dict[str, Any]) -> None:
+        """What a bookmark's button does: ask for its bookmark interface, then play from
+        ContentBM through the link. A failure is shown, and raised by wait_for_resume."""
         episode = next((e for e in reversed(self.episodes) if e.bookmark is not None
                         and e.bookmark["ContentID"] == bookmark["ContentID"]), None)
-        self.say(f"presses 'Resume at {clock(float(bookmark['ContentBM']))}' under "
-                 f"'{bookmark['ContentID']}': asks the portal for the bookmark interface")
-        answer = self.ask_interface(bookmark)
-        self.say(f"bookmark interface returned: play from {answer['ContentBM']} s with a "
-                 f"fresh play token")
-        if episode is not None:
-            self.comparison.show(episode.truth, None, None)
-        return self._start_player(answer["url"], float(answer["ContentBM"]),
-                                  f"resume at {clock(float(answer['ContentBM']))}", episode)
-
-    def _resume_clicked(self, bookmark: dict[str, Any]) -> None:
         try:
-            self.error = None
-            self.resume(bookmark)
-        except Exception as exc:  # shown, and raised again by wait_for_resume
+            self.error, answer = None, self.ask_interface(bookmark)
+            at = float(answer["ContentBM"])
+            self.comparison.show(episode.truth if episode else None, None)
+            self._start_player(answer["url"], at, f"resume at {format_clock(at)}", episode)
+        except Exception as exc:  # a button's handler has nobody to raise to
             self.error = exc
             self.say(f"resume failed: {exc}")
-            self.stage.notify()
 
     def wait_for_resume(self, timeout: float = 10.0) -> ResumeCheck:
-        """Wait for the first frame after the latest resume; returns the comparison with
+        """Wait for the first frame after the latest resume; returns its comparison with
         the last frame shown before the interruption."""
 
         def resumed() -> ResumeCheck | None:
             if self.error is not None:
                 raise self.error
-            episode = next((e for e in reversed(self.episodes)
-                            if e.resumed_player is not None), None)
+            episode = next((e for e in reversed(self.episodes) if e.resumed_player), None)
             return episode.check if episode is not None else None
 
         check: ResumeCheck = self.stage.wait(resumed, timeout, "frame after the resume")
-        self.say(f"last frame before the cut: {describe_frame(check.before)}; first after "
-                 f"the resume: {describe_frame(check.after)}: {check.describe()}")
-        self.set_status(f"resumed: {check.describe()}")
+        self.say(f"resumed: {check.before} before, {check.after} after: {check.describe()}")
         return check
 
     @property
     def resume_button(self) -> w.Button:
         """The Resume button of the latest interrupted program on the bookmark list."""
-        content = self.episodes[-1].interruption.content_id if self.episodes else None
-        return self.bookmarks.button(content)
+        return self.bookmarks.button(
+            self.episodes[-1].interruption.content_id if self.episodes else None)
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Close the players and the link (the stage calls it when it stops)."""
         for player in self.players:
             if player.running:
                 player.close_abruptly()

@@ -1,54 +1,32 @@
 """What a terminal shows: its player's picture, its link toggle, the portal's bookmark
-list with a Resume button per bookmark, and the before/after comparison of a resume.
-
-Each view wraps a few ipywidgets; :class:`~rtsp_resume.widgets.terminal.Terminal` owns
-one of each and the stage's ticker calls their ``refresh``.
-"""
+list with a Resume button per bookmark, and the frames before and after a resume
+(:class:`ResumeCheck` compares them)."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as w
 
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.player import Player, ShownFrame
-from rtsp_resume.widgets.display import (
-    _CSS,
-    PICTURE_WIDTH,
-    Shown,
-    _compact,
-    _placeholder,
-    clock,
-    describe_frame,
-    picture,
-)
-from rtsp_resume.widgets.episode import ResumeCheck
+from rtsp_resume.position import format_clock
+from rtsp_resume.widgets.display import CSS, compact, image, picture
 
 
-class PlayerView(Shown):
-    """The latest decoded frame of a player as a picture, with its frame number and npt.
+class PlayerView(w.VBox):
+    """The latest frame a player showed, with its frame number and npt."""
 
-    :meth:`refresh` (called by the stage's ticker, 10 times a second) sends a new
-    picture only when the player has shown a new frame.
-    """
-
-    def __init__(self, title: str, width: int = PICTURE_WIDTH) -> None:
+    def __init__(self, title: str) -> None:
         self.player: Player | None = None
-        self.image = w.Image(value=_placeholder(width), format="jpeg",
-                             layout=w.Layout(width=f"{width}px"))
-        self.image.add_class("rr-player")
+        self.image = image("rr-player")
         self.label = w.Label("no player yet")
         self.label.add_class("rr-frame")
-        self.width = width
-        self.widget = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), self.image, self.label])
         self._shown: ShownFrame | None = None
-        self._state = ""
-
-    def show(self, player: Player) -> None:
-        self.player = player
+        super().__init__([w.HTML(f"<b>{html.escape(title)}</b>"), self.image, self.label])
 
     def refresh(self) -> None:
         player = self.player
@@ -56,134 +34,140 @@ class PlayerView(Shown):
             return
         frame = player.last_frame
         if frame is not None and frame is not self._shown and frame.image is not None:
-            self._shown = frame
-            self.image.value = picture(frame, self.width)
+            self._shown = frame  # a new picture only for a new frame
+            self.image.value = picture(frame)
         state = player.state if player.running else f"{player.state} (closed)"
-        text = f"{describe_frame(self._shown)} · {state}"
-        if text != self._state:
-            self._state = text
-            self.label.value = text
+        self.label.value = f"{self._shown or 'no frame yet'} · {state}"
 
 
-class LinkToggle(Shown):
-    """A toggle that cuts and restores a :class:`LinkCutter`, with its counters.
-
-    Pressing it (or ``toggle.value = True`` in code) makes the link silent both ways, as
-    a lost radio signal would; pressing it again lets traffic through again.
-    """
+class LinkToggle(w.VBox):
+    """A toggle that cuts and restores a :class:`~rtsp_resume.linkcut.LinkCutter`, with
+    its counters: cut, the link is silent both ways, as when the radio signal is lost."""
 
     def __init__(self, cutter: LinkCutter) -> None:
         self.cutter = cutter
-        self.toggle = w.ToggleButton(value=False, description="Cut the link", icon="scissors",
+        self.toggle = w.ToggleButton(description="Cut the link", icon="scissors",
                                      tooltip="drop everything between player and server",
                                      layout=w.Layout(width="200px"))
         self.toggle.add_class("rr-link-toggle")
+        self.toggle.observe(self._pressed, "value")
         self.counters = w.HTML()
-        self.widget = w.VBox([self.toggle, self.counters])
-        self.toggle.observe(self._changed, "value")
-        self._text = ""
+        super().__init__([self.toggle, self.counters])
 
-    def _changed(self, change: dict[str, Any]) -> None:
+    def _pressed(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.cutter.cut()
-            self.toggle.description = "Link cut: restore"
-            self.toggle.button_style = "danger"
         else:
             self.cutter.restore()
-            self.toggle.description = "Cut the link"
-            self.toggle.button_style = ""
+        self.toggle.description = "Link cut: restore" if change["new"] else "Cut the link"
+        self.toggle.button_style = "danger" if change["new"] else ""
 
     def refresh(self) -> None:
         c = self.cutter.counters()
-        text = (f"link <b>{'CUT' if c.is_cut else 'up'}</b> · cuts {c.cuts}<br>"
-                f"server→phone: {c.down.tcp_bytes / 1e6:.2f} MB relayed, "
-                f"{c.down.tcp_bytes_cut / 1e3:.0f} kB dropped<br>"
-                f"phone→server: {c.up.tcp_bytes / 1e3:.1f} kB relayed, "
-                f"{c.up.tcp_bytes_cut / 1e3:.1f} kB dropped")
-        if text != self._text:
-            self._text = text
-            self.counters.value = _compact(f'<span style="font-size:12px">{text}</span>')
+        self.counters.value = compact(
+            f'<span style="font-size:12px">link <b>{"CUT" if c.is_cut else "up"}</b> · cuts '
+            f"{c.cuts}<br>server→phone: {c.down.tcp_bytes / 1e6:.2f} MB relayed, "
+            f"{c.down.tcp_bytes_cut / 1e3:.0f} kB dropped<br>phone→server: "
+            f"{c.up.tcp_bytes / 1e3:.1f} kB relayed, {c.up.tcp_bytes_cut / 1e3:.1f} kB dropped"
+            "</span>")
 
 
-class BookmarkTable(Shown):
-    """The portal's bookmark page as the terminal sees it: one row per bookmark, each
-    with its button ("Resume at m:ss.d"), as in the embodiment's step 4."""
-
-    _shown = "box"
+class BookmarkTable(w.VBox):
+    """The portal's bookmark page as the terminal sees it: a row per bookmark, each with
+    its button "Resume at m:ss.d" (the embodiment's step 4)."""
 
     def __init__(self, on_resume: Callable[[dict[str, Any]], None]) -> None:
         self.on_resume = on_resume
         self.rows: list[dict[str, Any]] = []
-        self.buttons: dict[str, w.Button] = {}
-        self.title = w.HTML("<b>My bookmarks</b> (the portal's list)")
-        self.box = w.VBox([self.title, w.HTML("<i>no bookmark yet</i>")])
-        self.box.add_class("rr-bookmarks")
+        self.buttons: dict[str, w.Button] = {}  # by ContentID
+        self.heading = w.HTML("<b>My bookmarks</b> (the portal's list)")
+        super().__init__([self.heading, w.HTML("<i>no bookmark yet</i>")])
+        self.add_class("rr-bookmarks")
 
     def show(self, bookmarks: list[dict[str, Any]]) -> None:
-        rows: list[w.Widget] = [self.title]
-        buttons: dict[str, w.Button] = {}
+        lines: list[w.Widget] = [self.heading]
+        self.rows, self.buttons = list(bookmarks), {}
         for bookmark in bookmarks:
             at = float(bookmark["ContentBM"])
-            button = w.Button(description=f"Resume at {clock(at)}", icon="play",
+            button = w.Button(description=f"Resume at {format_clock(at)}", icon="play",
                               button_style="success", layout=w.Layout(width="170px"))
             button.add_class("rr-resume")
-            button.on_click(lambda _, b=bookmark: self.on_resume(b))
-            buttons[bookmark["ContentID"]] = button
-            text = (f"<b>{html.escape(str(bookmark.get('title') or bookmark['ContentID']))}"
-                    f"</b> ({html.escape(bookmark['ContentID'])}) · ContentBM "
-                    f"<code>{at:.3f}</code> s · saved {html.escape(str(bookmark['saved_at']))}")
-            rows.append(w.HBox([button, w.HTML(text)]))
-        if not bookmarks:
-            rows.append(w.HTML("<i>no bookmark</i>"))
-        self.rows = list(bookmarks)
-        self.buttons = buttons
-        self.box.children = rows
+            button.on_click(lambda _, chosen=bookmark: self.on_resume(chosen))
+            self.buttons[bookmark["ContentID"]] = button
+            name = html.escape(str(bookmark.get("title") or bookmark["ContentID"]))
+            lines.append(w.HBox([button, w.HTML(
+                f"<b>{name}</b> ({html.escape(bookmark['ContentID'])}) · ContentBM <code>"
+                f"{at:.3f}</code> s · saved {html.escape(str(bookmark['saved_at']))}")]))
+        self.children = lines if bookmarks else [*lines, w.HTML("<i>no bookmark</i>")]
 
     def button(self, content_id: str | None = None) -> w.Button:
         """The Resume button of a program's bookmark (the first one by default)."""
         if not self.buttons:
             raise LookupError("no bookmark listed yet: wait_for_bookmark() first")
-        if content_id is None:
-            return next(iter(self.buttons.values()))
-        return self.buttons[content_id]
+        return self.buttons[content_id] if content_id else next(iter(self.buttons.values()))
 
 
-class ComparisonView(Shown):
+@dataclass(frozen=True)
+class ResumeCheck:
+    """The last frame shown before the interruption against the first after the resume."""
+
+    before: ShownFrame
+    after: ShownFrame
+    bookmark: float  # ContentBM resumed from
+    fps: float = 25.0
+
+    @property
+    def step(self) -> int:
+        """Frames from the last one before to the first one after (1 is seamless)."""
+        if self.before.index is not None and self.after.index is not None:
+            return self.after.index - self.before.index
+        return round((self.after.pts - self.before.pts) * self.fps)
+
+    @property
+    def skipped(self) -> int:  # frames the viewer never saw
+        return max(0, self.step - 1)
+
+    @property
+    def repeated(self) -> int:  # frames shown again: the price of the safe side
+        return max(0, 1 - self.step)
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped == 0
+
+    def describe(self) -> str:
+        if not self.ok:
+            return f"the resume SKIPPED {self.skipped} frame(s) the viewer never saw"
+        if self.repeated:
+            return (f"nothing skipped; {self.repeated} frame(s) "
+                    f"({self.repeated / self.fps:.2f} s) shown again")
+        return "seamless: the first frame after the resume is the next one"
+
+
+class ComparisonView(w.VBox):
     """The last frame shown before the cut next to the first frame after the resume."""
 
     def __init__(self, width: int = 240) -> None:
         self.width = width
-        self.before = w.Image(value=_placeholder(width), format="jpeg",
-                              layout=w.Layout(width=f"{width}px"))
-        self.before.add_class("rr-before")
-        self.after = w.Image(value=_placeholder(width), format="jpeg",
-                             layout=w.Layout(width=f"{width}px"))
-        self.after.add_class("rr-after")
-        self.before_label = w.HTML(_compact("last frame before the cut:<br>–"))
-        self.after_label = w.HTML(_compact("first frame after the resume:<br>–"))
-        self.verdict = w.HTML("")
+        self.before, self.after = image("rr-before", width), image("rr-after", width)
+        self.before_label = w.HTML(compact("last frame before the cut:<br>–"))
+        self.after_label = w.HTML(compact("first frame after the resume:<br>–"))
+        self.verdict = w.HTML()
         self.verdict.add_class("rr-verdict")
-        self.widget = w.VBox([
-            w.HBox([w.VBox([self.before_label, self.before]),
-                    w.VBox([self.after_label, self.after])]),
-            self.verdict,
-        ])
         self.check: ResumeCheck | None = None
+        super().__init__([w.HBox([w.VBox([self.before_label, self.before]),
+                                  w.VBox([self.after_label, self.after])]), self.verdict])
 
     def show(self, before: ShownFrame | None, after: ShownFrame | None,
-             check: ResumeCheck | None) -> None:
+             check: ResumeCheck | None = None) -> None:
         if before is not None:
             self.before.value = picture(before, self.width)
-            self.before_label.value = _compact(
-                f"last frame before the cut:<br><b>{describe_frame(before)}</b>")
+            self.before_label.value = compact(f"last frame before the cut:<br><b>{before}</b>")
         self.after.value = picture(after, self.width)
-        self.after_label.value = _compact("first frame after the resume:<br><b>"
-                                          f"{describe_frame(after) if after else '–'}</b>")
+        self.after_label.value = compact(f"first frame after the resume:<br><b>{after or '–'}"
+                                         "</b>")
         self.check = check
-        if check is None:
-            self.verdict.value = ""
-        else:
-            css = "rr-ok" if check.ok else "rr-bad"
-            self.verdict.value = _compact(
-                f'{_CSS}<span class="{css}">{html.escape(check.describe())}</span> '
-                f"(resumed from ContentBM {check.bookmark:.3f} s)")
+        self.verdict.value = "" if check is None else compact(
+            f'{CSS}<span class="{"rr-ok" if check.ok else "rr-bad"}">'
+            f"{html.escape(check.describe())}</span> (resumed from ContentBM "
+            f"{check.bookmark:.3f} s)")
