@@ -1,12 +1,10 @@
 """The streaming server: RTSP 1.0 (RFC 2326) control, RTP/RTCP (RFC 3550) media.
 
-The thin I/O layer of the patent's streaming half: sockets, pacing and timers. What to
-answer and what to do next is decided by :mod:`rtsp_resume.session`, without sockets.
-Everything runs on one asyncio loop in one thread: one task paces each playing session,
-one watches each session's heartbeat. Writes never block (a client that stops reading
-has its media dropped), so one stalled client cannot hold up the others. When the
-heartbeat declares an abnormal interruption (claim 2) the session is torn down at once
-and its :class:`Interruption` handed to every listener; the bookmark outbox is one.
+The thin I/O layer of the patent's streaming half: sockets, pacing and timers, on one
+asyncio loop; what to answer and do is decided by :mod:`rtsp_resume.session`. Writes
+never block (a client that stops reading has its media dropped), so one stalled client
+cannot hold up the others. When the heartbeat declares an abnormal interruption (claim 2)
+the session ends at once and its :class:`Interruption` goes to every listener.
 """
 
 from __future__ import annotations
@@ -47,29 +45,46 @@ WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a TCP client before its media i
 class _Pacing:
     """The I/O side of one session: its tasks and where its media stands."""
 
-    watch_task: asyncio.Task[None] | None = None
+    watch_task: asyncio.Task[None]
     play_task: asyncio.Task[None] | None = None
     units: Iterator[AccessUnit] | None = None
     pending: AccessUnit | None = None  # the unit being waited for (kept on PAUSE)
     catch_up_to: float = 0.0  # media time up to which units are sent without pacing
-    # The current PLAY's clock: media time clock[1] is due at loop time clock[0].
-    clock: tuple[float, float] = (0.0, 0.0)
+    clock: tuple[float, float] = (0.0, 0.0)  # media time clock[1] is due at loop time clock[0]
     packets_sent: int = 0
     late_packets: int = 0
 
-    def stop_units(self) -> None:
-        """Close the file being read now, not when the garbage collector gets to it."""
-        if self.units is not None:
+    def stop(self, units: bool = False) -> None:
+        """Stop pacing; with ``units`` close the file now, not when garbage is collected."""
+        if self.play_task is not None and self.play_task is not asyncio.current_task():
+            self.play_task.cancel()
+        self.play_task = None
+        if units and self.units is not None:
             self.units.close()  # type: ignore[attr-defined]
-        self.units, self.pending = None, None
+            self.units = self.pending = None
+
+
+class _Connection:
+    """One RTSP control connection: where responses, heartbeats and TCP media go."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.transport = writer.transport
+        self.peer: tuple[str, int] = writer.get_extra_info("peername")[:2]
+        self.sessions: set[str] = set()
+        self.task = asyncio.current_task()
+
+    def send(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size()
 
 
 class StreamingServer:
-    """Serves every H.264/AAC file of a folder over RTSP, like live555MediaServer.
-
+    """Serves every H.264/AAC file of a folder over RTSP, like live555MediaServer:
     ``rtsp://host:port/<ContentID>`` plays ``<ContentID>.mp4`` (or .mov, .mkv).
-    ``listeners`` are called on the server's thread with each :class:`Interruption`.
-    """
+    ``listeners`` are called on the server's thread with each :class:`Interruption`."""
 
     def __init__(self, media: MediaLibrary | Path | str, config: ServerConfig | None = None,
                  listeners: list[Callable[[Interruption], Any]] | None = None) -> None:
@@ -80,84 +95,65 @@ class StreamingServer:
         self.sessions: dict[str, Session] = self.rtsp.sessions
         self.interruptions: list[Interruption] = []
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.port = self.config.port
-        self.rtp_port = 0
+        self.port, self.rtp_port = self.config.port, 0
         self._tcp: asyncio.Server | None = None
         self._udp: tuple[socket.socket, socket.socket] | None = None
         self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None  # created on the server's loop
+        self._connections: set[_Connection] = set()
         self._cseq = 0
-
-    # -- lifecycle -------------------------------------------------------------------
 
     async def start_async(self) -> None:
         """Bind the RTSP listener and the shared RTP/RTCP UDP pair on the running loop."""
-        self.loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
-        cfg = self.config
-        self._tcp = await self.loop.create_server(
-            lambda: _RtspConnection(self), cfg.host, cfg.port, reuse_address=True)
+        self.loop, cfg = asyncio.get_running_loop(), self.config
+        self._tcp = await asyncio.start_server(self._serve, cfg.host, cfg.port,
+                                               reuse_address=True)
         self.port = self._tcp.sockets[0].getsockname()[1]
         self._udp = bind_udp_pair(cfg.host)
         self.rtp_port = self.rtsp.rtp_port = self._udp[0].getsockname()[1]
         self.loop.add_reader(self._udp[1], self._read_rtcp)
         log.info("RTSP on rtsp://%s:%d/ (RTP/RTCP UDP %d-%d); heartbeat every %.1f s, "
-                 "interruption after %.1f s of silence; position estimator %s",
-                 cfg.host, self.port, self.rtp_port, self.rtp_port + 1,
-                 cfg.heartbeat_interval, cfg.heartbeat_timeout, cfg.position)
+                 "interruption after %.1f s of silence; position estimator %s", cfg.host,
+                 self.port, self.rtp_port, self.rtp_port + 1, cfg.heartbeat_interval,
+                 cfg.heartbeat_timeout, cfg.position)
 
     async def stop_async(self) -> None:
         for session in list(self.sessions.values()):
             self._end_session(session, "server stopping")
         if self._tcp is not None:
             self._tcp.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tcp.wait_closed(), 2.0)
+            for connection in self._connections:
+                connection.transport.abort()  # its task then ends its sessions and returns
+            await asyncio.gather(*(c.task for c in self._connections), return_exceptions=True)
         if self._udp is not None and self.loop is not None:
             self.loop.remove_reader(self._udp[1])
             for sock in self._udp:
                 sock.close()
             self._udp = None
-        if self._stopped is not None:
-            self._stopped.set()
 
     def start(self) -> StreamingServer:
         """Run the server on its own thread and event loop; returns once it is listening."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self.start_async())
-            except BaseException as exc:  # reported to the caller of start()
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_until_complete(self._stopped.wait())  # type: ignore[union-attr]
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="rtsp-server", daemon=True)
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="rtsp-server",
+                                        daemon=True)
         self._thread.start()
-        ready.wait()
-        if failure:
-            raise failure[0]
+        try:
+            asyncio.run_coroutine_threadsafe(self.start_async(), loop).result()
+        except BaseException:
+            self.loop = loop
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
         """Stop a server started with :meth:`start`; idempotent."""
         if self.loop is None or self._thread is None:
             return
-        if self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(self.stop_async(), self.loop).result(5)
-            self._thread.join(5)
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self.stop_async(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
         self._thread = None
 
     def __enter__(self) -> StreamingServer:
@@ -179,51 +175,94 @@ class StreamingServer:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
 
-    # -- sessions --------------------------------------------------------------------
-
     def next_cseq(self) -> int:
         self._cseq += 1
         return self._cseq
 
-    def _apply(self, connection: _RtspConnection, action: Action) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One control connection: requests to the state machine, responses back."""
+        connection, parser = _Connection(writer), rtsp.RtspParser()
+        self._connections.add(connection)
+        with contextlib.suppress(OSError):  # small RTP-over-TCP writes must not wait
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT * 4)
+        try:
+            while not writer.is_closing():
+                try:
+                    data = await asyncio.wait_for(reader.read(1 << 16),
+                                                  self.config.connection_timeout)
+                except TimeoutError:
+                    if connection.sessions:
+                        continue
+                    log.info("closing %s:%d: idle without a session", *connection.peer)
+                    break
+                if not data or not self._received(connection, parser.feed(data)):
+                    break
+        except OSError:
+            pass  # the peer reset the connection: its sessions end below
+        finally:
+            for session in list(filter(None, map(self.sessions.get, connection.sessions))):
+                session.connection = None
+                self._end_session(session, "control connection closed")
+            writer.close()
+            self._connections.discard(connection)
+
+    def _received(self, connection: _Connection, events: list[rtsp.Event]) -> bool:
+        """Handle what a connection's bytes said; False when it must be closed."""
+        for event in events:
+            sessions = list(filter(None, map(self.sessions.get, connection.sessions)))
+            if isinstance(event, rtsp.Request):
+                response, action = self.rtsp.handle(event, connection.peer[0],
+                                                    time.monotonic(), time.time())
+                connection.send(bytes(response))
+                if action is not None:
+                    self._apply(connection, action)
+            elif isinstance(event, rtsp.Response):
+                for session in sessions:
+                    session.answered(event.cseq, time.monotonic())
+            elif isinstance(event, rtsp.InterleavedFrame):
+                for session in sessions:
+                    if any(t.channel is not None and event.channel == t.channel + 1
+                           for t in session.tracks.values()):
+                        session.rtcp(event.data, time.monotonic())
+            else:  # BadInput: what was whole before the junk has been handled
+                response = rtsp.Response(event.status, event.phrase, {"Server": SERVER_NAME})
+                connection.send(bytes(response))
+                log.info("closing %s:%d after malformed input: %s", *connection.peer,
+                         event.reason)
+                return False
+        return True
+
+    def _apply(self, connection: _Connection, action: Action) -> None:
         """Do what the state machine asked, once its response is on the wire (so the
         response to PLAY always precedes the first RTP packet)."""
-        session = action.session
+        session, loop = action.session, asyncio.get_running_loop()
         pacing: _Pacing = session.io
         if action.kind == "watch":
             session.connection = connection
             connection.sessions.add(session.id)
-            session.io = _Pacing(watch_task=asyncio.get_running_loop().create_task(
-                self._watch(session)))
+            session.io = _Pacing(loop.create_task(self._watch(session)))
         elif action.kind == "end":
             self._end_session(session, "TEARDOWN")
         elif action.kind == "pause":
-            self._stop_pacing(pacing)
+            pacing.stop()
             if pacing.pending is not None:
                 session.paused_at = pacing.pending.pts
         elif action.kind == "play" and not session.closed:
-            self._stop_pacing(pacing)
+            pacing.stop(units=action.start is not None)
             if action.start is not None:  # a new position (else resume where paused)
-                pacing.stop_units()
                 pacing.units = session.media.access_units(action.start)
             pacing.catch_up_to = action.catch_up_to
-            pacing.play_task = asyncio.get_running_loop().create_task(self._stream(session))
-
-    @staticmethod
-    def _stop_pacing(pacing: _Pacing) -> None:
-        if pacing.play_task is not None and pacing.play_task is not asyncio.current_task():
-            pacing.play_task.cancel()
-        pacing.play_task = None
+            pacing.play_task = loop.create_task(self._stream(session))
 
     def _end_session(self, session: Session, why: str) -> None:
         """Forget a session and release what it holds; no bookmark (a normal end)."""
         if not self.rtsp.close(session):
             return
         pacing: _Pacing = session.io
-        self._stop_pacing(pacing)
+        pacing.stop(units=True)
         if pacing.watch_task is not asyncio.current_task():
-            pacing.watch_task.cancel()  # type: ignore[union-attr]
-        pacing.stop_units()
+            pacing.watch_task.cancel()
         if session.connection is not None:
             session.connection.sessions.discard(session.id)
         # The pacing figures go into the log so a load test can read them from outside.
@@ -236,7 +275,7 @@ class StreamingServer:
         connection = session.connection
         self._end_session(session, INTERRUPTED)
         if connection is not None and not connection.sessions:
-            connection.abort()  # the radio link is gone: free the socket now
+            connection.transport.abort()  # the radio link is gone: free the socket now
         self.interruptions.append(event)
         log.warning("session %s (%s, user %s) interrupted: silent since %.2f s ago; position "
                     "%.3f s (%s; frames_sent %.3f, confirmed %.3f)", session.id,
@@ -257,44 +296,37 @@ class StreamingServer:
                 self._interrupt(session)
             elif todo not in (None, "heartbeat"):
                 self._end_session(session, todo)
-            if todo == "heartbeat" and session.connection is not None:
+            elif todo and session.connection is not None:
                 session.connection.send(session.heartbeat(self.next_cseq(), now))
             deadline = session.monitor.next_deadline(time.monotonic())
             await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.001)
 
-    # -- media -----------------------------------------------------------------------
-
     async def _stream(self, session: Session) -> None:
-        """Send access units in decode order, each at its DTS on the wall clock."""
+        """Send access units in decode order, each at its DTS on the wall clock. Units
+        between the keyframe a seek starts at and the position asked for go at once: the
+        player needs them to decode, not to show."""
         pacing: _Pacing = session.io
         assert pacing.units is not None
-        packetizer = H264Packetizer(self.config.mtu)
-        loop = asyncio.get_running_loop()
-        start_wall = loop.time()
-        # Units between the keyframe a seek had to start at and the position asked for
-        # go out at once: the player needs them to decode, not to show, so real time
-        # (and the viewer's wait) starts at the requested position.
+        packetizer, loop = H264Packetizer(self.config.mtu), asyncio.get_running_loop()
         origin: float | None = None
         while not session.closed:
-            # The unit waited for stays in `pending` so a PAUSE (which cancels this
-            # task mid-sleep) resumes exactly there.
+            # The unit waited for stays in `pending`: a PAUSE (which cancels this task
+            # mid-sleep) resumes exactly there.
             if pacing.pending is None:
                 pacing.pending = next(pacing.units, None)
                 if pacing.pending is None:
                     session.at_end = True
-                    log.info("session %s reached the end of %s", session.id,
-                             session.media.content_id)
+                    log.info("session %s reached the end", session.id)
                     return
             unit = pacing.pending
             setup = session.tracks.get(unit.track)
             if setup is not None:  # else a track the client did not SETUP
                 if origin is None:
-                    # The clock starts with the first unit in hand, after the file
-                    # is opened and sought, so opening it never makes a unit late.
+                    # The clock starts with the first unit in hand, after the file is
+                    # opened and sought, so opening it never makes a unit late.
                     origin = max(unit.dts, pacing.catch_up_to)
-                    start_wall = loop.time()
-                    pacing.clock = (start_wall, origin)
-                due = start_wall + (unit.dts - origin)
+                    pacing.clock = (loop.time(), origin)
+                due = pacing.clock[0] + (unit.dts - origin)
                 if due > loop.time():
                     await asyncio.sleep(due - loop.time())
                 sent = self._send_unit(session, setup, unit, packetizer)
@@ -307,8 +339,10 @@ class StreamingServer:
                    packetizer: H264Packetizer) -> int:
         """Packetize and send one access unit; returns how many RTP packets it took."""
         pacing: _Pacing = session.io
-        ticks = round(unit.pts * setup.track.clock_rate) + setup.tick_offset
+        rate = setup.track.clock_rate
+        ticks = round(unit.pts * rate) + setup.tick_offset
         setup.next_ticks = max(setup.next_ticks, ticks + 1)
+        payloads = [(aac_payload(unit.nals), True)]
         if setup.track.codec == "h264":
             nals = unit.nals
             if unit.keyframe and setup.track.sps and nals and nal_type(nals[0]) != NAL_SPS:
@@ -316,44 +350,34 @@ class StreamingServer:
                 # the SDP's sprop-parameter-sets can still start at any keyframe.
                 nals = (setup.track.sps, setup.track.pps, *nals)
             payloads = packetizer.packetize(nals)
-        else:
-            payloads = [(aac_payload(unit.nals), True)]
-        connection = session.connection
-        congested = (setup.channel is not None and connection is not None
-                     and connection.write_buffer_size() > WRITE_BUFFER_LIMIT)
         first_seq = setup.stream.next_sequence
-        packets = [bytes(setup.stream.packet(payload, ticks, marker))
-                   for payload, marker in payloads]
+        packets = [bytes(setup.stream.packet(data, ticks, marker)) for data, marker in payloads]
         pacing.packets_sent += len(packets)
-        if not congested:
-            self._send_rtp(session, setup, packets, rtcp=False)
-            if unit.track == session.video_index:
-                # A frame dropped for congestion never reached the viewer: not "sent".
-                last_seq = (setup.stream.next_sequence - 1) % 65536
-                session.position.frame_sent(unit.pts, first_seq, last_seq)
+        connection = session.connection
+        if setup.channel is None or (connection is not None
+                                     and connection.write_buffer_size() <= WRITE_BUFFER_LIMIT):
+            self._send_rtp(session, setup, packets)
+            if unit.track == session.video_index:  # a frame dropped never reached the viewer
+                session.position.frame_sent(unit.pts, first_seq, setup.stream.next_sequence - 1)
         now = time.time()
         if now - setup.last_sr >= SR_INTERVAL and not session.closed:
             setup.last_sr = now
-            # RFC 3550 §6.4.1: the RTP time of this very instant. That is the media time the
-            # pacing clock has reached, the same on every track (players synchronise audio
-            # and video with it), not the time of the unit at hand: a B-frame's decode
-            # time or a unit sent ahead while catching up to a seek would be off.
-            started, origin = pacing.clock
-            media_now = origin + (asyncio.get_running_loop().time() - started)
-            paced = round(media_now * setup.track.clock_rate) + setup.tick_offset
-            report = setup.stream.rtcp_report(now, paced, SERVER_NAME)
-            self._send_rtp(session, setup, [report], rtcp=True)
+            # RFC 3550 §6.4.1: the RTP time of this instant, the media time the pacing clock
+            # has reached (the same on every track, players synchronise with it), not that
+            # of the unit at hand (a B-frame's, or one sent ahead while catching up).
+            media_now = pacing.clock[1] + asyncio.get_running_loop().time() - pacing.clock[0]
+            paced = round(media_now * rate) + setup.tick_offset
+            self._send_rtp(session, setup, [setup.stream.rtcp_report(now, paced, SERVER_NAME)],
+                           rtcp=True)
         return len(payloads)
 
     def _send_rtp(self, session: Session, setup: TrackSetup, packets: list[bytes],
-                  rtcp: bool) -> None:
-        if setup.channel is not None:
-            if session.connection is not None:
-                channel = setup.channel + rtcp
-                # One write (one send system call) per access unit, not per packet: the
-                # calls, not the bytes, were most of the server's time under load.
-                session.connection.send(
-                    b"".join(bytes(rtsp.InterleavedFrame(channel, data)) for data in packets))
+                  rtcp: bool = False) -> None:
+        if setup.channel is not None and session.connection is not None:
+            # One write per access unit, not per packet: the system calls, not the bytes,
+            # were most of the server's time under load.
+            session.connection.send(b"".join(
+                bytes(rtsp.InterleavedFrame(setup.channel + rtcp, data)) for data in packets))
         elif setup.client_addr is not None and self._udp is not None:
             host, port = setup.client_addr
             try:
@@ -365,110 +389,13 @@ class StreamingServer:
                 self._end_session(session, f"cannot send to {host}:{port}: {exc}")
 
     def _read_rtcp(self) -> None:
-        """A datagram on the shared RTCP port: a receiver report from a UDP client."""
-        assert self._udp is not None
-        try:
-            data, addr = self._udp[1].recvfrom(65536)
-        except OSError:
-            return
-        source = (addr[0], addr[1] - 1)
-        for session in self.sessions.values():
-            if any(t.client_addr == source for t in session.tracks.values()):
-                session.rtcp(data, time.monotonic())
-                return
-
-    def connection_lost(self, connection: _RtspConnection) -> None:
-        """A closed control connection ends its sessions normally (no bookmark)."""
-        for session_id in list(connection.sessions):
-            session = self.sessions.get(session_id)
-            if session is not None:
-                session.connection = None
-                self._end_session(session, "control connection closed")
-
-
-class _RtspConnection(asyncio.Protocol):
-    """One RTSP control connection: bytes in, requests to the server, responses out."""
-
-    def __init__(self, server: StreamingServer) -> None:
-        self.server = server
-        self.parser = rtsp.RtspParser()
-        self.transport: asyncio.Transport | None = None
-        self.peer: tuple[str, int] = ("", 0)
-        self.sessions: set[str] = set()
-        self._idle: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.peer = (peer[0], peer[1]) if peer else ("", 0)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Small RTP-over-TCP writes must not wait for Nagle's algorithm.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT * 4)
-        self._rearm()
-
-    def _rearm(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        delay = self.server.config.connection_timeout
-        self._idle = asyncio.get_running_loop().call_later(delay, self._idle_check)
-
-    def _idle_check(self) -> None:
-        """Nothing read for the connection timeout: a connection without a session goes."""
-        if self.sessions:
-            self._rearm()
-        elif self.transport is not None:
-            log.info("closing %s:%d: idle without a session", *self.peer)
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        self._rearm()
-        server = self.server
-        for event in self.parser.feed(data):
-            if isinstance(event, rtsp.Request):
-                response, action = server.rtsp.handle(event, self.peer[0], time.monotonic(),
-                                                      time.time())
-                self.send(bytes(response))
-                if action is not None:
-                    server._apply(self, action)
-            elif isinstance(event, rtsp.Response):
-                for session_id in list(self.sessions):
-                    session = server.sessions.get(session_id)
-                    if session is not None:
-                        session.answered(event.cseq, time.monotonic())
-            elif isinstance(event, rtsp.InterleavedFrame):
-                for session in filter(None, map(server.sessions.get, self.sessions)):
-                    if any(t.channel is not None and event.channel == t.channel + 1
-                           for t in session.tracks.values()):
-                        session.rtcp(event.data, time.monotonic())
-                        break
-            else:  # BadInput: what was whole before the junk has been handled
-                headers = rtsp.Headers({"Server": SERVER_NAME})
-                self.send(bytes(rtsp.Response(event.status, event.phrase, headers)))
-                log.info("closing %s:%d after malformed input: %s", *self.peer, event.reason)
-                if self.transport is not None:
-                    self.transport.close()
-                return
-
-    def send(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size() if self.transport is not None else 0
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self.server.connection_lost(self)
-        self.transport = None
+        """A datagram on the shared RTCP port: a report from a UDP client."""
+        with contextlib.suppress(OSError):
+            data, addr = self._udp[1].recvfrom(1 << 16)  # type: ignore[index]
+            source = (addr[0], addr[1] - 1)
+            for session in self.sessions.values():
+                if any(t.client_addr == source for t in session.tracks.values()):
+                    return session.rtcp(data, time.monotonic())
 
 
 def main(args: Any) -> int:
@@ -476,38 +403,30 @@ def main(args: Any) -> int:
     if not Path(args.media).is_dir():
         print(f"serve-rtsp: {args.media} is not a folder of media files", file=sys.stderr)
         return 2
-    key = None
-    listeners: list[Callable[[Interruption], Any]] = []
+    key, listeners = None, []  # type: ignore[var-annotated]
     if args.portal_url:
-        secret_file = args.secret_file or Path("data") / "secret"
-        key = tokens.load_or_create_secret(secret_file)
         from rtsp_resume.bookmark_outbox import BookmarkOutbox
 
+        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
         outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db")
         outbox.start()
         listeners.append(outbox.submit)
     config = ServerConfig(
         host=args.host, port=args.port, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, position=args.position,
-        playout_allowance=args.playout_allowance, token_key=key,
-    )
+        playout_allowance=args.playout_allowance, token_key=key)
     server = StreamingServer(args.media, config, listeners)
-
-    async def run() -> int:
-        try:
-            await server.start_async()
-        except OSError as exc:  # e.g. the port is taken: say so, without a traceback
-            print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}",
-                  file=sys.stderr)
-            return 1
+    try:
+        server.start()
+    except OSError as exc:  # e.g. the port is taken: say so, without a traceback
+        print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
         for media in server.library.list():
             print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
-        assert server._stopped is not None
-        await server._stopped.wait()
-        return 0
-
-    try:
-        return asyncio.run(run())
+        threading.Event().wait()
     except KeyboardInterrupt:
         print("stopped")
+    finally:
+        server.stop()
     return 0

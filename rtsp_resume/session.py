@@ -1,11 +1,10 @@
-"""RTSP sessions as a pure state machine (RFC 2326 §10 and Appendix A.2), in h11's manner.
+"""RTSP sessions as a pure state machine (RFC 2326 §10, Appendix A.2), in h11's manner.
 
-:class:`RtspSessions` takes a parsed request and the time and returns the response and
-the one thing the I/O layer must then do (an :class:`Action`: watch a new session, pace
-media from a position, pause, end). Each :class:`Session` turns heartbeat answers and RTCP
-reports into life and delivery proofs (claims 2, 8) and, once the heartbeat gives up,
-into the :class:`Interruption` a reverse bookmark is made of (claim 1). No sockets, no
-tasks, no clock of its own.
+:meth:`RtspSessions.handle` takes a parsed request and the time and returns the response
+and what the I/O layer must do next (an :class:`Action`). A :class:`Session` turns
+heartbeat answers and RTCP reports into life and delivery proofs (claims 2, 8) and,
+once the heartbeat gives up, into the :class:`Interruption` a reverse bookmark is made
+of (claim 1). No sockets, no tasks, no clock of its own.
 """
 
 from __future__ import annotations
@@ -23,10 +22,10 @@ from rtsp_resume.media import MediaFile, MediaLibrary, Track, UnplayableMedia
 from rtsp_resume.position import PositionEstimator
 from rtsp_resume.rtp import ReceiverReport, RtpError, RtpStream, parse_rtcp
 
-SERVER_NAME = "rtsp-resume/0.1"
-PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 log = logging.getLogger("rtsp_resume.server")
 
+SERVER_NAME = "rtsp-resume/0.1"
+PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 INTERRUPTED = "abnormal interruption (heartbeat timeout)"
 
 
@@ -43,17 +42,14 @@ class ServerConfig:
     playout_allowance: float = 0.5
     token_key: bytes | None = None  # when set, every DESCRIBE/SETUP/PLAY needs a play token
     mtu: int = 1400
-    connection_timeout: float = 60.0  # a silent control connection without a session closes
+    connection_timeout: float = 60.0  # a control connection silent this long, sessionless, closes
 
 
 @dataclass(frozen=True)
 class Interruption:
-    """What the server knows when it judges a connection abnormally interrupted (claim 2).
-
-    The material of claim 1's bookmark-set request: the user (``user_id``,
-    ``login_session``), the program (``content_id``) and the play time point
-    (``position``, by the configured estimator; both estimates are kept for comparison).
-    """
+    """What the server knows when it judges a connection abnormally interrupted: claim
+    1's bookmark material, the user, the program and the play time point (``position``,
+    by the configured estimator; both estimates are kept for comparison)."""
 
     session_id: str
     content_id: str
@@ -86,10 +82,9 @@ class TrackSetup:
 
 
 class Action(NamedTuple):
-    """What the I/O layer does once the response is written. ``kind``: "watch" (a new
-    session: start its heartbeat), "play" (pace media from the keyframe at ``start``, or
-    where it paused when None, sending units before ``catch_up_to`` at once), "pause",
-    "end"."""
+    """What the I/O layer does once the response is written: "watch" a new session's
+    heartbeat, "play" (from the keyframe at ``start``, or where it paused when None,
+    units before ``catch_up_to`` at once), "pause" or "end"."""
 
     kind: str
     session: Session
@@ -102,13 +97,10 @@ class Session:
 
     def __init__(self, session_id: str, media: MediaFile, grant: tokens.PlayGrant | None,
                  config: ServerConfig, now: float) -> None:
-        self.id = session_id
-        self.media = media
-        self.grant = grant
+        self.id, self.media, self.grant = session_id, media, grant
         self.tracks: dict[int, TrackSetup] = {}
-        self.state = "ready"  # ready -> playing <-> paused (RFC 2326 Appendix A.2)
-        self.played = False
-        self.at_end = False  # the I/O layer sent the last unit of the file
+        self.state = "ready"  # ready -> playing <-> paused
+        self.played = self.at_end = self.closed = False  # at_end: the last unit went out
         self.paused_at = 0.0  # where a PLAY without Range resumes
         self.timeout = config.session_timeout
         self.monitor = HeartbeatMonitor(config.heartbeat_interval, config.heartbeat_timeout,
@@ -118,7 +110,6 @@ class Session:
         self.position = PositionEstimator(allowance=config.playout_allowance,
                                           fps=video.fps if video and video.fps else 25.0)
         self.last_request = now
-        self.closed = False
         self.connection: Any = None  # the I/O layer's control connection, opaque here
         self.io: Any = None  # the I/O layer's pacing state, opaque here
 
@@ -144,14 +135,13 @@ class Session:
 
     def answered(self, cseq: int | None, now: float) -> None:
         """A response from the terminal: life, and over TCP proof that it read every
-        interleaved packet sent before the heartbeat it answers (one ordered stream)."""
+        packet sent before the heartbeat it answers (one ordered byte stream)."""
         answered = self.monitor.response_received(cseq, now)
         if answered is not None and self.transport == "tcp":
             self.position.mark_answered(answered)
 
     def rtcp(self, data: bytes, now: float) -> None:
-        """RTCP from the terminal: life, and a receiver report says what arrived
-        (RFC 3550 §6.4.2)."""
+        """RTCP from the terminal: life, and what arrived (RFC 3550 §6.4.2)."""
         try:
             packets = parse_rtcp(data)
         except RtpError:
@@ -164,22 +154,16 @@ class Session:
                     self.position.receiver_report(block.highest_sequence)
 
     def interruption(self, estimator: str, now: float, wall: float) -> Interruption:
-        """The bookmark material once the heartbeat has declared the session interrupted;
+        """The bookmark material once the heartbeat declared the session interrupted;
         ``now`` is the heartbeat's clock, ``wall`` Unix time at the same instant."""
-        shift = wall - now
-        grant, monitor = self.grant, self.monitor
+        shift, grant, monitor = wall - now, self.grant, self.monitor
         frames_sent, confirmed = self.position.frames_sent(), self.position.confirmed()
         return Interruption(
-            session_id=self.id, content_id=self.media.content_id,
-            user_id=grant.user_id if grant else None,
-            login_session=grant.login_session if grant else None,
-            play_token=grant.token if grant else None,
-            position=confirmed if estimator == "confirmed" else frames_sent,
-            estimator=estimator, frames_sent=frames_sent, confirmed=confirmed,
-            last_life=monitor.last_life + shift, detected_at=wall, transport=self.transport,
-            unanswered=monitor.unanswered,
-            heartbeat_log=tuple((e.time + shift, e.kind, e.cseq) for e in monitor.log),
-        )
+            self.id, self.media.content_id, grant.user_id if grant else None,
+            grant.login_session if grant else None, grant.token if grant else None,
+            confirmed if estimator == "confirmed" else frames_sent, estimator, frames_sent,
+            confirmed, monitor.last_life + shift, wall, self.transport, monitor.unanswered,
+            tuple((e.time + shift, e.kind, e.cseq) for e in monitor.log))
 
 
 Result = tuple[dict[str, str], bytes, Action | None]
@@ -187,25 +171,20 @@ Result = tuple[dict[str, str], bytes, Action | None]
 
 class RtspSessions:
     """Every session of one server: a request and the time in, a response and an action
-    out. ``rtp_port`` is the server's RTP port (RTCP is the one above), for SETUP."""
+    out. ``rtp_port`` is the server's RTP port (RTCP is the one above it)."""
 
     def __init__(self, library: MediaLibrary, config: ServerConfig, rtp_port: int = 0) -> None:
-        self.library = library
-        self.config = config
-        self.rtp_port = rtp_port
+        self.library, self.config, self.rtp_port = library, config, rtp_port
         self.sessions: dict[str, Session] = {}
-        self._peer = ""
-        self._now = self._wall = 0.0
+        self._peer, self._now, self._wall = "", 0.0, 0.0
 
     def handle(self, request: rtsp.Request, peer: str, now: float,
                wall: float) -> tuple[rtsp.Response, Action | None]:
-        """Answer ``request`` from host ``peer`` at ``now`` (heartbeat clock) and ``wall``
-        (Unix time, for play tokens). Never raises: bad input gets a 4xx."""
+        """Answer ``request`` from host ``peer`` at ``now`` (the heartbeat clock) and
+        ``wall`` (Unix time, for play tokens). Bad input gets a 4xx, a bug a 500."""
         self._peer, self._now, self._wall = peer, now, wall
-        headers = rtsp.Headers()
         cseq = request.headers.get("CSeq")
-        if cseq is not None:
-            headers["CSeq"] = cseq
+        headers = rtsp.Headers({"CSeq": cseq} if cseq is not None else {})
         headers["Server"] = SERVER_NAME
         try:
             if cseq is None:
@@ -225,52 +204,51 @@ class RtspSessions:
         return rtsp.Response(200, "OK", headers, body), action
 
     def close(self, session: Session) -> bool:
-        """Forget a session; False when it was already closed."""
-        if session.closed:
-            return False
-        session.closed = True
+        """Forget a session; False when it was closed already."""
+        was_open, session.closed = not session.closed, True
         self.sessions.pop(session.id, None)
-        return True
+        return was_open
 
     def _target(self, request: rtsp.Request) -> tuple[MediaFile, str | None, str | None]:
-        """Parse ``rtsp://host/<content>[/<control>][?token=...]`` into its parts."""
+        """``rtsp://host/<content>[/<control>][?token=...]``: the media, control, token."""
         try:
             parts = urlsplit(request.uri)
-            query = parse_qs(parts.query)
+            token = parse_qs(parts.query).get("token", [None])[0]
         except ValueError as exc:  # e.g. an unclosed IPv6 bracket
             raise rtsp.RtspProtocolError(400, "Bad Request: malformed URL") from exc
         if parts.scheme.lower() not in ("rtsp", "rtspt") or not parts.path:
             raise rtsp.RtspProtocolError(400, "Bad Request: expected an rtsp:// URL")
         segments = [s for s in parts.path.split("/") if s]
-        if not segments or len(segments) > 2:
-            raise rtsp.RtspProtocolError(404, "Not Found")
         try:
-            media = self.library.get(segments[0])
+            media = self.library.get(segments[0]) if 0 < len(segments) < 3 else None
         except UnplayableMedia as exc:
             raise rtsp.RtspProtocolError(415, "Unsupported Media Type") from exc
         if media is None:
             raise rtsp.RtspProtocolError(404, "Not Found")
-        token = query.get("token", [None])[0]
         return media, (segments[1] if len(segments) == 2 else None), token
 
     def _authorise(self, media: MediaFile, token: str | None) -> tokens.PlayGrant | None:
         """Claims 4, 10: with a key configured, only a valid play token for this program."""
-        key = self.config.token_key
-        if key is None:
+        if self.config.token_key is None:
             return None
         if token is None:
             raise rtsp.RtspProtocolError(401, "Unauthorized: play token required")
         try:
-            grant = tokens.verify_play_token(key, token, self._wall)
+            grant = tokens.verify_play_token(self.config.token_key, token, self._wall)
         except tokens.InvalidToken as exc:
             raise rtsp.RtspProtocolError(401, f"Unauthorized: {exc}") from exc
         if grant.content_id != media.content_id:
             raise rtsp.RtspProtocolError(401, "Unauthorized: token is for another program")
         return grant
 
-    def _session(self, request: rtsp.Request) -> Session:
-        """The session the Session header names; a request from the terminal is life."""
+    def _session(self, request: rtsp.Request, setup_first: bool = False) -> Session:
+        """The session the Session header names; a request from the terminal is life.
+        ``setup_first``: without the header the resource is still in the Init state, where
+        PLAY and PAUSE are not valid (RFC 2326 Appendix A.2)."""
         value = request.headers.get("Session")
+        if value is None and setup_first:
+            self._target(request)  # unknown content is still a 404
+            raise rtsp.RtspProtocolError(455, "Method Not Valid in This State: SETUP first")
         session = None if value is None else self.sessions.get(rtsp.parse_session(value)[0])
         if session is None:
             raise rtsp.RtspProtocolError(454, "Session Not Found")
@@ -278,16 +256,9 @@ class RtspSessions:
         session.monitor.life_seen(self._now, "request")
         return session
 
-    def _set_up(self, request: rtsp.Request) -> Session:
-        """The session a PLAY or PAUSE acts on. Without a Session header the resource is
-        still in the Init state, where neither method is valid (RFC 2326 Appendix A.2)."""
-        if "Session" not in request.headers:
-            self._target(request)  # unknown content is still a 404
-            raise rtsp.RtspProtocolError(455, "Method Not Valid in This State: SETUP first")
-        return self._session(request)
-
-    def _header(self, session: Session) -> str:
-        return rtsp.format_session(session.id, max(1, math.ceil(self.config.heartbeat_timeout)))
+    def _header(self, session: Session) -> dict[str, str]:
+        timeout = max(1, math.ceil(self.config.heartbeat_timeout))
+        return {"Session": rtsp.format_session(session.id, timeout)}
 
     def _do_options(self, request: rtsp.Request) -> Result:
         if "Session" in request.headers:
@@ -300,7 +271,7 @@ class RtspSessions:
     def _do_get_parameter(self, request: rtsp.Request) -> Result:
         # An empty GET_PARAMETER is the standard keep-alive (RFC 2326 §10.8).
         if "Session" in request.headers:
-            return {"Session": self._header(self._session(request))}, b"", None
+            return self._header(self._session(request)), b"", None
         return {}, b"", None
 
     _do_set_parameter = _do_get_parameter
@@ -311,17 +282,16 @@ class RtspSessions:
             raise rtsp.RtspProtocolError(404, "Not Found")
         self._authorise(media, token)
         parts = urlsplit(request.uri)
-        base = f"{parts.scheme}://{parts.netloc}/{media.content_id}"
-        query = f"?token={token}" if token else ""
+        base, query = f"{parts.scheme}://{parts.netloc}/{media.content_id}", ""
+        if token:
+            query = f"?token={token}"
         # Absolute control URLs: a client then never has to join a query string onto
         # a base URL (FFmpeg would append "/track1" after "?token=...").
         text = sdp.describe(
             media.tracks, media.duration, session_id=secrets.randbits(32),
             server_address=self.config.host, control=lambda t: f"{base}/{t.control}{query}",
-            title=media.content_id, session_control=base + query,
-        )
-        extra = {"Content-Type": "application/sdp",
-                 "Content-Base": base + (query or "/")}
+            title=media.content_id, session_control=base + query)
+        extra = {"Content-Type": "application/sdp", "Content-Base": base + (query or "/")}
         return extra, text.encode(), None
 
     def _do_setup(self, request: rtsp.Request) -> Result:
@@ -330,9 +300,7 @@ class RtspSessions:
         if track is None:
             raise rtsp.RtspProtocolError(404, "Not Found: no such track")
         value = request.headers.get("Transport")
-        if value is None:
-            raise rtsp.RtspProtocolError(461, "Unsupported Transport")
-        offers = rtsp.parse_transport(value)
+        offers = rtsp.parse_transport(value) if value is not None else []
         if "Session" in request.headers:
             session = self._session(request)
             if session.media.content_id != media.content_id:
@@ -342,24 +310,22 @@ class RtspSessions:
         else:
             grant = self._authorise(media, token)
             session = Session(secrets.token_hex(8), media, grant, self.config, self._now)
-        setup = TrackSetup(track, request.uri, RtpStream(sdp.payload_type(track),
-                                                         track.clock_rate))
+        setup = TrackSetup(track, request.uri,
+                           RtpStream(sdp.payload_type(track), track.clock_rate))
         answer = self._transport(session, setup, offers)
         if answer is None:
             raise rtsp.RtspProtocolError(461, "Unsupported Transport")
         session.tracks[track.index] = setup
         new = session.id not in self.sessions
         self.sessions[session.id] = session
-        extra = {"Transport": answer, "Session": self._header(session)}
+        extra = {"Transport": answer, **self._header(session)}
         return extra, b"", Action("watch", session) if new else None
 
     def _transport(self, session: Session, setup: TrackSetup,
                    offers: list[rtsp.Transport]) -> str | None:
         """Take the first offer we can serve: TCP interleaved or unicast UDP (§12.39).
-
-        Media only ever goes to the address the control connection comes from: a
-        ``destination`` parameter would let anyone aim our stream at a third party.
-        """
+        Media only goes to the control connection's host: a ``destination`` parameter
+        would let anyone aim our stream at a third party."""
         for offer in offers:
             if offer.cast == "multicast" or not offer.supported:
                 continue
@@ -368,24 +334,22 @@ class RtspSessions:
                 channel = offer.interleaved[0] if offer.interleaved else 0
                 while offer.interleaved is None and channel in used:
                     channel += 2
-                if channel in used:
-                    continue
-                setup.channel = channel
-                return str(rtsp.Transport("RTP/AVP/TCP", interleaved=(channel, channel + 1),
-                                          ssrc=setup.stream.ssrc))
-            if offer.client_port:
-                rtp_port, rtcp_port = offer.client_port
+                if channel not in used:
+                    setup.channel = channel
+                    return str(rtsp.Transport("RTP/AVP/TCP", ssrc=setup.stream.ssrc,
+                                              interleaved=(channel, channel + 1)))
+            elif offer.client_port:
+                rtp, rtcp = offer.client_port
                 # RTP on an even port, RTCP on the next (RFC 3550 §11), both real ports.
-                if rtp_port % 2 or rtcp_port != rtp_port + 1 or not 0 < rtp_port < 65535:
-                    continue
-                setup.client_addr = (self._peer, rtp_port)
-                return str(rtsp.Transport(
-                    offer.protocol, client_port=(rtp_port, rtcp_port),
-                    server_port=(self.rtp_port, self.rtp_port + 1), ssrc=setup.stream.ssrc))
+                if rtp % 2 == 0 and rtcp == rtp + 1 and 0 < rtp < 65535:
+                    setup.client_addr = (self._peer, rtp)
+                    return str(rtsp.Transport(
+                        offer.protocol, client_port=(rtp, rtcp), ssrc=setup.stream.ssrc,
+                        server_port=(self.rtp_port, self.rtp_port + 1)))
         return None
 
     def _do_play(self, request: rtsp.Request) -> Result:
-        session = self._set_up(request)
+        session = self._session(request, setup_first=True)
         if not session.tracks:
             raise rtsp.RtspProtocolError(455, "Method Not Valid in This State")
         value = request.headers.get("Range")
@@ -397,11 +361,10 @@ class RtspSessions:
         if start is None and session.state == "playing" and not session.at_end:
             # PLAY without a Range while playing changes nothing (RFC 2326 §10.5).
             now_at = rtsp.format_range(session.position.frames_sent(), duration)
-            return {"Session": self._header(session), "Range": now_at}, b"", None
+            return {**self._header(session), "Range": now_at}, b"", None
         resume = start is None and session.state == "paused"
-        if resume:
-            begin = session.paused_at
-        else:
+        begin = session.paused_at
+        if not resume:
             start = start or 0.0
             if not 0 <= start <= duration:
                 raise rtsp.RtspProtocolError(457, "Invalid Range")
@@ -409,30 +372,27 @@ class RtspSessions:
             session.position.play(begin)
         rtp_info = []
         for setup in sorted(session.tracks.values(), key=lambda s: s.track.index):
-            rate = setup.track.clock_rate
+            ticks = round(begin * setup.track.clock_rate)
             if not resume:
                 # After a seek RTP time continues where the last PLAY stopped, so
                 # timestamps never go back; RTP-Info maps it to the new position.
-                setup.tick_offset = setup.next_ticks - round(begin * rate)
-            rtptime = setup.stream.rtp_timestamp(round(begin * rate) + setup.tick_offset)
+                setup.tick_offset = setup.next_ticks - ticks
+            rtptime = setup.stream.rtp_timestamp(ticks + setup.tick_offset)
             rtp_info.append((setup.url, setup.stream.next_sequence, rtptime))
             setup.last_sr = 0.0
         session.state, session.played, session.at_end = "playing", True, False
-        extra = {"Session": self._header(session), "Range": rtsp.format_range(begin, duration),
+        extra = {**self._header(session), "Range": rtsp.format_range(begin, duration),
                  "RTP-Info": rtsp.format_rtp_info(rtp_info)}
-        action = Action("play", session, None if resume else begin, start or 0.0)
-        return extra, b"", action
+        return extra, b"", Action("play", session, None if resume else begin, start or 0.0)
 
     def _do_pause(self, request: rtsp.Request) -> Result:
-        session = self._set_up(request)
-        action = None
-        if session.state == "playing":
-            session.state = "paused"
-            session.paused_at = session.position.frames_sent()
-            action = Action("pause", session)
-        elif session.state != "paused":
+        session = self._session(request, setup_first=True)
+        if session.state == "ready":
             raise rtsp.RtspProtocolError(455, "Method Not Valid in This State")
-        return {"Session": self._header(session)}, b"", action
+        action = Action("pause", session) if session.state == "playing" else None
+        if action:
+            session.state, session.paused_at = "paused", session.position.frames_sent()
+        return self._header(session), b"", action
 
     def _do_teardown(self, request: rtsp.Request) -> Result:
         return {}, b"", Action("end", self._session(request))
