@@ -1,16 +1,17 @@
 """The streaming server: RTSP 1.0 (RFC 2326) control, RTP/RTCP (RFC 3550) media.
 
-The thin I/O layer of the patent's streaming half: sockets, pacing and timers, on one
-asyncio loop; what to answer and do is decided by :mod:`rtsp_resume.session`. Writes
-never block (a client that stops reading has its media dropped), so one stalled client
-cannot hold up the others. When the heartbeat declares an abnormal interruption (claim 2)
-the session ends at once and its :class:`Interruption` goes to every listener.
+The thin I/O layer of the patent's streaming half: sockets, pacing and timers on one
+asyncio loop; :mod:`rtsp_resume.session` decides what to answer and do. Writes never
+block (a client that stops reading has its media dropped), so one stalled client cannot
+hold up the others. When the heartbeat declares an abnormal interruption (claim 2) the
+session ends at once and its :class:`Interruption` goes to every listener.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import sys
 import threading
@@ -21,21 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from rtsp_resume import rtsp, tokens
+from rtsp_resume import session as sm
 from rtsp_resume.media import NAL_SPS, AccessUnit, MediaLibrary, nal_type
 from rtsp_resume.ports import bind_udp_pair
 from rtsp_resume.rtp import H264Packetizer, aac_payload
-from rtsp_resume.session import (
-    INTERRUPTED,
-    SERVER_NAME,
-    Action,
-    Interruption,
-    RtspSessions,
-    ServerConfig,
-    Session,
-    TrackSetup,
-    log,
-)
+from rtsp_resume.session import Interruption, ServerConfig
 
+log = sm.log
 SR_INTERVAL = 5.0  # seconds between RTCP sender reports per stream (RFC 3550 §6.2 minimum)
 LATE = 0.020  # seconds behind its due time after which a packet counts as late
 WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a TCP client before its media is dropped
@@ -44,7 +37,6 @@ WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a TCP client before its media i
 @dataclass
 class _Pacing:
     """The I/O side of one session: its tasks and where its media stands."""
-
     watch_task: asyncio.Task[None]
     play_task: asyncio.Task[None] | None = None
     units: Iterator[AccessUnit] | None = None
@@ -91,8 +83,8 @@ class StreamingServer:
         self.library = media if isinstance(media, MediaLibrary) else MediaLibrary(Path(media))
         self.config = config or ServerConfig()
         self.listeners = list(listeners or [])
-        self.rtsp = RtspSessions(self.library, self.config)
-        self.sessions: dict[str, Session] = self.rtsp.sessions
+        self.rtsp = sm.RtspSessions(self.library, self.config)
+        self.sessions: dict[str, sm.Session] = self.rtsp.sessions
         self.interruptions: list[Interruption] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port, self.rtp_port = self.config.port, 0
@@ -100,7 +92,7 @@ class StreamingServer:
         self._udp: tuple[socket.socket, socket.socket] | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[_Connection] = set()
-        self._cseq = 0
+        self._cseqs = itertools.count(1)
 
     async def start_async(self) -> None:
         """Bind the RTSP listener and the shared RTP/RTCP UDP pair on the running loop."""
@@ -111,10 +103,9 @@ class StreamingServer:
         self._udp = bind_udp_pair(cfg.host)
         self.rtp_port = self.rtsp.rtp_port = self._udp[0].getsockname()[1]
         self.loop.add_reader(self._udp[1], self._read_rtcp)
-        log.info("RTSP on rtsp://%s:%d/ (RTP/RTCP UDP %d-%d); heartbeat every %.1f s, "
-                 "interruption after %.1f s of silence; position estimator %s", cfg.host,
-                 self.port, self.rtp_port, self.rtp_port + 1, cfg.heartbeat_interval,
-                 cfg.heartbeat_timeout, cfg.position)
+        log.info("RTSP on rtsp://%s:%d/, RTP/RTCP on UDP %d-%d; heartbeat %.1f s, timeout %.1f s",
+                 cfg.host, self.port, self.rtp_port, self.rtp_port + 1, cfg.heartbeat_interval,
+                 cfg.heartbeat_timeout)
 
     async def stop_async(self) -> None:
         for session in list(self.sessions.values()):
@@ -122,13 +113,12 @@ class StreamingServer:
         if self._tcp is not None:
             self._tcp.close()
             for connection in self._connections:
-                connection.transport.abort()  # its task then ends its sessions and returns
+                connection.transport.abort()  # its task then returns
             await asyncio.gather(*(c.task for c in self._connections), return_exceptions=True)
         if self._udp is not None and self.loop is not None:
             self.loop.remove_reader(self._udp[1])
             for sock in self._udp:
                 sock.close()
-            self._udp = None
 
     def start(self) -> StreamingServer:
         """Run the server on its own thread and event loop; returns once it is listening."""
@@ -175,10 +165,6 @@ class StreamingServer:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
 
-    def next_cseq(self) -> int:
-        self._cseq += 1
-        return self._cseq
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One control connection: requests to the state machine, responses back."""
         connection, parser = _Connection(writer), rtsp.RtspParser()
@@ -187,7 +173,7 @@ class StreamingServer:
             writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT * 4)
         try:
-            while not writer.is_closing():
+            while True:
                 try:
                     data = await asyncio.wait_for(reader.read(1 << 16),
                                                   self.config.connection_timeout)
@@ -210,30 +196,28 @@ class StreamingServer:
     def _received(self, connection: _Connection, events: list[rtsp.Event]) -> bool:
         """Handle what a connection's bytes said; False when it must be closed."""
         for event in events:
-            sessions = list(filter(None, map(self.sessions.get, connection.sessions)))
+            now, sessions = time.monotonic(), map(self.sessions.get, connection.sessions)
             if isinstance(event, rtsp.Request):
-                response, action = self.rtsp.handle(event, connection.peer[0],
-                                                    time.monotonic(), time.time())
+                response, action = self.rtsp.handle(event, connection.peer[0], now, time.time())
                 connection.send(bytes(response))
                 if action is not None:
                     self._apply(connection, action)
             elif isinstance(event, rtsp.Response):
-                for session in sessions:
-                    session.answered(event.cseq, time.monotonic())
+                for session in filter(None, list(sessions)):
+                    session.answered(event.cseq, now)
             elif isinstance(event, rtsp.InterleavedFrame):
-                for session in sessions:
-                    if any(t.channel is not None and event.channel == t.channel + 1
-                           for t in session.tracks.values()):
-                        session.rtcp(event.data, time.monotonic())
+                for session in filter(None, list(sessions)):
+                    if any(event.channel - 1 == t.channel for t in session.tracks.values()):
+                        session.rtcp(event.data, now)
             else:  # BadInput: what was whole before the junk has been handled
-                response = rtsp.Response(event.status, event.phrase, {"Server": SERVER_NAME})
+                response = rtsp.Response(event.status, event.phrase, {"Server": sm.SERVER_NAME})
                 connection.send(bytes(response))
                 log.info("closing %s:%d after malformed input: %s", *connection.peer,
                          event.reason)
                 return False
         return True
 
-    def _apply(self, connection: _Connection, action: Action) -> None:
+    def _apply(self, connection: _Connection, action: sm.Action) -> None:
         """Do what the state machine asked, once its response is on the wire (so the
         response to PLAY always precedes the first RTP packet)."""
         session, loop = action.session, asyncio.get_running_loop()
@@ -255,7 +239,7 @@ class StreamingServer:
             pacing.catch_up_to = action.catch_up_to
             pacing.play_task = loop.create_task(self._stream(session))
 
-    def _end_session(self, session: Session, why: str) -> None:
+    def _end_session(self, session: sm.Session, why: str) -> None:
         """Forget a session and release what it holds; no bookmark (a normal end)."""
         if not self.rtsp.close(session):
             return
@@ -269,42 +253,40 @@ class StreamingServer:
         log.info("session %s ended: %s; %d RTP packets sent, %d late by more than %d ms",
                  session.id, why, pacing.packets_sent, pacing.late_packets, LATE * 1000)
 
-    def _interrupt(self, session: Session) -> None:
+    def _interrupt(self, session: sm.Session) -> None:
         """Claim 2: no answer in time. Tear down at once and report where the viewer was."""
         event = session.interruption(self.config.position, time.monotonic(), time.time())
         connection = session.connection
-        self._end_session(session, INTERRUPTED)
+        self._end_session(session, sm.INTERRUPTED)
         if connection is not None and not connection.sessions:
             connection.transport.abort()  # the radio link is gone: free the socket now
         self.interruptions.append(event)
-        log.warning("session %s (%s, user %s) interrupted: silent since %.2f s ago; position "
-                    "%.3f s (%s; frames_sent %.3f, confirmed %.3f)", session.id,
-                    event.content_id, event.user_id, event.detected_at - event.last_life,
-                    event.position, event.estimator, event.frames_sent, event.confirmed)
+        log.warning("session %s (%s, user %s) interrupted after %.2f s of silence at %.3f s (%s)",
+                    session.id, event.content_id, event.user_id,
+                    event.detected_at - event.last_life, event.position, event.estimator)
         for listener in self.listeners:
             try:
                 listener(event)
             except Exception:  # a broken listener must not take the server down
                 log.exception("interruption listener failed")
 
-    async def _watch(self, session: Session) -> None:
+    async def _watch(self, session: sm.Session) -> None:
         """Heartbeat loop of one session: send OPTIONS, decide, sleep until the next deadline."""
         while not session.closed:
             now = time.monotonic()
             todo = session.tick(now)
-            if todo == INTERRUPTED:
+            if todo == sm.INTERRUPTED:
                 self._interrupt(session)
             elif todo not in (None, "heartbeat"):
                 self._end_session(session, todo)
             elif todo and session.connection is not None:
-                session.connection.send(session.heartbeat(self.next_cseq(), now))
+                session.connection.send(session.heartbeat(next(self._cseqs), now))
             deadline = session.monitor.next_deadline(time.monotonic())
             await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.001)
 
-    async def _stream(self, session: Session) -> None:
-        """Send access units in decode order, each at its DTS on the wall clock. Units
-        between the keyframe a seek starts at and the position asked for go at once: the
-        player needs them to decode, not to show."""
+    async def _stream(self, session: sm.Session) -> None:
+        """Send access units in decode order, each at its DTS on the wall clock; those
+        between a seek's keyframe and the position asked for go at once (to decode)."""
         pacing: _Pacing = session.io
         assert pacing.units is not None
         packetizer, loop = H264Packetizer(self.config.mtu), asyncio.get_running_loop()
@@ -335,11 +317,11 @@ class StreamingServer:
                     pacing.late_packets += sent
             pacing.pending = None
 
-    def _send_unit(self, session: Session, setup: TrackSetup, unit: AccessUnit,
+    def _send_unit(self, session: sm.Session, setup: sm.TrackSetup, unit: AccessUnit,
                    packetizer: H264Packetizer) -> int:
         """Packetize and send one access unit; returns how many RTP packets it took."""
         pacing: _Pacing = session.io
-        rate = setup.track.clock_rate
+        rate, stream = setup.track.clock_rate, setup.stream
         ticks = round(unit.pts * rate) + setup.tick_offset
         setup.next_ticks = max(setup.next_ticks, ticks + 1)
         payloads = [(aac_payload(unit.nals), True)]
@@ -350,28 +332,27 @@ class StreamingServer:
                 # the SDP's sprop-parameter-sets can still start at any keyframe.
                 nals = (setup.track.sps, setup.track.pps, *nals)
             payloads = packetizer.packetize(nals)
-        first_seq = setup.stream.next_sequence
-        packets = [bytes(setup.stream.packet(data, ticks, marker)) for data, marker in payloads]
+        first_seq = stream.next_sequence
+        packets = [bytes(stream.packet(data, ticks, marker)) for data, marker in payloads]
         pacing.packets_sent += len(packets)
         connection = session.connection
         if setup.channel is None or (connection is not None
                                      and connection.write_buffer_size() <= WRITE_BUFFER_LIMIT):
             self._send_rtp(session, setup, packets)
             if unit.track == session.video_index:  # a frame dropped never reached the viewer
-                session.position.frame_sent(unit.pts, first_seq, setup.stream.next_sequence - 1)
+                session.position.frame_sent(unit.pts, first_seq, stream.next_sequence - 1)
         now = time.time()
         if now - setup.last_sr >= SR_INTERVAL and not session.closed:
             setup.last_sr = now
-            # RFC 3550 §6.4.1: the RTP time of this instant, the media time the pacing clock
-            # has reached (the same on every track, players synchronise with it), not that
-            # of the unit at hand (a B-frame's, or one sent ahead while catching up).
+            # RFC 3550 §6.4.1: the RTP time of this instant is the media time the pacing
+            # clock reached (the same on every track), not that of the unit at hand.
             media_now = pacing.clock[1] + asyncio.get_running_loop().time() - pacing.clock[0]
             paced = round(media_now * rate) + setup.tick_offset
-            self._send_rtp(session, setup, [setup.stream.rtcp_report(now, paced, SERVER_NAME)],
-                           rtcp=True)
+            report = stream.rtcp_report(now, paced, sm.SERVER_NAME)
+            self._send_rtp(session, setup, [report], rtcp=True)
         return len(payloads)
 
-    def _send_rtp(self, session: Session, setup: TrackSetup, packets: list[bytes],
+    def _send_rtp(self, session: sm.Session, setup: sm.TrackSetup, packets: list[bytes],
                   rtcp: bool = False) -> None:
         if setup.channel is not None and session.connection is not None:
             # One write per access unit, not per packet: the system calls, not the bytes,
@@ -392,10 +373,10 @@ class StreamingServer:
         """A datagram on the shared RTCP port: a report from a UDP client."""
         with contextlib.suppress(OSError):
             data, addr = self._udp[1].recvfrom(1 << 16)  # type: ignore[index]
-            source = (addr[0], addr[1] - 1)
             for session in self.sessions.values():
-                if any(t.client_addr == source for t in session.tracks.values()):
-                    return session.rtcp(data, time.monotonic())
+                if any(t.client_addr == (addr[0], addr[1] - 1) for t in session.tracks.values()):
+                    session.rtcp(data, time.monotonic())
+                    return
 
 
 def main(args: Any) -> int:
@@ -409,12 +390,11 @@ def main(args: Any) -> int:
 
         key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
         outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db")
-        outbox.start()
         listeners.append(outbox.submit)
-    config = ServerConfig(
-        host=args.host, port=args.port, heartbeat_interval=args.heartbeat_interval,
-        heartbeat_timeout=args.heartbeat_timeout, position=args.position,
-        playout_allowance=args.playout_allowance, token_key=key)
+        outbox.start()
+    names = ("host", "port", "heartbeat_interval", "heartbeat_timeout", "position",
+             "playout_allowance")
+    config = ServerConfig(token_key=key, **{name: getattr(args, name) for name in names})
     server = StreamingServer(args.media, config, listeners)
     try:
         server.start()

@@ -1,14 +1,14 @@
 """RTSP sessions as a pure state machine (RFC 2326 §10, Appendix A.2), in h11's manner.
 
 :meth:`RtspSessions.handle` takes a parsed request and the time and returns the response
-and what the I/O layer must do next (an :class:`Action`). A :class:`Session` turns
-heartbeat answers and RTCP reports into life and delivery proofs (claims 2, 8) and,
-once the heartbeat gives up, into the :class:`Interruption` a reverse bookmark is made
-of (claim 1). No sockets, no tasks, no clock of its own.
+and what the I/O layer must do next. A :class:`Session` turns heartbeat answers and RTCP
+reports into life and delivery proofs (claims 2, 8) and, once the heartbeat gives up, into
+the :class:`Interruption` a reverse bookmark is made of (claim 1). No sockets, no clock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
@@ -32,7 +32,6 @@ INTERRUPTED = "abnormal interruption (heartbeat timeout)"
 @dataclass
 class ServerConfig:
     """Settings of one streaming server; the CLI flags map onto these one to one."""
-
     host: str = "127.0.0.1"
     port: int = 8554  # 0 picks a free port
     heartbeat_interval: float = 1.0
@@ -47,10 +46,8 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class Interruption:
-    """What the server knows when it judges a connection abnormally interrupted: claim
-    1's bookmark material, the user, the program and the play time point (``position``,
-    by the configured estimator; both estimates are kept for comparison)."""
-
+    """What the server knows when it judges a connection abnormally interrupted (claim 2):
+    claim 1's bookmark material, user, program and play time point (``position``)."""
     session_id: str
     content_id: str
     user_id: str | None
@@ -70,7 +67,6 @@ class Interruption:
 @dataclass
 class TrackSetup:
     """One track a session set up, and where its RTP goes."""
-
     track: Track
     url: str  # the SETUP request URI, echoed in RTP-Info (FFmpeg compares them exactly)
     stream: RtpStream
@@ -82,10 +78,8 @@ class TrackSetup:
 
 
 class Action(NamedTuple):
-    """What the I/O layer does once the response is written: "watch" a new session's
-    heartbeat, "play" (from the keyframe at ``start``, or where it paused when None,
-    units before ``catch_up_to`` at once), "pause" or "end"."""
-
+    """What the I/O layer does once the response is written: "watch" a new session,
+    "play" (from the keyframe at ``start``, None: where it paused), "pause" or "end"."""
     kind: str
     session: Session
     start: float | None = None
@@ -118,8 +112,7 @@ class Session:
         return "tcp" if any(t.channel is not None for t in self.tracks.values()) else "udp"
 
     def tick(self, now: float) -> str | None:
-        """What the heartbeat loop does at ``now``: ``"heartbeat"``, end the session (the
-        reason; :data:`INTERRUPTED` once played, claim 2), or nothing (None)."""
+        """At ``now``: "heartbeat", None, or why the session ends (claim 2's INTERRUPTED)."""
         decision = self.monitor.tick(now)
         if decision.interrupted:
             return INTERRUPTED if self.played else "terminal silent before PLAY"
@@ -147,7 +140,7 @@ class Session:
         except RtpError:
             return
         self.monitor.life_seen(now, "rtcp")
-        video = self.tracks.get(self.video_index) if self.video_index is not None else None
+        video = self.tracks.get(self.video_index)  # type: ignore[arg-type]
         for packet in packets:
             for block in packet.reports if isinstance(packet, ReceiverReport) else ():
                 if video is not None and block.ssrc == video.stream.ssrc:
@@ -242,9 +235,8 @@ class RtspSessions:
         return grant
 
     def _session(self, request: rtsp.Request, setup_first: bool = False) -> Session:
-        """The session the Session header names; a request from the terminal is life.
-        ``setup_first``: without the header the resource is still in the Init state, where
-        PLAY and PAUSE are not valid (RFC 2326 Appendix A.2)."""
+        """The session named (a request is life). ``setup_first``: without a Session header
+        the resource is in the Init state, where PLAY and PAUSE are not valid (A.2)."""
         value = request.headers.get("Session")
         if value is None and setup_first:
             self._target(request)  # unknown content is still a 404
@@ -261,18 +253,15 @@ class RtspSessions:
         return {"Session": rtsp.format_session(session.id, timeout)}
 
     def _do_options(self, request: rtsp.Request) -> Result:
-        if "Session" in request.headers:
-            try:
+        with contextlib.suppress(rtsp.RtspProtocolError):  # a stale session is no error here
+            if "Session" in request.headers:
                 self._session(request)
-            except rtsp.RtspProtocolError:
-                pass  # OPTIONS needs no session; a stale one is no error
         return {"Public": PUBLIC}, b"", None
 
     def _do_get_parameter(self, request: rtsp.Request) -> Result:
-        # An empty GET_PARAMETER is the standard keep-alive (RFC 2326 §10.8).
-        if "Session" in request.headers:
-            return self._header(self._session(request)), b"", None
-        return {}, b"", None
+        """An empty GET_PARAMETER is the standard keep-alive (RFC 2326 §10.8)."""
+        has_session = "Session" in request.headers
+        return self._header(self._session(request)) if has_session else {}, b"", None
 
     _do_set_parameter = _do_get_parameter
 
@@ -282,9 +271,8 @@ class RtspSessions:
             raise rtsp.RtspProtocolError(404, "Not Found")
         self._authorise(media, token)
         parts = urlsplit(request.uri)
-        base, query = f"{parts.scheme}://{parts.netloc}/{media.content_id}", ""
-        if token:
-            query = f"?token={token}"
+        base = f"{parts.scheme}://{parts.netloc}/{media.content_id}"
+        query = f"?token={token}" if token else ""
         # Absolute control URLs: a client then never has to join a query string onto
         # a base URL (FFmpeg would append "/track1" after "?token=...").
         text = sdp.describe(
