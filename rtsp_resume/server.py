@@ -199,9 +199,9 @@ class StreamingServer:
             now, sessions = time.monotonic(), map(self.sessions.get, connection.sessions)
             if isinstance(event, rtsp.Request):
                 response, action = self.rtsp.handle(event, connection.peer[0], now, time.time())
-                connection.send(bytes(response))
                 if action is not None:
                     self._apply(connection, action)
+                connection.send(bytes(response))
             elif isinstance(event, rtsp.Response):
                 for session in filter(None, list(sessions)):
                     session.answered(event.cseq, now)
@@ -218,8 +218,8 @@ class StreamingServer:
         return True
 
     def _apply(self, connection: _Connection, action: sm.Action) -> None:
-        """Do what the state machine asked, once its response is on the wire (so the
-        response to PLAY always precedes the first RTP packet)."""
+        """Do what the state machine asked before its response is written. A play task
+        runs from the next loop turn: the response to PLAY precedes the first RTP packet."""
         session, loop = action.session, asyncio.get_running_loop()
         pacing: _Pacing = session.io
         if action.kind == "watch":
@@ -241,9 +241,9 @@ class StreamingServer:
 
     def _end_session(self, session: sm.Session, why: str) -> None:
         """Forget a session and release what it holds; no bookmark (a normal end)."""
-        if not self.rtsp.close(session):
+        if session.closed:
             return
-        pacing: _Pacing = session.io
+        session.closed, pacing = True, session.io
         pacing.stop(units=True)
         if pacing.watch_task is not asyncio.current_task():
             pacing.watch_task.cancel()
@@ -252,6 +252,7 @@ class StreamingServer:
         # The pacing figures go into the log so a load test can read them from outside.
         log.info("session %s ended: %s; %d RTP packets sent, %d late by more than %d ms",
                  session.id, why, pacing.packets_sent, pacing.late_packets, LATE * 1000)
+        self.sessions.pop(session.id, None)  # last: who sees it gone sees it all done
 
     def _interrupt(self, session: sm.Session) -> None:
         """Claim 2: no answer in time. Tear down at once and report where the viewer was."""

@@ -196,12 +196,6 @@ class RtspSessions:
             headers[name] = value
         return rtsp.Response(200, "OK", headers, body), action
 
-    def close(self, session: Session) -> bool:
-        """Forget a session; False when it was closed already."""
-        was_open, session.closed = not session.closed, True
-        self.sessions.pop(session.id, None)
-        return was_open
-
     def _target(self, request: rtsp.Request) -> tuple[MediaFile, str | None, str | None]:
         """``rtsp://host/<content>[/<control>][?token=...]``: the media, control, token."""
         try:
