@@ -46,10 +46,12 @@ class _Pacing:
     packets_sent: int = 0
     late_packets: int = 0
 
-    def stop(self, units: bool = False) -> None:
-        """Stop pacing; with ``units`` close the file now, not when garbage is collected."""
-        if self.play_task is not None and self.play_task is not asyncio.current_task():
-            self.play_task.cancel()
+    def stop(self, units: bool = False, watch: bool = False) -> None:
+        """Stop pacing (and with ``watch`` the heartbeat); with ``units`` close the file
+        now, not when the garbage is collected."""
+        for task in (self.play_task, self.watch_task if watch else None):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         self.play_task = None
         if units and self.units is not None:
             self.units.close()  # type: ignore[attr-defined]
@@ -122,14 +124,13 @@ class StreamingServer:
 
     def start(self) -> StreamingServer:
         """Run the server on its own thread and event loop; returns once it is listening."""
-        loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="rtsp-server",
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="rtsp-server",
                                         daemon=True)
         self._thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self.start_async(), loop).result()
+            asyncio.run_coroutine_threadsafe(self.start_async(), self.loop).result()
         except BaseException:
-            self.loop = loop
             self.stop()
             raise
         return self
@@ -244,9 +245,7 @@ class StreamingServer:
         if session.closed:
             return
         session.closed, pacing = True, session.io
-        pacing.stop(units=True)
-        if pacing.watch_task is not asyncio.current_task():
-            pacing.watch_task.cancel()
+        pacing.stop(units=True, watch=True)
         if session.connection is not None:
             session.connection.sessions.discard(session.id)
         # The pacing figures go into the log so a load test can read them from outside.
