@@ -99,15 +99,13 @@ class StreamingServer:
     async def start_async(self) -> None:
         """Bind the RTSP listener and the shared RTP/RTCP UDP pair on the running loop."""
         self.loop, cfg = asyncio.get_running_loop(), self.config
-        self._tcp = await asyncio.start_server(self._serve, cfg.host, cfg.port,
-                                               reuse_address=True)
+        self._tcp = await asyncio.start_server(self._serve, cfg.host, cfg.port, reuse_address=True)
         self.port = self._tcp.sockets[0].getsockname()[1]
         self._udp = bind_udp_pair(cfg.host)
         self.rtp_port = self.rtsp.rtp_port = self._udp[0].getsockname()[1]
         self.loop.add_reader(self._udp[1], self._read_rtcp)
-        log.info("RTSP on rtsp://%s:%d/, RTP/RTCP on UDP %d-%d; heartbeat %.1f s, timeout %.1f s",
-                 cfg.host, self.port, self.rtp_port, self.rtp_port + 1, cfg.heartbeat_interval,
-                 cfg.heartbeat_timeout)
+        log.info("RTSP on rtsp://%s:%d/, RTP/RTCP on UDP %d-%d", cfg.host, self.port,
+                 self.rtp_port, self.rtp_port + 1)
 
     async def stop_async(self) -> None:
         for session in list(self.sessions.values()):
