@@ -34,7 +34,7 @@ third row with ``analyzeduration=0`` only.
 The machine's 1-minute load average is printed with each level: other programs busy
 on the same cores delay the server's wake-ups, and the late packets with them.
 
-Targets (issue 2): 50 sessions with under 1% late packets, none failed, RSS under
+Targets: 50 sessions with under 1% late packets, none failed, RSS under
 150 MB, on a 2-core machine; first frame within 60 ms with the short-probe options.
 
 Usage:

@@ -1,14 +1,10 @@
 """Reading real media with PyAV: tracks, access units and keyframes.
 
-A :class:`MediaFile` is probed once (its tracks, codec configuration, duration and a
-table of keyframe times). Each call of :meth:`MediaFile.access_units` then opens a demuxer
-of its own, so any number of sessions read the same file at once, from threads or an
-event loop, without sharing state. Only demuxing happens here, never decoding: the
-server forwards coded access units as they are.
-
-Times are seconds on the file's timeline: the first video frame is presented at 0.0
-(the first track's start when there is no video), and audio shares that origin so the
-two stay in sync.
+A :class:`MediaFile` is probed once (tracks, codec configuration, duration, keyframe
+times); each :meth:`MediaFile.access_units` opens a demuxer of its own, so any number of
+sessions read one file at once. Only demuxing, never decoding: the server forwards coded
+access units as they are. Times are seconds from the first video frame (the first
+track's start without video); audio shares that origin so the two stay in sync.
 """
 
 from __future__ import annotations
@@ -29,17 +25,10 @@ log = logging.getLogger(__name__)
 MEDIA_SUFFIXES = (".mp4", ".mov", ".mkv")
 
 # NAL unit types (ITU-T H.264 table 7-1) that matter here.
-NAL_SLICE = 1
-NAL_IDR = 5
-NAL_SEI = 6
-NAL_SPS = 7
-NAL_PPS = 8
-NAL_AUD = 9
+NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS, NAL_AUD = 1, 5, 7, 8, 9
 
-# Half a millisecond: rounding slack when time bases are converted to float seconds.
-_EPSILON = 5e-4
-# A track that goes quiet must not make the merge buffer grow without bound.
-_MAX_BUFFERED = 256
+_EPSILON = 5e-4  # seconds of rounding slack when time bases become float seconds
+_MAX_BUFFERED = 256  # a track that goes quiet must not grow the merge buffer unbounded
 
 
 @dataclass(frozen=True)
@@ -51,14 +40,12 @@ class Track:
     codec: str  # "h264" or "aac"
     clock_rate: int  # RTP clock: 90000 for video, the sample rate for audio
     control: str  # SDP a=control value, "track1", "track2", ...
-    # video
-    sps: bytes = b""
+    sps: bytes = b""  # video: parameter sets, picture size, frame rate
     pps: bytes = b""
     width: int = 0
     height: int = 0
     fps: float = 0.0
-    # audio
-    sample_rate: int = 0
+    sample_rate: int = 0  # audio
     channels: int = 0
     config: bytes = b""  # AudioSpecificConfig (ISO 14496-3 1.6.2.1)
 
@@ -78,9 +65,6 @@ class UnplayableMedia(Exception):
     """The file cannot be opened or read, or none of its tracks is H.264 or AAC."""
 
 
-# --- H.264 bitstream framing -----------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class AvcConfig:
     """What an MP4/MKV H.264 track's extradata says (ISO 14496-15 5.3.3.1, "avcC")."""
@@ -93,12 +77,11 @@ class AvcConfig:
     def parse(cls, data: bytes) -> AvcConfig:
         if len(data) < 7 or data[0] != 1:
             raise ValueError("not an AVCDecoderConfigurationRecord")
-        length_size = (data[4] & 0x03) + 1
-        pos = 6  # after the header and the SPS count
-
-        def read_sets(count: int) -> tuple[bytes, ...]:
-            nonlocal pos
-            sets = []
+        pos, found = 5, []  # the SPS count, then the SPS; the PPS count, then the PPS
+        for mask in (0x1F, 0xFF):
+            if pos >= len(data):
+                raise ValueError("avcC ends before its PPS count")
+            count, pos, sets = data[pos] & mask, pos + 1, []
             for _ in range(count):
                 size = int.from_bytes(data[pos : pos + 2], "big")
                 unit = data[pos + 2 : pos + 2 + size]
@@ -106,55 +89,33 @@ class AvcConfig:
                     raise ValueError("truncated parameter set in avcC")
                 sets.append(bytes(unit))
                 pos += 2 + size
-            return tuple(sets)
-
-        sps = read_sets(data[5] & 0x1F)
-        if pos >= len(data):
-            raise ValueError("avcC ends before its PPS count")
-        pps_count = data[pos]
-        pos += 1
-        pps = read_sets(pps_count)
-        return cls(length_size, sps, pps)
+            found.append(tuple(sets))
+        return cls((data[4] & 0x03) + 1, found[0], found[1])
 
 
 def split_length_prefixed(data: bytes, length_size: int) -> list[bytes]:
     """NAL units of an MP4/MKV sample: each preceded by its length (ISO 14496-15)."""
-    units = []
-    pos = 0
+    units, pos = [], 0
     while pos + length_size <= len(data):
         size = int.from_bytes(data[pos : pos + length_size], "big")
         pos += length_size
-        if size == 0:
-            continue
         if pos + size > len(data):
             raise ValueError(f"NAL unit of {size} bytes overruns the {len(data)}-byte sample")
         units.append(data[pos : pos + size])
         pos += size
-    return units
+    return [u for u in units if u]
 
 
 def split_annexb(data: bytes) -> list[bytes]:
     """NAL units of an Annex B byte stream: separated by 00 00 01 start codes."""
-    units = []
-    start = data.find(b"\x00\x00\x01")
-    while start >= 0:
-        begin = start + 3
-        nxt = data.find(b"\x00\x00\x01", begin)
-        end = len(data) if nxt < 0 else nxt
-        # Zero bytes before the next start code belong to it (4-byte start codes,
-        # trailing_zero_8bits), never to this NAL unit.
-        unit = data[begin:end].rstrip(b"\x00") if nxt >= 0 else data[begin:end]
-        if unit:
-            units.append(unit)
-        start = nxt
-    return units
+    parts = data.split(b"\x00\x00\x01")[1:]
+    # Zero bytes before a start code belong to it (4-byte start codes,
+    # trailing_zero_8bits), never to the NAL unit before.
+    return [u for u in [p.rstrip(b"\x00") for p in parts[:-1]] + parts[-1:] if u]
 
 
 def nal_type(unit: bytes) -> int:
     return unit[0] & 0x1F
-
-
-# --- one file ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -185,23 +146,23 @@ class MediaFile:
         self._origin = 0.0  # seconds on the container's clock that map to 0.0
         self._keyframes: list[float] = []
         self._seek_stream: int | None = None  # container index of the video we seek on
-        try:
-            container = av.open(str(self.path))
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise UnplayableMedia(f"{self.path.name}: cannot open: {exc}") from exc
-        with container:
+        with self._open() as container:
             self._probe(container)
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{t.control}={t.codec}" for t in self.tracks)
         return f"MediaFile({self.content_id!r}, {self.duration:.2f} s, {kinds})"
 
-    # --- probing ---
+    def _open(self) -> av.container.InputContainer:
+        try:
+            return av.open(str(self.path))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise UnplayableMedia(f"{self.path.name}: cannot open: {exc}") from exc
 
     def _skip(self, stream: av.stream.Stream, why: str) -> None:
-        message = f"{self.path.name}: stream #{stream.index} ({stream.type}) left out: {why}"
-        self.skipped.append(message)
-        log.warning("%s", message)
+        self.skipped.append(f"{self.path.name}: stream #{stream.index} ({stream.type}) "
+                            f"left out: {why}")
+        log.warning("%s", self.skipped[-1])
 
     def _probe(self, container: av.container.InputContainer) -> None:
         unresolved: dict[int, int] = {}  # stream -> track index still lacking SPS/PPS
@@ -215,19 +176,14 @@ class MediaFile:
             elif stream.type in ("video", "audio"):
                 self._skip(stream, f"codec {name} is not H.264 or AAC")
         if not self.tracks:
-            raise UnplayableMedia(
-                f"{self.path.name}: no playable track (H.264 video or AAC audio)"
-                + (f"; {'; '.join(self.skipped)}" if self.skipped else "")
-            )
-
-        first = container.streams[self._sources[0].stream_index]
-        seek_on = next((s for s in self._sources if s.kind == "video"), None)
-        if seek_on is not None:
-            self._seek_stream = seek_on.stream_index
-            first = container.streams[seek_on.stream_index]
+            raise UnplayableMedia("; ".join([
+                f"{self.path.name}: no playable track (H.264 video or AAC audio)",
+                *self.skipped]))
+        video = next((s.stream_index for s in self._sources if s.kind == "video"), None)
+        self._seek_stream = video
+        first = container.streams[self._sources[0].stream_index if video is None else video]
         if first.start_time is not None:
             self._origin = first.start_time * float(first.time_base)
-
         self._scan(container, unresolved)
         if container.duration is not None:
             start = container.start_time or 0
@@ -238,9 +194,6 @@ class MediaFile:
     def _add_video(self, stream: av.stream.Stream, unresolved: dict[int, int]) -> None:
         ctx = stream.codec_context
         extradata = bytes(ctx.extradata or b"")
-        length_size = 0
-        sps: tuple[bytes, ...] = ()
-        pps: tuple[bytes, ...] = ()
         if extradata[:1] == b"\x01":
             try:
                 avcc = AvcConfig.parse(extradata)
@@ -249,28 +202,17 @@ class MediaFile:
                 return
             length_size, sps, pps = avcc.length_size, avcc.sps, avcc.pps
         else:  # Annex B parameter sets, or none at all (then they come in-band)
-            units = split_annexb(extradata)
+            units, length_size = split_annexb(extradata), 0
             sps = tuple(u for u in units if nal_type(u) == NAL_SPS)
             pps = tuple(u for u in units if nal_type(u) == NAL_PPS)
         rate = stream.average_rate or stream.guessed_rate
         index = len(self.tracks)
-        self.tracks.append(
-            Track(
-                index=index,
-                kind="video",
-                codec="h264",
-                clock_rate=90_000,
-                control=f"track{index + 1}",
-                sps=sps[0] if sps else b"",
-                pps=pps[0] if pps else b"",
-                width=ctx.width,
-                height=ctx.height,
-                fps=float(rate) if rate else 0.0,
-            )
-        )
+        self.tracks.append(Track(
+            index=index, kind="video", codec="h264", clock_rate=90_000,
+            control=f"track{index + 1}", sps=sps[0] if sps else b"", pps=pps[0] if pps else b"",
+            width=ctx.width, height=ctx.height, fps=float(rate) if rate else 0.0))
         self._sources.append(
-            _Source(stream.index, index, "video", float(stream.time_base), length_size)
-        )
+            _Source(stream.index, index, "video", float(stream.time_base), length_size))
         if not sps or not pps:
             unresolved[stream.index] = index
 
@@ -282,18 +224,10 @@ class MediaFile:
             self._skip(stream, "AAC without an AudioSpecificConfig")
             return
         index = len(self.tracks)
-        self.tracks.append(
-            Track(
-                index=index,
-                kind="audio",
-                codec="aac",
-                clock_rate=ctx.sample_rate,
-                control=f"track{index + 1}",
-                sample_rate=ctx.sample_rate,
-                channels=ctx.channels,
-                config=config,
-            )
-        )
+        self.tracks.append(Track(
+            index=index, kind="audio", codec="aac", clock_rate=ctx.sample_rate,
+            control=f"track{index + 1}", sample_rate=ctx.sample_rate, channels=ctx.channels,
+            config=config))
         self._sources.append(_Source(stream.index, index, "audio", float(stream.time_base), 0))
 
     def _scan(self, container: av.container.InputContainer, unresolved: dict[int, int]) -> None:
@@ -312,32 +246,24 @@ class MediaFile:
                 if index == self._seek_stream and packet.is_keyframe:
                     keyframes.append(packet.pts * sources[index].time_base - self._origin)
                 if index in unresolved and index not in found:
-                    units = split_annexb(bytes(packet))
-                    sps = next((u for u in units if nal_type(u) == NAL_SPS), None)
-                    pps = next((u for u in units if nal_type(u) == NAL_PPS), None)
-                    if sps and pps:
-                        found[index] = (sps, pps)
+                    sets = {nal_type(u): u for u in reversed(split_annexb(bytes(packet)))}
+                    if sets.get(NAL_SPS) and sets.get(NAL_PPS):
+                        found[index] = (sets[NAL_SPS], sets[NAL_PPS])
         except av.FFmpegError as exc:
             # A damaged tail: keep what was readable, as players do.
             log.warning("%s: stopped reading at a damaged packet: %s", self.path.name, exc)
         self._keyframes = sorted(set(keyframes))
         for stream_index, track_index in unresolved.items():
-            track = self.tracks[track_index]
             if stream_index not in found:
                 raise UnplayableMedia(f"{self.path.name}: H.264 track without SPS/PPS")
             sps, pps = found[stream_index]
-            self.tracks[track_index] = replace(track, sps=sps, pps=pps)
+            self.tracks[track_index] = replace(self.tracks[track_index], sps=sps, pps=pps)
         if self._seek_stream is not None and not self._keyframes:
             raise UnplayableMedia(f"{self.path.name}: the video track has no keyframe")
 
-    # --- reading ---
-
     def keyframe_at_or_before(self, t: float) -> float:
-        """The time of the last keyframe not later than ``t`` (the first one if t is before it).
-
-        Without video every audio frame can start playback, so ``t`` itself comes back
-        (kept within the file).
-        """
+        """The last keyframe not later than ``t`` (the first if t is before it). Without
+        video any audio frame can start playback: ``t`` itself, kept within the file."""
         if not self._keyframes:
             return min(max(0.0, t), self.duration)
         i = bisect_right(self._keyframes, t + _EPSILON)
@@ -349,33 +275,23 @@ class MediaFile:
         return list(self._keyframes)
 
     def access_units(self, start: float = 0.0) -> Iterator[AccessUnit]:
-        """Every track's access units from the keyframe at or before ``start``.
-
-        Decode order: sorted by dts across tracks. Audio earlier than that keyframe is
-        dropped. The generator owns its demuxer, closed when the generator finishes or is
-        closed. Raises UnplayableMedia if the file cannot be opened or read any more.
-        """
-        begin = self.keyframe_at_or_before(start)
-        try:
-            container = av.open(str(self.path))
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise UnplayableMedia(f"{self.path.name}: cannot open: {exc}") from exc
-        with container:
+        """Every track's access units from the keyframe at or before ``start``, in decode
+        order (by dts across tracks); earlier audio is dropped. The generator owns its
+        demuxer, closed with it. Raises UnplayableMedia when the file cannot be read."""
+        with self._open() as container:
             try:
-                yield from self._read(container, begin)
+                yield from self._read(container, self.keyframe_at_or_before(start))
             except av.FFmpegError as exc:
                 raise UnplayableMedia(f"{self.path.name}: read error: {exc}") from exc
 
     def _read(self, container: av.container.InputContainer, begin: float) -> Iterator[AccessUnit]:
         sources = {s.stream_index: s for s in self._sources}
-        streams = [container.streams[i] for i in sources]
         if self._seek_stream is not None and begin > self._keyframes[0] + _EPSILON:
             seek_stream = container.streams[self._seek_stream]
             target = round((begin + self._origin) / float(seek_stream.time_base))
             container.seek(target, stream=seek_stream, backward=True)
         elif self._seek_stream is None and begin > 0:
             container.seek(round((begin + self._origin) * av.time_base), backward=True)
-
         # Video of each stream starts at its first keyframe at or after `begin`: a demuxer
         # may land a keyframe early (coarse index), and pictures before it are useless.
         started: set[int] = set()
@@ -384,18 +300,16 @@ class MediaFile:
         # smallest head is safe to send once every stream still going has one queued.
         pending = dict.fromkeys(sources, 0)  # units queued per stream
         live = set(sources)
-        heap: list[tuple[float, int, int, AccessUnit]] = []
-        counter = 0
+        heap: list[tuple[float, int, int, AccessUnit]] = []  # (dts, arrival, stream, unit)
 
         def ready() -> Iterator[AccessUnit]:
-            while heap and (
-                all(pending[i] for i in live) or len(heap) > _MAX_BUFFERED or not live
-            ):
+            while heap and (not live or len(heap) > _MAX_BUFFERED
+                            or all(pending[i] for i in live)):
                 _, _, stream_index, unit = heapq.heappop(heap)
                 pending[stream_index] -= 1
                 yield unit
 
-        for packet in container.demux(streams):
+        for number, packet in enumerate(container.demux([container.streams[i] for i in sources])):
             index = packet.stream.index
             if packet.size == 0:  # end of this stream
                 live.discard(index)
@@ -405,32 +319,20 @@ class MediaFile:
                 continue
             source = sources[index]
             pts = packet.pts * source.time_base - self._origin
-            if source.kind == "audio":
-                if pts < begin - _EPSILON:
-                    continue
-            elif index not in started:
-                if not packet.is_keyframe or pts < begin - _EPSILON:
-                    continue
-                started.add(index)
-            elif pts < begin - _EPSILON:
-                continue  # a leading picture of an open GOP: refers to what we skipped
-            if packet.dts is not None:
-                dts = packet.dts * source.time_base - self._origin
-            else:
-                # Matroska stores no dts; FFmpeg guesses it after the first few frames.
-                dts = last_dts.get(index, pts)
-            dts = max(dts, last_dts.get(index, dts))  # decode order never goes back
-            last_dts[index] = dts
-            unit = AccessUnit(
-                track=source.track,
-                pts=pts,
-                dts=dts,
-                keyframe=source.kind == "audio" or packet.is_keyframe,
-                nals=self._payload(source, bytes(packet)),
-            )
+            # Before the start (with a leading picture of an open GOP, which refers to
+            # what was skipped), or video still waiting for its keyframe.
+            if pts < begin - _EPSILON or (source.kind == "video" and index not in started
+                                          and not packet.is_keyframe):
+                continue
+            started.add(index)
+            # Matroska stores no dts; FFmpeg guesses it after the first few frames.
+            dts = (last_dts.get(index, pts) if packet.dts is None
+                   else packet.dts * source.time_base - self._origin)
+            dts = last_dts[index] = max(dts, last_dts.get(index, dts))  # never goes back
+            unit = AccessUnit(source.track, pts, dts, source.kind == "audio"
+                              or packet.is_keyframe, self._payload(source, bytes(packet)))
             pending[index] += 1
-            heapq.heappush(heap, (dts, counter, index, unit))
-            counter += 1
+            heapq.heappush(heap, (dts, number, index, unit))
             yield from ready()
         live.clear()
         yield from ready()
@@ -439,34 +341,21 @@ class MediaFile:
     def _payload(source: _Source, data: bytes) -> tuple[bytes, ...]:
         if source.kind == "audio":
             return (data,)
-        units = (
-            split_length_prefixed(data, source.length_size)
-            if source.length_size
-            else split_annexb(data)
-        )
+        length = source.length_size
+        units = split_length_prefixed(data, length) if length else split_annexb(data)
         # Access unit delimiters carry nothing RTP does not already say with its marker.
         return tuple(u for u in units if nal_type(u) != NAL_AUD)
 
 
-# --- a folder of files ----------------------------------------------------------------------
-
-
 def valid_content_id(content_id: str) -> bool:
     """A plain file name stem: no path separators, not '.', '..' or empty."""
-    return (
-        bool(content_id)
-        and content_id not in (".", "..")
-        and not any(c in content_id for c in "/\\\x00")
-        and ".." not in content_id
-    )
+    return content_id not in ("", ".") and ".." not in content_id and not any(
+        c in content_id for c in "/\\\x00")
 
 
 class MediaLibrary:
-    """Every .mp4/.mov/.mkv file of one folder, probed on demand and cached.
-
-    A file is probed again when its modification time or size changes. Safe to use from
-    many threads: probing happens outside the lock, so one slow file never blocks others.
-    """
+    """Every .mp4/.mov/.mkv file of one folder, probed on demand and cached until its
+    modification time or size changes. Thread-safe; probing happens outside the lock."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -476,25 +365,20 @@ class MediaLibrary:
 
     def _find(self, content_id: str) -> Path | None:
         for suffix in MEDIA_SUFFIXES:
-            for candidate in (suffix, suffix.upper()):
-                path = self.directory / f"{content_id}{candidate}"
-                if path.is_file():
-                    return path
+            for path in (self.directory / (content_id + s) for s in (suffix, suffix.upper())):
+                try:
+                    if path.is_file():
+                        return path
+                except OSError:  # e.g. a name longer than the file system allows
+                    return None
         return None
 
     def get(self, content_id: str) -> MediaFile | None:
-        """The file whose name without extension is ``content_id``.
-
-        None when the name is not a plain name or no such file exists (RTSP 404).
-        Raises UnplayableMedia when the file exists but nothing in it can be played
-        (RTSP 415).
-        """
-        if not valid_content_id(content_id):
-            return None
-        path = self._find(content_id)
-        if path is None:
-            return None
-        return self._load(content_id, path)
+        """The file whose name without extension is ``content_id``: None when the name is
+        not a plain name or no such file exists (RTSP 404). Raises UnplayableMedia when
+        nothing in it can be played (RTSP 415)."""
+        path = self._find(content_id) if valid_content_id(content_id) else None
+        return None if path is None else self._load(content_id, path)
 
     def _load(self, content_id: str, path: Path) -> MediaFile:
         try:
@@ -506,12 +390,11 @@ class MediaLibrary:
             cached = self._cache.get(content_id)
         if cached is None or cached[0] != key:
             try:
-                result: MediaFile | UnplayableMedia = MediaFile(path)
+                cached = (key, MediaFile(path))
             except UnplayableMedia as exc:
-                result = exc
+                cached = (key, exc)
             with self._lock:
-                self._cache[content_id] = (key, result)
-            cached = (key, result)
+                self._cache[content_id] = cached
         if isinstance(cached[1], UnplayableMedia):
             raise cached[1]
         return cached[1]
@@ -526,13 +409,9 @@ class MediaLibrary:
         files: dict[str, MediaFile] = {}
         for path in entries:
             content_id = path.stem
-            if (
-                path.suffix.lower() not in MEDIA_SUFFIXES
-                or not path.is_file()
-                or content_id in files
-                or not valid_content_id(content_id)
-                or self._find(content_id) != path  # an earlier suffix wins, as in get()
-            ):
+            if (path.suffix.lower() not in MEDIA_SUFFIXES or content_id in files
+                    or not valid_content_id(content_id)
+                    or self._find(content_id) != path):  # an earlier suffix wins, as in get()
                 continue
             try:
                 files[content_id] = self._load(content_id, path)

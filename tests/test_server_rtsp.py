@@ -14,6 +14,7 @@ plus 48 kHz mono AAC.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import threading
@@ -868,3 +869,96 @@ def test_first_packet_follows_the_play_response_at_once(client: RawClient) -> No
         client.request("TEARDOWN", f"{client.base}/sample", {"Session": session.id})
     # The real figure is in benchmarks/stream_load.py; here only a generous bound.
     assert max(delays) < 0.5, delays
+
+
+def _play_udp(client: RawClient, rtp_sock: socket.socket) -> str:
+    """SETUP the video track over UDP to ``rtp_sock`` (and the port above) and PLAY."""
+    port = rtp_sock.getsockname()[1]
+    setup = client.request("SETUP", f"{client.base}/sample/track1",
+                           {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"})
+    assert setup.status == 200
+    session_id = rtsp.parse_session(setup.headers["Session"])[0]
+    assert client.request("PLAY", f"{client.base}/sample", {"Session": session_id}).status == 200
+    return session_id
+
+
+def test_a_failing_udp_send_ends_that_session_only(rtsp_server: StreamingServer) -> None:
+    first, second = RawClient(rtsp_server.port), RawClient(rtsp_server.port)
+    socks = [*bind_udp_pair("127.0.0.1", blocking=True), *bind_udp_pair("127.0.0.1", blocking=True)]
+    try:
+        broken = _play_udp(first, socks[0])
+        kept = _play_udp(second, socks[2])
+
+        def break_destination() -> None:
+            # As if a client_port of 65535 had got through: its RTCP would go to 65536.
+            for setup in rtsp_server.sessions[broken].tracks.values():
+                setup.client_addr, setup.last_sr = ("127.0.0.1", 65535), 0.0
+
+        rtsp_server.call(break_destination)
+        deadline = time.monotonic() + DEADLINE
+        while rtsp_server.call(lambda: broken in rtsp_server.sessions):
+            assert time.monotonic() < deadline, "the session with the failing send lives on"
+            time.sleep(0.05)
+        assert rtsp_server.call(lambda: kept in rtsp_server.sessions)
+        # The shared sockets still work: the other viewer and a new one get media.
+        socks[2].settimeout(DEADLINE)
+        for _ in range(30):
+            socks[2].recvfrom(65536)
+        third = RawClient(rtsp_server.port)
+        try:
+            extra = bind_udp_pair("127.0.0.1", blocking=True)
+            _play_udp(third, extra[0])
+            extra[0].settimeout(DEADLINE)
+            assert RtpPacket.parse(extra[0].recvfrom(65536)[0]).payload_type == 96
+        finally:
+            third.close()
+            for sock in extra:
+                sock.close()
+    finally:
+        first.close()
+        second.close()
+        for sock in socks:
+            sock.close()
+
+
+def _open_media_files(sample_dir: Path) -> int:
+    """How many of this process's file descriptors are open on a sample clip."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            count += Path(os.readlink(fd)).parent == sample_dir.resolve()
+    return count
+
+
+def test_media_files_are_closed_on_seek_and_session_end(sample_dir: Path) -> None:
+    with StreamingServer(sample_dir, ServerConfig(port=0)) as server:
+        baseline = _open_media_files(sample_dir)
+        client = RawClient(server.port)
+        try:
+            session = setup_tcp(client)
+            for start in (0.0, 10.0, 20.0, 4.0):  # every seek opens the file anew
+                reply = play(client, session, start)
+                wait_for_frames(client, 1, after=reply)
+            assert _open_media_files(sample_dir) <= baseline + 1  # only the current read
+            client.request("TEARDOWN", f"{client.base}/sample", {"Session": session.id})
+            assert _open_media_files(sample_dir) == baseline
+        finally:
+            client.close()
+
+
+def test_an_idle_connection_without_a_session_is_closed(sample_dir: Path) -> None:
+    config = ServerConfig(port=0, connection_timeout=0.5, heartbeat_timeout=30.0)
+    with StreamingServer(sample_dir, config) as server:
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        playing = RawClient(server.port)
+        try:
+            session = setup_tcp(playing)
+            reply = play(playing, session)
+            idle.settimeout(DEADLINE)
+            assert idle.recv(1) == b""  # closed by the server, not by our timeout
+            # A connection with a session is kept however quiet its client is.
+            wait_for_frames(playing, int(1.5 * FPS), after=reply)
+            assert server.call(lambda: session.id in server.sessions)
+        finally:
+            idle.close()
+            playing.close()
