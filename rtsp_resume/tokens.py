@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_VERSION = 1
-DEFAULT_TTL = 6 * 3600.0
+# A play token only *starts* sessions, so it need not live long: a stolen one is worth
+# minutes. A session it started runs on, and its bookmark is still accepted afterwards.
+DEFAULT_TTL = 300.0
 MAX_TOKEN_LENGTH = 2048
 
 TIMESTAMP_HEADER = "X-RTSP-Resume-Timestamp"

@@ -186,10 +186,11 @@ class Story:
 
 @contextmanager
 def running_story(data_dir: Path, media_dir: Path, position: str = "confirmed",
-                  **config: Any) -> Iterator[Story]:
-    """A :class:`Story` on free loopback ports; everything is stopped afterwards."""
+                  portal: dict[str, Any] | None = None, **config: Any) -> Iterator[Story]:
+    """A :class:`Story` on free loopback ports; everything is stopped afterwards.
+    ``portal``: settings of the portal (``play_ttl``, ...); ``config``: the server's."""
     system = System(media_dir, data_dir, USERS, config=fast_config(position, **config),
-                    kdf=FAST_KDF).start()
+                    kdf=FAST_KDF, **(portal or {})).start()
     cutter: LinkCutter | None = None
     try:
         cutter = LinkCutter(to=(system.host, system.streaming.port)).start()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from story import Cut, Story, frame_of, running_story
+from story import Cut, RawRtsp, Story, frame_of, running_story
 
 from rtsp_resume import tokens
 from rtsp_resume.client import PortalClient, PortalError, interface_request
@@ -109,3 +109,47 @@ def test_a_changed_program_or_time_point_is_refused(interrupted) -> None:
     genuine = interface_request(mark, portal.user_token)
     assert refused(portal, genuine | {"ContentID": "sample_slices"}) in (403, 404)
     assert refused(portal, genuine | {"ContentBM": float(mark["ContentBM"]) + 5}) == 403
+
+
+def test_a_short_lived_play_token_starts_a_session_that_outlives_it(
+    tmp_path: Path, sample_dir: Path,
+) -> None:
+    """Expiry governs starting a session, not the session it started nor its bookmark: a
+    viewing that runs past its token's expiry plays on (PAUSE and PLAY included), and
+    when it is cut its bookmark is stored and its bookmark interface given."""
+    ttl = 2.0
+    with running_story(tmp_path, sample_dir, portal={"play_ttl": ttl}) as story:
+        portal = story.login("alice")
+        play = portal.play("sample")
+        issued = tokens.verify_play_token(story.system.secret, play["EncryptToken"],
+                                          now=0.0, leeway=float("inf")).issued
+        player = Player(story.through_link(play["url"])).start()
+        try:
+            assert player.wait_for(lambda: bool(player.frames)
+                                   and player.frames[-1].wallclock > issued + ttl + 0.5,
+                                   timeout=ttl + 10), player.error
+            player.pause()  # the token has expired: the session's own requests still work
+            shown = len(player.frames)
+            player.resume()
+            assert player.wait_for(lambda: len(player.frames) > shown + 5, timeout=10)
+            story.cutter.cut()
+            delivery = story.wait_answered(play["EncryptToken"])
+        finally:
+            player.close_abruptly()
+            story.cutter.restore()
+        assert delivery.status == "delivered", delivery.response
+        # The expired token starts nothing new.
+        host, port = story.system.host, story.system.streaming.port
+        with RawRtsp(host, port) as raw:
+            assert raw.request("DESCRIBE", play["url"]).status == 401
+        # The bookmark is listed and its interface plays from it, with a fresh token.
+        again = story.login("alice")
+        (mark,) = again.bookmarks()
+        interface = again.bookmark_interface(mark)
+        assert interface["EncryptToken"] != play["EncryptToken"]
+        resumed = Player(interface["url"], start=float(interface["ContentBM"])).start()
+        try:
+            assert resumed.wait_frames(1, timeout=10), resumed.error
+            assert resumed.frames[0].index == frame_of(float(mark["ContentBM"]))
+        finally:
+            resumed.stop()

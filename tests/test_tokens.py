@@ -64,6 +64,14 @@ def test_expired_token_refused_and_leeway_extends_it() -> None:
     assert verify_play_token(KEY, token, NOW + 61, leeway=10).user_id == "alice"
 
 
+def test_by_default_a_play_token_starts_sessions_for_minutes_not_hours() -> None:
+    token = issue_play_token(KEY, user_id="alice", content_id="sample", login_session="s",
+                             now=NOW)
+    verify_play_token(KEY, token, NOW + 60)
+    with pytest.raises(InvalidToken):
+        verify_play_token(KEY, token, NOW + 15 * 60)
+
+
 def test_token_from_another_key_refused() -> None:
     token = issue_play_token(OTHER_KEY, user_id="alice", content_id="sample",
                              login_session="ls-1", now=NOW)
