@@ -78,7 +78,7 @@ def bad_play_token(portal: Portal) -> Reply:
 
 def play_token_expired(portal: Portal) -> Reply:
     req = fresh_request(portal)
-    portal.clock.advance(6 * 3600 + 24 * 3600 + 1)  # token life plus the grace
+    portal.clock.advance(tokens.DEFAULT_TTL + 24 * 3600 + 1)  # token life plus the grace
     return portal.set_bookmark(req)
 
 
