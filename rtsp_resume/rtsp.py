@@ -365,14 +365,14 @@ class RtspParser:
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
         self._buffer = bytearray()
-        # A message whose headers are parsed, waiting for this many body bytes.
-        self._pending: tuple[Request | Response, int] | None = None
+        # A message whose head (of this many bytes) is parsed, waiting for its body.
+        self._pending: tuple[Request | Response, int, int] | None = None
         self.error: BadInput | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete event."""
-        return len(self._buffer)
+        return len(self._buffer) + (self._pending[2] if self._pending else 0)
 
     def feed(self, data: bytes) -> list[Event]:
         if self.error is not None:
@@ -391,7 +391,7 @@ class RtspParser:
     def _next_event(self) -> Event | None:
         buf = self._buffer
         if self._pending is not None:
-            message, length = self._pending
+            message, length, _ = self._pending
             if len(buf) < length:
                 return None
             message.body = bytes(buf[:length])
@@ -443,7 +443,7 @@ class RtspParser:
         if length > self.max_body_bytes:
             raise RtspProtocolError(413, "body too large")
         if length:
-            self._pending = (message, length)
+            self._pending = (message, length, match.end())
             return self._next_event()
         return message
 
