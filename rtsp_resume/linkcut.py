@@ -1,13 +1,10 @@
-"""A relay in front of the streaming server whose radio link can be cut.
+"""A relay in front of the streaming server whose radio link can be cut (claim 2's break).
 
 Players connect to :class:`LinkCutter` instead of the server. It relays the RTSP connection
-(RFC 2326, interleaved ``$`` frames of §10.12 included) message by message with
-:class:`rtsp.RtspParser`, and the RTP/RTCP datagrams of UDP transports: it puts its own
-port pairs into each SETUP's Transport header (§12.39) and into the answer. A cut makes the
-link silent as a lost signal does (claim 2's broken link): whatever either side sends is
-read and thrown away, no socket is closed, and a close waits for the restore. Whole
-messages and frames are dropped, never halves, so both parsers stay in step. The relay runs
-an asyncio loop on a thread of its own; its methods may be called from any thread.
+message by message with :class:`rtsp.RtspParser` (interleaved frames too, RFC 2326 §10.12),
+and the RTP/RTCP datagrams of UDP transports, whose SETUP Transport headers (§12.39) get the
+relay's own port pairs. A cut is a lost signal: what either side sends is read and dropped,
+whole messages and frames at a time; no socket closes, and a close waits for the restore.
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rtsp_resume import rtsp
@@ -35,14 +33,14 @@ UP, DOWN = "up", "down"  # terminal -> server, server -> terminal
 
 @dataclasses.dataclass
 class DirectionCounters:
-    """What reached the relay one way, and what became of it (bytes, datagrams)."""
+    """What reached the relay one way, and what became of it."""
 
     tcp_bytes_received: int = 0
     tcp_bytes: int = 0  # relayed
     tcp_bytes_cut: int = 0
     tcp_bytes_overflow: int = 0  # the receiver did not read and ``max_buffer`` was full
     udp_datagrams_received: int = 0
-    udp_datagrams: int = 0  # relayed, with udp_bytes
+    udp_datagrams: int = 0  # relayed, ``udp_bytes`` in all
     udp_bytes: int = 0
     udp_datagrams_cut: int = 0
     udp_datagrams_lost: int = 0  # dropped at random (``loss``)
@@ -50,8 +48,7 @@ class DirectionCounters:
 
 @dataclasses.dataclass(frozen=True)
 class LinkCounters:
-    """A snapshot of a :class:`LinkCutter`: both directions, the state, how many cuts,
-    TCP connections open now and accepted in all."""
+    """A :class:`LinkCutter`'s counters; ``connections`` open now, ``accepted`` in all."""
 
     up: DirectionCounters
     down: DirectionCounters
@@ -70,12 +67,11 @@ class LinkCounters:
 
 
 class LinkCutter:
-    """A relay between players and the streaming server at ``to`` whose link can be cut.
-
-    ``listen`` port 0 picks a free port (:attr:`port`). ``delay``: seconds added each way,
-    order kept; ``loss``: share of UDP datagrams dropped at random (``seed`` repeats it).
-    At most ``max_buffer`` bytes wait for a receiver that does not read; more are dropped,
-    as a router's queue would. ``on_event`` hears ``"cut"`` and ``"restored"``.
+    """A relay to the streaming server at ``to`` whose link can be cut; players connect to
+    :attr:`port` on ``listen`` (port 0 picks one). ``delay`` adds seconds each way, order
+    kept; ``loss`` drops that share of UDP datagrams (``seed`` repeats it). Units beyond
+    ``max_buffer`` bytes waiting for a receiver that does not read are dropped, as a
+    router's queue drops them. ``on_event`` hears ``"cut"`` and ``"restored"``.
     """
 
     def __init__(self, listen: tuple[str, int] = ("127.0.0.1", 0),
@@ -84,15 +80,17 @@ class LinkCutter:
                  on_event: Callable[[str], None] | None = None) -> None:
         self.listen, self.to = (listen[0], int(listen[1])), (to[0], int(to[1]))
         self.delay, self.loss, self.max_buffer, self.on_event = delay, loss, max_buffer, on_event
-        self.is_cut, self._cuts, self._accepted, self._rng = False, 0, 0, random.Random(seed)
-        self._lock = threading.Lock()  # the counters and the state, read from any thread
+        # A unit (message, frame, datagram, close) is stamped with ``_epoch`` when its first
+        # byte arrives and delivered only if the epoch is the same then: no cut in between.
+        self._epoch: int | None = 0  # None while cut, else how many cuts there were
+        self._cuts, self._accepted, self._rng = 0, 0, random.Random(seed)
+        self._lock = threading.Lock()  # for cut and restore from any thread
         self._counts = {UP: DirectionCounters(), DOWN: DirectionCounters()}
-        self._connections: set[_Connection] = set()
-        self._queue: deque[tuple[float, Callable[[], Any]]] = deque()  # the delay line
-        self._held: list[Callable[[], None]] = []  # closes waiting for the restore
-        self._loop: asyncio.AbstractEventLoop  # made by start()
+        self._tasks: set[asyncio.Task[Any]] = set()  # one per player connection
+        self._queue: deque[tuple[float, Callable[[], object]]] = deque()  # the delay line
+        self._held: list[Callable[[], object]] = []  # closes waiting for the restore
         self._thread: threading.Thread | None = None
-        self._address: tuple[str, int] | None = None
+        self._loop: asyncio.AbstractEventLoop  # made by start()
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "delay" and not value >= 0:
@@ -101,41 +99,39 @@ class LinkCutter:
             raise ValueError(f"loss must be between 0 and 1, got {value!r}")
         super().__setattr__(name, float(value) if name in ("delay", "loss") else value)
 
+    @property
+    def is_cut(self) -> bool:
+        return self._epoch is None
+
     def cut(self) -> None:
         """Drop everything from now on, both ways; every socket stays open."""
-        with self._lock:
-            if self.is_cut:
-                return
-            self.is_cut, self._cuts = True, self._cuts + 1
-        self._emit("cut")
+        self._switch(True)
 
     def restore(self) -> None:
         """Forward again; what was dropped stays lost, a close held back goes through."""
-        with self._lock:
-            if not self.is_cut:
-                return
-            self.is_cut, held, self._held = False, self._held, []
-        for action in held:
-            self._in_loop(action)
-        self._emit("restored")
+        self._switch(False)
 
     def toggle(self) -> bool:
         """Cut a working link or restore a cut one; returns :attr:`is_cut` afterwards."""
-        self.restore() if self.is_cut else self.cut()
+        self._switch(not self.is_cut)
         return self.is_cut
 
-    def counters(self) -> LinkCounters:
+    def _switch(self, cut: bool) -> None:
         with self._lock:
-            up, down = (dataclasses.replace(self._counts[d]) for d in (UP, DOWN))
-            return LinkCounters(up, down, self.is_cut, self._cuts, len(self._connections),
-                                self._accepted)
+            if self.is_cut == cut:
+                return
+            self._cuts += cut
+            self._epoch = None if cut else self._cuts
+        if not cut:
+            self._in_loop(self._release_held)
+        log.info("linkcut: link %s", event := "cut" if cut else "restored")
+        with contextlib.suppress(Exception):  # the listener's trouble is not the link's
+            if self.on_event is not None:
+                self.on_event(event)
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where players connect, once started."""
-        if self._address is None:
-            raise RuntimeError("LinkCutter not started")
-        return self._address
+    def counters(self) -> LinkCounters:
+        up, down = (dataclasses.replace(self._counts[way]) for way in (UP, DOWN))
+        return LinkCounters(up, down, self.is_cut, self._cuts, len(self._tasks), self._accepted)
 
     @property
     def port(self) -> int:
@@ -143,22 +139,21 @@ class LinkCutter:
 
     def url(self, path: str = "") -> str:
         """``rtsp://host:port/path`` for a player to open through the relay."""
-        host, port = self.address
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        return f"rtsp://{f'[{host}]' if ':' in host else host}:{port}/{path.lstrip('/')}"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.address[0], self.address[0])
+        return f"rtsp://{f'[{host}]' if ':' in host else host}:{self.port}/{path.lstrip('/')}"
 
     def start(self) -> LinkCutter:
         """Bind (OSError if it cannot) and relay on a thread of its own; returns self."""
         if self._thread is None:
-            host, port = self.listen
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.create_server((host, port), family=family)
-            self._address, self._loop = sock.getsockname()[:2], asyncio.new_event_loop()
+            family = socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET
+            sock = socket.create_server(self.listen, family=family)
+            self.address: tuple[str, int] = sock.getsockname()[:2]
+            self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="linkcut",
                                             daemon=True)
             self._thread.start()
-            serve = self._loop.create_server(lambda: _Side(_Connection(self), UP), sock=sock)
-            self._server = asyncio.run_coroutine_threadsafe(serve, self._loop).result()
+            serving = asyncio.start_server(self._relay, sock=sock)
+            self._server = asyncio.run_coroutine_threadsafe(serving, self._loop).result()
         return self
 
     def stop(self) -> None:
@@ -172,10 +167,10 @@ class LinkCutter:
 
     async def _close(self) -> None:
         self._server.close()
-        for conn in list(self._connections):
-            conn.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._queue.clear()
-        await asyncio.sleep(0)  # the aborted transports close their sockets
 
     def __enter__(self) -> LinkCutter:
         return self.start()
@@ -183,28 +178,23 @@ class LinkCutter:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _emit(self, event: str) -> None:
-        log.info("linkcut: link %s", event)
-        with contextlib.suppress(Exception):
-            if self.on_event is not None:
-                self.on_event(event)
-
-    def _in_loop(self, action: Callable[[], Any]) -> None:
+    def _in_loop(self, action: Callable[[], object]) -> None:
         with contextlib.suppress(AttributeError, RuntimeError):  # not started, or stopped
             self._loop.call_soon_threadsafe(action)
 
-    # A unit (message, frame, datagram, close) carries the cut count of when its first byte
-    # arrived, None during a cut; it is delivered only if the link stayed up since.
-    def _mark(self) -> int | None:
-        return None if self.is_cut else self._cuts
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for action in held:
+            action()
 
     def _alive(self, mark: int | None) -> bool:
-        return mark is not None and not self.is_cut and mark == self._cuts
+        return mark is not None and mark == self._epoch
 
-    def _later(self, action: Callable[[], Any]) -> None:
+    def _later(self, action: Callable[[], object]) -> None:
         """Run ``action`` ``delay`` seconds from now, after all queued before it."""
         if self.delay <= 0 and not self._queue:
-            return action()
+            action()
+            return
         self._queue.append((self._loop.time() + self.delay, action))
         if len(self._queue) == 1:
             self._loop.call_at(self._queue[0][0], self._run_due)
@@ -215,154 +205,97 @@ class LinkCutter:
         if self._queue:
             self._loop.call_at(self._queue[0][0], self._run_due)
 
-    def _send_tcp(self, dest: asyncio.Transport, way: str, data: bytes, mark: int | None) -> None:
-        def deliver() -> None:
-            with self._lock:
-                count = self._counts[way]
-                if not self._alive(mark):
-                    count.tcp_bytes_cut += len(data)
-                elif dest.get_write_buffer_size() + len(data) > self.max_buffer:
-                    count.tcp_bytes_overflow += len(data)
-                elif not dest.is_closing():
-                    dest.write(data)
-                    count.tcp_bytes += len(data)
-        self._later(deliver)
+    async def _relay(self, player_in: asyncio.StreamReader, player: asyncio.StreamWriter) -> None:
+        """One player's connection: the relay's own to the server, pumped both ways."""
+        task, server, ended = asyncio.current_task(), None, False
+        self._tasks.add(task)  # type: ignore[arg-type]
+        self._accepted += 1
+        try:
+            server_in, server = await asyncio.open_connection(*self.to)
+            setups = _Setups(self, player, server)
+            try:
+                await asyncio.gather(self._pump(UP, player_in, server, setups),
+                                     self._pump(DOWN, server_in, player, setups))
+                ended = True  # both sides closed, and the closes are on their way
+            finally:
+                setups.release(list(setups.routes))
+        except (OSError, rtsp.RtspProtocolError) as exc:
+            log.warning("linkcut: connection to %s ended: %s", self.to, exc)
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            for writer in () if ended else (player, server):
+                if writer is not None:
+                    writer.transport.abort()
 
-    def _close_tcp(self, dest: asyncio.Transport) -> None:
-        """Pass a close on; during a cut it waits, as a FIN would be sent again."""
-        mark = self._mark()
+    async def _pump(self, way: str, source: asyncio.StreamReader, dest: asyncio.StreamWriter,
+                    setups: _Setups) -> None:
+        count, parser, mark = self._counts[way], rtsp.RtspParser(), None
+        while data := await source.read(65536):
+            count.tcp_bytes_received += len(data)
+            now = self._epoch
+            mark = mark if parser.buffered else now  # a unit begun in an earlier read
+            for event in parser.feed(data):
+                if isinstance(event, rtsp.BadInput):  # not RTSP: end it as a server would
+                    raise rtsp.RtspProtocolError(event.status, f"{way}: {event.reason}")
+                if self._alive(mark):
+                    setups.rewrite(way, event)
+                self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
+                mark = now
+        self._close_tcp(dest)
+
+    def _send_tcp(self, dest: asyncio.StreamWriter, count: DirectionCounters, data: bytes,
+                  mark: int | None) -> None:
+        if not self._alive(mark):
+            count.tcp_bytes_cut += len(data)
+        elif dest.transport.get_write_buffer_size() + len(data) > self.max_buffer:
+            count.tcp_bytes_overflow += len(data)
+        elif not dest.is_closing():
+            dest.write(data)
+            count.tcp_bytes += len(data)
+
+    def _close_tcp(self, dest: asyncio.StreamWriter) -> None:
+        """Pass a close on; one that meets a cut waits, as a FIN would be sent again."""
+        mark = self._epoch
         self._later(lambda: dest.close() if self._alive(mark)
-                    else self._held.append(lambda: self._close_tcp(dest)))
+                    else self._held.append(partial(self._close_tcp, dest)))
 
     def _send_udp(self, way: str, data: bytes, out: socket.socket | None, to: Any) -> None:
-        with self._lock:
-            count, mark = self._counts[way], self._mark()
-            count.udp_datagrams_received += 1
-            lost = mark is not None and self._rng.random() < self.loss
-            count.udp_datagrams_lost += lost
+        count, mark = self._counts[way], self._epoch
+        count.udp_datagrams_received += 1
+        if mark is not None and self._rng.random() < self.loss:
+            count.udp_datagrams_lost += 1
+        elif out is not None:
+            self._later(partial(self._deliver_udp, count, data, out, to, mark))
 
-        def deliver() -> None:
-            with self._lock, contextlib.suppress(OSError):  # full, closed, or ICMP news
-                if not self._alive(mark):
-                    count.udp_datagrams_cut += 1
-                elif out is not None:
-                    out.sendto(data, to)
-                    count.udp_datagrams += 1
-                    count.udp_bytes += len(data)
-        if not lost:
-            self._later(deliver)
-
-
-class _Side(asyncio.Protocol):
-    """One TCP end of a relayed connection; ``way`` is where its bytes go."""
-
-    def __init__(self, conn: _Connection, way: str) -> None:
-        self.conn, self.way = conn, way
-
-    def connection_made(self, transport: Any) -> None:
-        self.conn.made(self.way, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.received(self.way, data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.lost(self.way)
+    def _deliver_udp(self, count: DirectionCounters, data: bytes, out: socket.socket, to: Any,
+                     mark: int | None) -> None:
+        if not self._alive(mark):
+            count.udp_datagrams_cut += 1
+        else:
+            with contextlib.suppress(OSError):  # the kernel's queue is full: dropped
+                out.sendto(data, to)
+                count.udp_datagrams += 1
+                count.udp_bytes += len(data)
 
 
-class _Connection:
-    """A player's connection, the relay's own to the server (``tcp[UP]`` reads what goes
-    up, ``tcp[DOWN]`` what comes down) and the UDP ports its SETUPs opened."""
+class _Setups:
+    """The UDP port pairs one connection's SETUPs opened (RFC 2326 §12.39): one facing the
+    server per offered transport, and one facing the player once the server answered."""
 
-    def __init__(self, relay: LinkCutter) -> None:
-        self.relay, self.tcp, self.closed = relay, dict[str, asyncio.Transport](), set[str]()
-        self.parsers = {UP: rtsp.RtspParser(), DOWN: rtsp.RtspParser()}
-        self.marks: dict[str, int | None] = {UP: None, DOWN: None}
+    def __init__(self, relay: LinkCutter, player: asyncio.StreamWriter,
+                 server: asyncio.StreamWriter) -> None:
+        self.relay, self.player, self.server = relay, player, server
         self.offers: dict[int | None, list[tuple[str, tuple[int, int], list[Any]]]] = {}
         self.routes: dict[socket.socket, list[Any]] = {}  # way, out socket, address
 
-    def made(self, way: str, transport: asyncio.Transport) -> None:
-        self.tcp[way], relay = transport, self.relay
-        if way == UP:  # the player waits until there is a server end to write to
-            transport.pause_reading()
-            with relay._lock:
-                relay._connections.add(self)
-                relay._accepted += 1
-            self.dial = relay._loop.create_task(self._dial())
-        elif UP in self.closed:
-            transport.close()
-        else:
-            self.tcp[UP].resume_reading()
-
-    async def _dial(self) -> None:
-        try:
-            await asyncio.get_running_loop().create_connection(lambda: _Side(self, DOWN),
-                                                               *self.relay.to)
-        except OSError as exc:
-            log.warning("linkcut: cannot reach the server at %s: %s", self.relay.to, exc)
-            self.lost(DOWN)
-
-    def received(self, way: str, data: bytes) -> None:
-        relay, parser = self.relay, self.parsers[way]
-        with relay._lock:
-            relay._counts[way].tcp_bytes_received += len(data)
-            now = relay._mark()
-        mark = self.marks[way] if parser.buffered else now  # a unit begun in an earlier read
-        for event in parser.feed(data):
-            if isinstance(event, rtsp.BadInput):  # not RTSP: end it as the server would
-                log.warning("linkcut: the %s stream is not RTSP (%s); closing", way, event)
-                return self.abort()
-            if relay._alive(mark):
-                self._rewrite(way, event)
-            relay._send_tcp(self.tcp[DOWN if way == UP else UP], way, bytes(event), mark)
-            mark = now
-        self.marks[way] = mark
-
-    def lost(self, way: str) -> None:
-        self.closed.add(way)
-        other = self.tcp.get(UP if way == DOWN else DOWN)
-        if other is not None and not other.is_closing():
-            self.relay._close_tcp(other)
-        if self.closed == {UP, DOWN}:
-            self._release_udp(list(self.routes))
-            with self.relay._lock:
-                self.relay._connections.discard(self)
-
-    def abort(self) -> None:
-        self.dial.cancel()
-        for transport in self.tcp.values():
-            transport.abort()
-        self._release_udp(list(self.routes))
-
-    def _udp_pair(self, way: str, near: asyncio.Transport) -> list[socket.socket]:
-        pair = list(bind_udp_pair(near.get_extra_info("sockname")[0]))
-        for sock in pair:
-            self.routes[sock] = [way, None, None]
-            self.relay._loop.add_reader(sock, self._datagram, sock)
-        return pair
-
-    def _release_udp(self, socks: list[socket.socket]) -> None:
-        for sock in socks:
-            if self.routes.pop(sock, None) is not None:
-                self.relay._loop.remove_reader(sock)
-                sock.close()
-
-    def _datagram(self, sock: socket.socket) -> None:
-        for _ in range(64):  # all that waits (bounded), so that TCP cannot overtake it
-            try:
-                self.relay._send_udp(self.routes[sock][0], sock.recv(65536), *self.routes[sock][1:])
-            except BlockingIOError:
-                return
-            except OSError:  # an ICMP error for an earlier send
-                pass
-
-    def _rewrite(self, way: str, event: rtsp.Event) -> None:
-        """Put the relay's UDP ports in a SETUP's Transport (RFC 2326 §12.39) and in its
-        answer, so that RTP and RTCP cross the relay; what it cannot read passes as is."""
+    def rewrite(self, way: str, event: rtsp.Event) -> None:
+        """Put the relay's ports in a SETUP's Transport and in its answer, so that RTP and
+        RTCP cross the relay too; a header that cannot be read passes as it is."""
         try:
             if way == UP and isinstance(event, rtsp.Request) and event.method == "SETUP":
                 self._offer(event)
-            elif way == DOWN and isinstance(event, rtsp.Response):
-                self._answer(event, self.offers.pop(event.cseq, []))
+            elif way == DOWN and isinstance(event, rtsp.Response) and event.cseq in self.offers:
+                self._answer(event, self.offers.pop(event.cseq))
         except (rtsp.RtspProtocolError, OSError) as exc:
             log.warning("linkcut: Transport header left as it was: %s", exc)
 
@@ -370,8 +303,8 @@ class _Connection:
         specs, offers = rtsp.parse_transport(request.headers.get("Transport") or ""), []
         for spec in specs:
             if not (spec.is_tcp or spec.cast == "multicast" or spec.client_port is None):
-                pair = self._udp_pair(DOWN, self.tcp[DOWN])
-                player = spec.destination or self.tcp[UP].get_extra_info("peername")[0]
+                pair = self._pair(DOWN, self.server)
+                player = spec.destination or self.player.get_extra_info("peername")[0]
                 offers.append((player, spec.client_port, pair))
                 spec.client_port = _ports(pair)
                 spec.destination = spec.destination and pair[0].getsockname()[0]
@@ -381,23 +314,46 @@ class _Connection:
 
     def _answer(self, response: rtsp.Response, offers: list[Any]) -> None:
         text = response.headers.get("Transport")
-        specs = rtsp.parse_transport(text) if offers and text and response.status < 300 else []
+        specs = rtsp.parse_transport(text) if text and response.status < 300 else []
         for spec in specs:
             for player, ports, pair in [o for o in offers if spec.client_port == _ports(o[2])]:
                 offers.remove((player, ports, pair))
-                spec.client_port, server_port = ports, spec.server_port
-                if server_port is not None:
-                    mine = self._udp_pair(UP, self.tcp[UP])
-                    server = spec.source or self.tcp[DOWN].get_extra_info("peername")[0]
+                spec.client_port, server_ports = ports, spec.server_port
+                if server_ports is not None:
+                    mine = self._pair(UP, self.player)
+                    server = spec.source or self.server.get_extra_info("peername")[0]
                     for k in (0, 1):
                         self.routes[pair[k]][1:] = [mine[k], (player, ports[k])]
-                        self.routes[mine[k]][1:] = [pair[k], (server, server_port[k])]
+                        self.routes[mine[k]][1:] = [pair[k], (server, server_ports[k])]
                     spec.server_port = _ports(mine)
-                spec.source = spec.source and self.tcp[UP].get_extra_info("sockname")[0]
+                spec.source = spec.source and self.player.get_extra_info("sockname")[0]
         for _, _, pair in offers:  # refused, or not chosen
-            self._release_udp(pair)
+            self.release(pair)
         if specs:
             response.headers["Transport"] = ",".join(map(str, specs))
+
+    def _pair(self, way: str, near: asyncio.StreamWriter) -> list[socket.socket]:
+        pair = list(bind_udp_pair(near.get_extra_info("sockname")[0]))
+        for sock in pair:
+            self.routes[sock] = [way, None, None]  # no route until the server answers
+            self.relay._loop.add_reader(sock, self._datagrams, sock)
+        return pair
+
+    def _datagrams(self, sock: socket.socket) -> None:
+        way, out, to = self.routes[sock]
+        for _ in range(64):  # all that waits (bounded), so that TCP cannot overtake it
+            try:
+                self.relay._send_udp(way, sock.recv(65536), out, to)
+            except BlockingIOError:
+                return
+            except OSError:  # an ICMP error for an earlier send
+                pass
+
+    def release(self, socks: list[socket.socket]) -> None:
+        for sock in socks:
+            if self.routes.pop(sock, None) is not None:
+                self.relay._loop.remove_reader(sock)
+                sock.close()
 
 
 def _ports(pair: list[socket.socket]) -> tuple[int, int]:
