@@ -1,24 +1,14 @@
 """RTSP 1.0 messages (RFC 2326), sans-I/O: bytes in, events out, and the reverse.
 
-Nothing here touches a socket. :class:`RtspParser` is fed whatever bytes arrived and
-returns complete :class:`Request`, :class:`Response` and :class:`InterleavedFrame`
-events; ``bytes(message)`` gives what to write. Both the server and the terminal use the
-same parser, because either side may send requests (RFC 2326 §10: the server's heartbeat
-is an OPTIONS request travelling towards the terminal).
-
-Header helpers parse and format the headers the streaming logic depends on: Transport
-(§12.39), Range (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33) and Public (§12.28).
-They raise :class:`RtspProtocolError` carrying the status code to answer with.
-
-Status codes chosen for bad input:
-
-- 400 Bad Request: anything syntactically wrong (start line, header line, Content-Length,
-  a header value a helper cannot read, bytes that are not UTF-8).
-- 505 RTSP Version not supported: a well-formed version other than ``RTSP/1.0``.
-- 413 Request Entity Too Large: a header block longer than ``max_header_bytes`` or a body
-  longer than ``max_body_bytes``. RTSP 1.0 has no separate code for oversized headers, so
-  both limits share 413; :attr:`RtspProtocolError.reason` says which one was hit.
-- 457 Invalid Range: a Range in a unit other than npt, or an end before its start.
+:class:`RtspParser` is fed whatever bytes arrived and returns complete :class:`Request`,
+:class:`Response` and :class:`InterleavedFrame` events (or, for input it cannot trust, a
+final :class:`BadInput`); ``bytes(message)`` gives what to write. Server and terminal share
+it, since either may send requests (§10: the server's heartbeat is an OPTIONS request to the
+terminal). Helpers read and write the headers the streaming logic depends on: Transport
+(§12.39), Range and npt times (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33), Public
+(§12.28); on bad values they raise :class:`RtspProtocolError` with the status to answer:
+400 for syntax, 413 for a head or body over the limits, 457 for a Range that is not npt or
+ends before it starts, 505 for a version other than RTSP/1.0.
 """
 
 from __future__ import annotations
@@ -27,72 +17,37 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Self
 
 RTSP_VERSION = "RTSP/1.0"
 
 # RFC 2326 §7.1.1: the standard reason phrases.
 REASONS: dict[int, str] = {
-    100: "Continue",
-    200: "OK",
-    201: "Created",
-    250: "Low on Storage Space",
-    300: "Multiple Choices",
-    301: "Moved Permanently",
-    302: "Moved Temporarily",
-    303: "See Other",
-    304: "Not Modified",
-    305: "Use Proxy",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    407: "Proxy Authentication Required",
-    408: "Request Time-out",
-    410: "Gone",
-    411: "Length Required",
-    412: "Precondition Failed",
-    413: "Request Entity Too Large",
-    414: "Request-URI Too Large",
-    415: "Unsupported Media Type",
-    451: "Parameter Not Understood",
-    452: "Conference Not Found",
-    453: "Not Enough Bandwidth",
-    454: "Session Not Found",
-    455: "Method Not Valid in This State",
-    456: "Header Field Not Valid for Resource",
-    457: "Invalid Range",
-    458: "Parameter Is Read-Only",
-    459: "Aggregate operation not allowed",
-    460: "Only aggregate operation allowed",
-    461: "Unsupported transport",
-    462: "Destination unreachable",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Time-out",
-    505: "RTSP Version not supported",
-    551: "Option not supported",
+    100: "Continue", 200: "OK", 201: "Created", 250: "Low on Storage Space",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    303: "See Other", 304: "Not Modified", 305: "Use Proxy", 400: "Bad Request",
+    401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Time-out", 410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Large",
+    415: "Unsupported Media Type", 451: "Parameter Not Understood",
+    452: "Conference Not Found", 453: "Not Enough Bandwidth", 454: "Session Not Found",
+    455: "Method Not Valid in This State", 456: "Header Field Not Valid for Resource",
+    457: "Invalid Range", 458: "Parameter Is Read-Only", 459: "Aggregate operation not allowed",
+    460: "Only aggregate operation allowed", 461: "Unsupported transport",
+    462: "Destination unreachable", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out",
+    505: "RTSP Version not supported", 551: "Option not supported",
 }
 
 
 class RtspProtocolError(ValueError):
-    """Input that breaks RFC 2326. ``status`` is the code to answer with (400, 413, 457,
-    505); ``reason`` explains what was wrong, for logs and as the response's reason
-    phrase if the caller wants a specific one.
-
-    The parser never raises it to its caller: it reports bad input as a :class:`BadInput`
-    event instead (see :meth:`RtspParser.feed`).
-    """
+    """Input that breaks RFC 2326: ``status`` is the code to answer with, ``reason`` says
+    what was wrong. Handlers raise it; the parser reports a :class:`BadInput` instead."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
+        self.status, self.reason = status, reason
 
     @property
     def phrase(self) -> str:
@@ -112,79 +67,57 @@ def _is_token(text: str) -> bool:
 
 class Headers:
     """Message headers: a case-insensitive multi-dict that keeps order and the names as
-    they were written.
-
-    ``h["cseq"]`` and ``h.get("CSeq")`` find the first ``CSeq``; ``h["X"] = v`` replaces
-    every ``X`` (keeping the position of the first); ``h.add("X", v)`` appends another.
-    """
+    written. ``h["cseq"]`` and ``h.get("CSeq")`` find the first ``CSeq``; ``h["X"] = v``
+    replaces every ``X`` where the first was; ``h.add("X", v)`` appends another."""
 
     def __init__(
         self, items: Mapping[str, str] | Iterable[tuple[str, str]] | Headers | None = None
     ) -> None:
         self._items: list[tuple[str, str]] = []
-        if items is None:
-            return
-        pairs = items.items() if isinstance(items, Mapping | Headers) else items
+        pairs = items.items() if isinstance(items, Mapping | Headers) else items or ()
         for name, value in pairs:
             self.add(name, value)
 
     @staticmethod
-    def _check(name: str, value: str) -> None:
+    def _checked(name: str, value: str | int) -> tuple[str, str]:
         # A CR or LF in a value would let a caller inject headers or end the message.
         if not _is_token(name):
             raise ValueError(f"invalid header name {name!r}")
-        if "\r" in value or "\n" in value:
+        if "\r" in str(value) or "\n" in str(value):
             raise ValueError(f"line break in the value of header {name!r}")
+        return name, str(value)
+
+    def _where(self, name: str) -> list[int]:
+        return [i for i, (old, _) in enumerate(self._items) if old.lower() == name.lower()]
 
     def add(self, name: str, value: str | int) -> None:
-        value = str(value)
-        self._check(name, value)
-        self._items.append((name, value))
+        self._items.append(self._checked(name, value))
 
     def __setitem__(self, name: str, value: str | int) -> None:
-        value = str(value)
-        self._check(name, value)
-        key = name.lower()
-        kept: list[tuple[str, str]] = []
-        placed = False
-        for old_name, old_value in self._items:
-            if old_name.lower() != key:
-                kept.append((old_name, old_value))
-            elif not placed:
-                kept.append((name, value))
-                placed = True
-        if not placed:
-            kept.append((name, value))
-        self._items = kept
+        item, (first, *rest) = self._checked(name, value), self._where(name) or [len(self)]
+        self._items = [old for i, old in enumerate(self._items) if i not in rest]
+        self._items[first:first + 1] = [item]  # in the first one's place, or at the end
 
     def __getitem__(self, name: str) -> str:
-        key = name.lower()
-        for old_name, value in self._items:
-            if old_name.lower() == key:
-                return value
-        raise KeyError(name)
+        where = self._where(name)
+        if not where:
+            raise KeyError(name)
+        return self._items[where[0]][1]
 
     def __delitem__(self, name: str) -> None:
-        key = name.lower()
-        if key not in self:
+        where = self._where(name)
+        if not where:
             raise KeyError(name)
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        self._items = [item for i, item in enumerate(self._items) if i not in where]
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        try:
-            return self[name]
-        except KeyError:
-            return default
+        return self[name] if name in self else default
 
     def get_all(self, name: str) -> list[str]:
-        key = name.lower()
-        return [value for old_name, value in self._items if old_name.lower() == key]
+        return [self._items[i][1] for i in self._where(name)]
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        key = name.lower()
-        return any(old_name.lower() == key for old_name, _ in self._items)
+        return isinstance(name, str) and bool(self._where(name))
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
@@ -210,13 +143,6 @@ class Headers:
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
-def _cseq(headers: Headers) -> int | None:
-    value = headers.get("CSeq")
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value.strip())
-
-
 def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
     out = headers.copy()
     # Content-Length always tells the truth about the body we are about to write.
@@ -226,7 +152,20 @@ def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
     return "\r\n".join(lines).encode("utf-8") + body
 
 
-class _Message:
+class _Event:
+    """What the parser's events share: ``parse`` reads exactly one, whole."""
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        """Parse exactly one complete event (a convenience over :class:`RtspParser`)."""
+        parser = RtspParser()
+        events = parser.feed(data)
+        if len(events) != 1 or not isinstance(events[0], cls) or parser.buffered:
+            raise RtspProtocolError(400, f"expected exactly one complete {cls.__name__}")
+        return events[0]
+
+
+class _Message(_Event):
     """What requests and responses share: their headers, and the CSeq among them."""
 
     headers: Headers
@@ -238,7 +177,8 @@ class _Message:
     @property
     def cseq(self) -> int | None:
         """The CSeq header as an int, or None when missing or not a number."""
-        return _cseq(self.headers)
+        value = (self.headers.get("CSeq") or "").strip()
+        return int(value) if value.isdigit() else None
 
 
 @dataclass
@@ -257,11 +197,6 @@ class Request(_Message):
         if not self.uri or any(ord(c) not in _VISIBLE for c in self.uri):
             raise ValueError(f"invalid request URI {self.uri!r}")
         return _serialize(f"{self.method} {self.uri} {self.version}", self.headers, self.body)
-
-    @classmethod
-    def parse(cls, data: bytes) -> Request:
-        """Parse exactly one complete request (a convenience over :class:`RtspParser`)."""
-        return _parse_one(data, cls)
 
 
 @dataclass
@@ -283,14 +218,9 @@ class Response(_Message):
             raise ValueError("line break in the reason phrase")
         return _serialize(f"{self.version} {self.status} {reason}", self.headers, self.body)
 
-    @classmethod
-    def parse(cls, data: bytes) -> Response:
-        """Parse exactly one complete response (a convenience over :class:`RtspParser`)."""
-        return _parse_one(data, cls)
-
 
 @dataclass
-class InterleavedFrame:
+class InterleavedFrame(_Event):
     """Binary data interleaved on the RTSP connection (RFC 2326 §10.12): ``$``, a
     one-byte channel, a 16-bit big-endian length, then the data (one RTP or RTCP
     packet)."""
@@ -307,18 +237,12 @@ class InterleavedFrame:
     def __bytes__(self) -> bytes:
         return b"$" + bytes([self.channel]) + len(self.data).to_bytes(2, "big") + self.data
 
-    @classmethod
-    def parse(cls, data: bytes) -> InterleavedFrame:
-        """Parse exactly one complete frame (a convenience over :class:`RtspParser`)."""
-        return _parse_one(data, cls)
 
 
 @dataclass(frozen=True)
 class BadInput:
-    """The event that ends a stream the parser cannot trust any more (h11's error event).
-
-    ``status`` is the code to answer with (400, 413, 505); ``reason`` says what was wrong.
-    """
+    """The event that ends a stream the parser cannot trust any more (h11's error event):
+    ``status`` is the code to answer with (400, 413, 505), ``reason`` what was wrong."""
 
     status: int
     reason: str
@@ -331,17 +255,6 @@ class BadInput:
 Event = Request | Response | InterleavedFrame | BadInput
 
 
-_T = TypeVar("_T", Request, Response, InterleavedFrame)
-
-
-def _parse_one(data: bytes, kind: type[_T]) -> _T:
-    parser = RtspParser()
-    events = parser.feed(data)
-    if len(events) != 1 or not isinstance(events[0], kind) or parser.buffered:
-        raise RtspProtocolError(400, f"expected exactly one complete {kind.__name__}")
-    return events[0]
-
-
 # The blank line that ends a header block, with CRLF or bare LF line endings.
 _HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 
@@ -349,16 +262,12 @@ _HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 class RtspParser:
     """Incremental parser for one direction of an RTSP connection.
 
-    ``feed(data)`` returns the complete events found so far; a partial message stays
-    buffered until the rest arrives, so any way of splitting the input gives the same
-    events. Messages may be separated by interleaved ``$`` frames. Bodies are read by
-    ``Content-Length`` (none means no body, RFC 2326 §4.3). Line endings may be CRLF or a
-    bare LF. Header folding is not supported (a line starting with white space is a 400).
-
-    Bad input never raises: ``feed`` returns the events that were whole before it,
-    followed by one :class:`BadInput`. The parser is then dead: every later ``feed``
-    returns that :class:`BadInput` again, because after a framing error the rest of the
-    stream cannot be trusted. The caller answers with its ``status`` and closes.
+    ``feed(data)`` returns the events completed so far, the same however the input is
+    split; interleaved ``$`` frames may come between messages. Bodies are read by
+    Content-Length (none: no body, §4.3); lines may end in CRLF or a bare LF; folded header
+    lines are a 400. Bad input never raises: ``feed`` returns the events whole before it,
+    then one :class:`BadInput`, and from then on only that (the rest of the stream cannot be
+    trusted); the caller answers with its ``status`` and closes.
     """
 
     def __init__(self, max_header_bytes: int = 16384, max_body_bytes: int = 1 << 20) -> None:
