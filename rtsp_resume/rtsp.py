@@ -104,12 +104,6 @@ class Headers:
             raise KeyError(name)
         return self._items[where[0]][1]
 
-    def __delitem__(self, name: str) -> None:
-        where = self._where(name)
-        if not where:
-            raise KeyError(name)
-        self._items = [item for i, item in enumerate(self._items) if i not in where]
-
     def get(self, name: str, default: str | None = None) -> str | None:
         return self[name] if name in self else default
 
@@ -136,15 +130,12 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 
-    def copy(self) -> Headers:
-        return Headers(self._items)
-
 
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
 def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
-    out = headers.copy()
+    out = Headers(headers)
     # Content-Length always tells the truth about the body we are about to write.
     if body or "Content-Length" in out:
         out["Content-Length"] = str(len(body))
@@ -178,7 +169,7 @@ class _Message(_Event):
     def cseq(self) -> int | None:
         """The CSeq header as an int, or None when missing or not a number."""
         value = (self.headers.get("CSeq") or "").strip()
-        return int(value) if value.isdigit() else None
+        return int(value) if value.isascii() and value.isdigit() else None
 
 
 @dataclass
@@ -221,9 +212,8 @@ class Response(_Message):
 
 @dataclass
 class InterleavedFrame(_Event):
-    """Binary data interleaved on the RTSP connection (RFC 2326 §10.12): ``$``, a
-    one-byte channel, a 16-bit big-endian length, then the data (one RTP or RTCP
-    packet)."""
+    """Binary data interleaved on the RTSP connection (§10.12): ``$``, a one-byte channel,
+    a 16-bit length, then the data (one RTP or RTCP packet)."""
 
     channel: int
     data: bytes
@@ -308,29 +298,21 @@ class RtspParser:
             self._pending = None
             return message
 
-        # Stray line breaks between messages are tolerated, as HTTP servers do.
-        skip = 0
-        while skip < len(buf) and buf[skip] in (0x0D, 0x0A):
-            skip += 1
-        if skip:
-            del buf[:skip]
+        while buf[:1] in (b"\r", b"\n"):  # stray line breaks between messages, as in HTTP
+            del buf[:1]
         if not buf:
             return None
 
         if buf[0] == 0x24:  # "$": an interleaved frame
-            if len(buf) < 4:
+            end = 4 + int.from_bytes(buf[2:4], "big") if len(buf) >= 4 else None
+            if end is None or len(buf) < end:
                 return None
-            length = int.from_bytes(buf[2:4], "big")
-            if len(buf) < 4 + length:
-                return None
-            frame = InterleavedFrame(buf[1], bytes(buf[4 : 4 + length]))
-            del buf[: 4 + length]
+            frame = InterleavedFrame(buf[1], bytes(buf[4:end]))
+            del buf[:end]
             return frame
 
-        # Reject junk as soon as it shows, without waiting for a whole header block:
-        # the first word of a start line is printable ASCII. Only the part within the
-        # header limit is looked at, so the verdict does not depend on how the input
-        # was split.
+        # Junk is rejected as soon as it shows (a start line's first word is printable
+        # ASCII), looking only within the header limit so that any split gives one verdict.
         window = bytes(buf[: self.max_header_bytes])
         first_word = window.split(b" ", 1)[0].split(b"\n", 1)[0].rstrip(b"\r")
         if any(byte not in _VISIBLE for byte in first_word):
@@ -364,34 +346,33 @@ def _decode(raw: bytes) -> str:
         raise RtspProtocolError(400, "header bytes are not UTF-8") from None
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in text)
+
+
 def _parse_start_line(raw: bytes) -> Request | Response:
     line = _decode(raw.rstrip(b"\r"))
-    if line.startswith("RTSP/") or line.startswith("rtsp/"):
-        parts = line.split(" ", 2)
-        version = parts[0]
+    message: Request | Response
+    if line[:5] in ("RTSP/", "rtsp/"):
+        version, status, reason = (line.split(" ", 2) + ["", ""])[:3]
         if not _VERSION_RE.fullmatch(version):
             raise RtspProtocolError(400, "malformed version")
-        if len(parts) < 2 or not re.fullmatch(r"\d{3}", parts[1]):
+        if not re.fullmatch(r"\d{3}", status) or _has_control(reason):
             raise RtspProtocolError(400, "malformed status line")
-        if version != RTSP_VERSION:
-            raise RtspProtocolError(505, f"version {version} not supported")
-        reason = parts[2] if len(parts) == 3 else ""
-        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in reason):
-            raise RtspProtocolError(400, "control character in the reason phrase")
-        return Response(int(parts[1]), reason)
-    parts = line.split(" ")
-    if len(parts) != 3:
-        raise RtspProtocolError(400, "malformed request line")
-    method, uri, version = parts
-    if not _is_token(method):
-        raise RtspProtocolError(400, "malformed method")
-    if not uri or any(ord(c) not in _VISIBLE for c in uri):
-        raise RtspProtocolError(400, "malformed request URI")
-    if not _VERSION_RE.fullmatch(version):
-        raise RtspProtocolError(400, "malformed version")
+        message = Response(int(status), reason)
+    else:
+        parts = line.split(" ")
+        if len(parts) != 3 or not _is_token(parts[0]):
+            raise RtspProtocolError(400, "malformed request line")
+        method, uri, version = parts
+        if not uri or any(ord(c) not in _VISIBLE for c in uri):
+            raise RtspProtocolError(400, "malformed request URI")
+        if not _VERSION_RE.fullmatch(version):
+            raise RtspProtocolError(400, "malformed version")
+        message = Request(method, uri)
     if version != RTSP_VERSION:
         raise RtspProtocolError(505, f"version {version} not supported")
-    return Request(method, uri)
+    return message
 
 
 def _parse_head(block: bytes) -> Request | Response:
@@ -405,16 +386,14 @@ def _parse_head(block: bytes) -> Request | Response:
         if not colon or not _is_token(name):
             raise RtspProtocolError(400, f"malformed header line {line[:40]!r}")
         value = value.strip(" \t")
-        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
+        if _has_control(value):
             raise RtspProtocolError(400, f"control character in header {name!r}")
         message.headers.add(name, value)
     return message
 
 
 def _content_length(headers: Headers) -> int:
-    values = {value.strip() for value in headers.get_all("Content-Length")}
-    if not values:
-        return 0
+    values = {value.strip() for value in headers.get_all("Content-Length")} or {"0"}
     if len(values) > 1:
         raise RtspProtocolError(400, "conflicting Content-Length headers")
     (value,) = values
@@ -425,25 +404,17 @@ def _content_length(headers: Headers) -> int:
     return int(value)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
+    parts, start, quoted = [], 0, False
+    for i, char in enumerate(text):
         if char == '"':
             quoted = not quoted
-        if char == separator and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
+        elif char == separator and not quoted:
+            parts.append(text[start:i])
+            start = i + 1
     if quoted:
         raise RtspProtocolError(400, "unbalanced quote")
-    parts.append("".join(current))
-    return parts
+    return parts + [text[start:]]
 
 
 _TRANSPORT_PROTOCOL_RE = re.compile(r"[A-Za-z0-9\-_.]+/[A-Za-z0-9\-_.]+(/[A-Za-z0-9\-_.]+)?")
@@ -454,12 +425,9 @@ SUPPORTED_TRANSPORTS = frozenset({"RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP"})
 class Transport:
     """One transport-spec of the Transport header (RFC 2326 §12.39).
 
-    ``protocol`` is the upper-cased ``transport/profile[/lower-transport]``, e.g.
-    ``"RTP/AVP"`` (UDP implied), ``"RTP/AVP/UDP"`` or ``"RTP/AVP/TCP"``. ``cast`` is
-    ``"unicast"``, ``"multicast"`` or None when the spec says neither. Port and channel
-    pairs are ``(a, b)``; a single value ``a`` is read as ``(a, a + 1)``, the RTP/RTCP
-    pair it implies. ``ssrc`` is the integer of the 8 hex digits. Parameters this module
-    does not know are kept in ``extra`` and written back.
+    ``protocol`` is upper-cased, e.g. ``"RTP/AVP"`` (UDP implied) or ``"RTP/AVP/TCP"``;
+    ``cast`` is ``"unicast"``, ``"multicast"`` or None. A single port or channel ``a``
+    reads as the RTP/RTCP pair ``(a, a + 1)``. Unknown parameters are kept in ``extra``.
     """
 
     protocol: str = "RTP/AVP"
@@ -487,28 +455,17 @@ class Transport:
         return self.protocol in SUPPORTED_TRANSPORTS
 
     def __str__(self) -> str:
-        parts = [self.protocol]
-        if self.cast:
-            parts.append(self.cast)
-        if self.destination is not None:
-            parts.append(f"destination={self.destination}")
-        if self.source is not None:
-            parts.append(f"source={self.source}")
-        for name in ("interleaved", "port", "client_port", "server_port"):
-            pair = getattr(self, name)
-            if pair is not None:
-                parts.append(f"{name}={pair[0]}-{pair[1]}")
-        if self.ttl is not None:
-            parts.append(f"ttl={self.ttl}")
-        if self.ssrc is not None:
-            parts.append(f"ssrc={self.ssrc:08X}")
-        if self.mode is not None:
-            parts.append(f'mode="{self.mode}"' if "," in self.mode else f"mode={self.mode}")
-        if self.append:
-            parts.append("append")
-        for name, value in self.extra:
-            parts.append(name if value is None else f"{name}={value}")
-        return ";".join(parts)
+        pairs = [(name, getattr(self, name)) for name in ("interleaved", "port", "client_port",
+                                                          "server_port")]
+        mode = self.mode and (f'"{self.mode}"' if "," in self.mode else self.mode)
+        params = [("destination", self.destination), ("source", self.source),
+                  *((name, pair and f"{pair[0]}-{pair[1]}") for name, pair in pairs),
+                  ("ttl", self.ttl), ("ssrc", None if self.ssrc is None else f"{self.ssrc:08X}"),
+                  ("mode", mode)]
+        words = [self.protocol, *([self.cast] if self.cast else [])]
+        words += [f"{name}={value}" for name, value in params if value is not None]
+        words += ["append"] * self.append
+        return ";".join(words + [n if v is None else f"{n}={v}" for n, v in self.extra])
 
 
 def _pair(name: str, value: str, maximum: int) -> tuple[int, int]:
@@ -549,22 +506,15 @@ def parse_transport(value: str) -> list[Transport]:
                 setattr(transport, name, _pair(name, raw, 65535))
             elif name == "interleaved":
                 transport.interleaved = _pair(name, raw, 255)
-            elif name == "ttl":
-                if not re.fullmatch(r"\d{1,3}", raw) or int(raw) > 255:
-                    raise RtspProtocolError(400, "malformed ttl in Transport")
+            elif name == "ttl" and re.fullmatch(r"\d{1,3}", raw) and int(raw) <= 255:
                 transport.ttl = int(raw)
-            elif name == "ssrc":
-                if not re.fullmatch(r"[0-9A-Fa-f]{1,8}", raw):
-                    raise RtspProtocolError(400, "malformed ssrc in Transport")
+            elif name == "ssrc" and re.fullmatch(r"[0-9A-Fa-f]{1,8}", raw):
                 transport.ssrc = int(raw, 16)
-            elif name == "mode":
-                mode = raw.strip('"').strip()
-                if not mode:
-                    raise RtspProtocolError(400, "empty mode in Transport")
-                transport.mode = mode
+            elif name == "mode" and raw.strip('"').strip():
+                transport.mode = raw.strip('"').strip()
             elif name in ("destination", "source"):
                 setattr(transport, name, raw or None)
-            elif _is_token(name):
+            elif _is_token(name) and name not in ("ttl", "ssrc", "mode"):
                 transport.extra.append((name, raw if equals else None))
             else:
                 raise RtspProtocolError(400, f"malformed Transport parameter {param[:40]!r}")
@@ -577,53 +527,38 @@ _NPT_SEC_RE = re.compile(r"(\d+)(\.\d*)?")
 _NPT_HMS_RE = re.compile(r"(\d{1,10}):(\d{1,2}):(\d{1,2})(\.\d*)?")
 
 
-def _npt_time(text: str) -> float:
-    seconds = _npt_seconds(text)
+def parse_npt(text: str) -> float:
+    """An npt-time (§3.6) in seconds: ``12.5`` or ``h:mm:ss[.fraction]``."""
+    if match := _NPT_SEC_RE.fullmatch(text):
+        seconds = float(match.group(1) + (match.group(2) or "").rstrip("."))
+    elif match := _NPT_HMS_RE.fullmatch(text):
+        hours, minutes, whole = (int(match.group(i)) for i in (1, 2, 3))
+        if minutes > 59 or whole > 59:
+            raise RtspProtocolError(400, f"malformed npt time {text!r}")
+        fraction = float("0" + (match.group(4) or "").rstrip("."))
+        seconds = hours * 3600 + minutes * 60 + whole + fraction
+    else:
+        raise RtspProtocolError(400, f"malformed npt time {text[:40]!r}")
     if not math.isfinite(seconds):
         raise RtspProtocolError(400, "npt time out of range")
     return seconds
 
 
-def _npt_seconds(text: str) -> float:
-    match = _NPT_SEC_RE.fullmatch(text)
-    if match:
-        return float(match.group(1) + (match.group(2) or "").rstrip(".") or "0")
-    match = _NPT_HMS_RE.fullmatch(text)
-    if match:
-        hours, minutes, seconds = (int(match.group(i)) for i in (1, 2, 3))
-        if minutes > 59 or seconds > 59:
-            raise RtspProtocolError(400, f"malformed npt time {text!r}")
-        fraction = float("0" + match.group(4)) if match.group(4) not in (None, ".") else 0.0
-        return hours * 3600 + minutes * 60 + seconds + fraction
-    raise RtspProtocolError(400, f"malformed npt time {text[:40]!r}")
-
-
 def parse_range(value: str) -> tuple[float | None, float | None]:
-    """Read a Range header in npt (RFC 2326 §12.29, §3.6).
-
-    Returns ``(start, end)`` in seconds. ``end`` is None for an open range (``npt=T-``).
-    ``start`` is None when the range starts at the current position: ``npt=now-`` gives
-    ``(None, None)`` and ``npt=-E`` gives ``(None, E)``. A ``;time=`` parameter is
-    ignored. Other units (``smpte``, ``clock``) raise 457, as does an end before the
-    start; malformed values raise 400.
-    """
-    spec = value.split(";", 1)[0].strip()
-    unit, equals, rng = spec.partition("=")
+    """``(start, end)`` in seconds of an npt Range header (§12.29, §3.6): ``end`` None for
+    an open range, ``start`` None for ``now`` (``npt=now-``, ``npt=-E``). ``;time=`` is
+    ignored; another unit or an end before the start is a 457."""
+    unit, equals, span = value.split(";", 1)[0].strip().partition("=")
     unit = unit.strip().lower()
-    if not equals or not unit:
+    if not equals or not _is_token(unit):
         raise RtspProtocolError(400, "malformed Range")
-    if unit != "npt":
-        if unit in ("clock", "smpte", "smpte-30-drop", "smpte-25") or _is_token(unit):
-            raise RtspProtocolError(457, f"Range unit {unit[:20]!r} not supported, use npt")
+    if unit != "npt":  # clock, smpte...
+        raise RtspProtocolError(457, f"Range unit {unit[:20]!r} not supported, use npt")
+    first, dash, last = (part.strip() for part in span.partition("-"))
+    if not dash or not (first or last) or last == "now":
         raise RtspProtocolError(400, "malformed Range")
-    first, dash, last = rng.strip().partition("-")
-    first, last = first.strip(), last.strip()
-    if not dash or (not first and not last):
-        raise RtspProtocolError(400, "malformed Range")
-    start = None if first in ("", "now") else _npt_time(first)
-    if last == "now":
-        raise RtspProtocolError(400, "a Range cannot end at now")
-    end = _npt_time(last) if last else None
+    start = None if first in ("", "now") else parse_npt(first)
+    end = parse_npt(last) if last else None
     if start is not None and end is not None and end < start:
         raise RtspProtocolError(457, "Range ends before it starts")
     return start, end
@@ -631,12 +566,9 @@ def parse_range(value: str) -> tuple[float | None, float | None]:
 
 def format_range(start: float | None, end: float | None = None) -> str:
     """``npt=12.000-`` or ``npt=12.000-30.000``; a None start writes ``now``."""
-    for value in (start, end):
-        if value is not None and not value >= 0:
-            raise ValueError(f"invalid npt time {value!r}")
-    first = "now" if start is None else f"{start:.3f}"
-    last = "" if end is None else f"{end:.3f}"
-    return f"npt={first}-{last}"
+    if any(value is not None and not value >= 0 for value in (start, end)):
+        raise ValueError(f"invalid npt times {start!r}, {end!r}")
+    return f"npt={'now' if start is None else f'{start:.3f}'}-{'' if end is None else f'{end:.3f}'}"
 
 
 # session-id (RFC 2326 §3.4): 1*( ALPHA | DIGIT | safe ), safe = $ - _ . +
@@ -645,13 +577,11 @@ _SESSION_ID_RE = re.compile(r"[A-Za-z0-9$\-_.+]+")
 
 def parse_session(value: str) -> tuple[str, int | None]:
     """``"id;timeout=N"`` -> ``("id", N)``; the timeout is None when absent."""
-    parts = [p.strip() for p in value.split(";")]
-    session_id = parts[0]
+    session_id, *params = (part.strip() for part in value.split(";"))
     if not _SESSION_ID_RE.fullmatch(session_id):
         raise RtspProtocolError(400, "malformed Session id")
     timeout: int | None = None
-    for param in parts[1:]:
-        name, _, raw = param.partition("=")
+    for name, _, raw in (param.partition("=") for param in params):
         if name.strip().lower() == "timeout":
             raw = raw.strip()
             if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
@@ -680,12 +610,8 @@ def format_rtp_info(entries: Iterable[tuple[str, int | None, int | None]]) -> st
     for url, seq, rtptime in entries:
         if not url or any(ord(c) not in _VISIBLE for c in url):
             raise ValueError(f"invalid RTP-Info url {url!r}")
-        text = f"url={url}"
-        if seq is not None:
-            text += f";seq={seq & 0xFFFF}"
-        if rtptime is not None:
-            text += f";rtptime={rtptime & 0xFFFFFFFF}"
-        out.append(text)
+        out.append(f"url={url}" + ("" if seq is None else f";seq={seq & 0xFFFF}")
+                   + ("" if rtptime is None else f";rtptime={rtptime & 0xFFFFFFFF}"))
     if not out:
         raise ValueError("RTP-Info needs at least one stream")
     return ",".join(out)
@@ -700,33 +626,22 @@ def parse_rtp_info(value: str) -> list[RtpInfo]:
         head = pieces[0].strip()
         if head[:4].lower() != "url=" or len(head) == 4:
             raise RtspProtocolError(400, "malformed RTP-Info")
-        seq: int | None = None
-        rtptime: int | None = None
+        numbers: dict[str, int | None] = {"seq": None, "rtptime": None}
         for piece in pieces[1:]:
-            name, _, raw = piece.partition("=")
-            raw = raw.strip()
-            if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
-                raise RtspProtocolError(400, f"malformed RTP-Info {name.strip()}")
-            if name.strip().lower() == "seq":
-                seq = int(raw)
-                if seq > 0xFFFF:
-                    raise RtspProtocolError(400, "RTP-Info seq out of range")
-            else:
-                rtptime = int(raw)
-                if rtptime > 0xFFFFFFFF:
-                    raise RtspProtocolError(400, "RTP-Info rtptime out of range")
-        entries.append(RtpInfo(head[4:], seq, rtptime))
+            name, _, raw = (part.strip() for part in piece.partition("="))
+            name = name.lower()
+            limit = 1 << 16 if name == "seq" else 1 << 32
+            if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) >= limit:
+                raise RtspProtocolError(400, f"malformed RTP-Info {name}")
+            numbers[name] = int(raw)
+        entries.append(RtpInfo(head[4:], numbers["seq"], numbers["rtptime"]))
     return entries
 
 
 def parse_public(value: str) -> set[str]:
     """The method names of a Public (or Allow) header; method names are case-sensitive."""
-    methods = set()
-    for part in value.split(","):
-        name = part.strip()
-        if not name:
-            continue
+    methods = {part.strip() for part in value.split(",")} - {""}
+    for name in methods:
         if not _is_token(name):
             raise RtspProtocolError(400, f"malformed method name {name[:40]!r}")
-        methods.add(name)
     return methods
