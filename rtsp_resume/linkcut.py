@@ -84,7 +84,7 @@ class LinkCutter:
         # byte arrives and delivered only if the epoch is the same then: no cut in between.
         self._epoch: int | None = 0  # None while cut, else how many cuts there were
         self._cuts, self._accepted, self._rng = 0, 0, random.Random(seed)
-        self._lock = threading.Lock()  # for cut and restore from any thread
+        self._lock = threading.Lock()  # cut and restore, and counters read, from any thread
         self._counts = {UP: DirectionCounters(), DOWN: DirectionCounters()}
         self._tasks: set[asyncio.Task[Any]] = set()  # one per player connection
         self._queue: deque[tuple[float, Callable[[], object]]] = deque()  # the delay line
@@ -130,8 +130,10 @@ class LinkCutter:
                 self.on_event(event)
 
     def counters(self) -> LinkCounters:
-        up, down = (dataclasses.replace(self._counts[way]) for way in (UP, DOWN))
-        return LinkCounters(up, down, self.is_cut, self._cuts, len(self._tasks), self._accepted)
+        with self._lock:
+            up, down = (dataclasses.replace(self._counts[way]) for way in (UP, DOWN))
+            return LinkCounters(up, down, self.is_cut, self._cuts, len(self._tasks),
+                                self._accepted)
 
     @property
     def port(self) -> int:
@@ -221,6 +223,8 @@ class LinkCutter:
                 setups.release(list(setups.routes))
         except (OSError, rtsp.RtspProtocolError) as exc:
             log.warning("linkcut: connection to %s ended: %s", self.to, exc)
+        except asyncio.CancelledError:  # stop(): ended here, no one else to tell
+            pass
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
             for writer in () if ended else (player, server):
@@ -245,13 +249,14 @@ class LinkCutter:
 
     def _send_tcp(self, dest: asyncio.StreamWriter, count: DirectionCounters, data: bytes,
                   mark: int | None) -> None:
-        if not self._alive(mark):
-            count.tcp_bytes_cut += len(data)
-        elif dest.transport.get_write_buffer_size() + len(data) > self.max_buffer:
-            count.tcp_bytes_overflow += len(data)
-        elif not dest.is_closing():
-            dest.write(data)
-            count.tcp_bytes += len(data)
+        with self._lock:  # what counters() shows has been written
+            if not self._alive(mark):
+                count.tcp_bytes_cut += len(data)
+            elif dest.transport.get_write_buffer_size() + len(data) > self.max_buffer:
+                count.tcp_bytes_overflow += len(data)
+            elif not dest.is_closing():
+                dest.write(data)
+                count.tcp_bytes += len(data)
 
     def _close_tcp(self, dest: asyncio.StreamWriter) -> None:
         """Pass a close on; one that meets a cut waits, as a FIN would be sent again."""
@@ -272,7 +277,7 @@ class LinkCutter:
         if not self._alive(mark):
             count.udp_datagrams_cut += 1
         else:
-            with contextlib.suppress(OSError):  # the kernel's queue is full: dropped
+            with self._lock, contextlib.suppress(OSError):  # the kernel's queue is full
                 out.sendto(data, to)
                 count.udp_datagrams += 1
                 count.udp_bytes += len(data)
