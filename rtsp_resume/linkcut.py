@@ -234,17 +234,18 @@ class LinkCutter:
     async def _pump(self, way: str, source: asyncio.StreamReader, dest: asyncio.StreamWriter,
                     setups: _Setups) -> None:
         count, parser, mark = self._counts[way], rtsp.RtspParser(), None
-        while data := await source.read(65536):
-            count.tcp_bytes_received += len(data)
-            now = self._epoch
-            mark = mark if parser.buffered else now  # a unit begun in an earlier read
-            for event in parser.feed(data):
-                if isinstance(event, rtsp.BadInput):  # not RTSP: end it as a server would
-                    raise rtsp.RtspProtocolError(event.status, f"{way}: {event.reason}")
-                if self._alive(mark):
-                    setups.rewrite(way, event)
-                self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
-                mark = now
+        with contextlib.suppress(ConnectionError):  # a reset travels on as a close
+            while data := await source.read(65536):
+                count.tcp_bytes_received += len(data)
+                now = self._epoch
+                mark = mark if parser.buffered else now  # a unit begun in an earlier read
+                for event in parser.feed(data):
+                    if isinstance(event, rtsp.BadInput):  # not RTSP: end it as a server would
+                        raise rtsp.RtspProtocolError(event.status, f"{way}: {event.reason}")
+                    if self._alive(mark):
+                        setups.rewrite(way, event)
+                    self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
+                    mark = now
         self._close_tcp(dest)
 
     def _send_tcp(self, dest: asyncio.StreamWriter, count: DirectionCounters, data: bytes,

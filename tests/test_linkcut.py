@@ -17,6 +17,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -238,6 +239,17 @@ def test_a_close_during_a_cut_reaches_the_other_side_only_after_restore(
     relay.restore()
     recv_eof(client)
     wait_for(lambda: relay.counters().connections == 0, "the relay to forget the connection")
+
+
+def test_a_reset_during_a_cut_is_held_like_a_close(relay: LinkCutter, upstream: Upstream) -> None:
+    client, server = connect_pair(relay, upstream)
+    round_trip(client, server, frame(b"hello"), frame(b"world"))
+    relay.cut()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    server.close()  # a reset, as a server that gives up on the terminal sends
+    assert_quiet(client)
+    relay.restore()
+    recv_eof(client)
 
 
 def test_a_terminal_that_vanishes_during_a_cut_is_not_seen_by_the_server(
