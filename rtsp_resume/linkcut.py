@@ -19,7 +19,6 @@ import signal
 import socket
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -80,15 +79,15 @@ class LinkCutter:
                  on_event: Callable[[str], None] | None = None) -> None:
         self.listen, self.to = (listen[0], int(listen[1])), (to[0], int(to[1]))
         self.delay, self.loss, self.max_buffer, self.on_event = delay, loss, max_buffer, on_event
-        # A unit (message, frame, datagram, close) is stamped with ``_epoch`` when its first
-        # byte arrives and delivered only if the epoch is the same then: no cut in between.
+        # Each unit (message, frame, datagram, close) is stamped with the epoch when it comes
+        # in and delivered only if the epoch is still the same: no cut came in between.
         self._epoch: int | None = 0  # None while cut, else how many cuts there were
         self._cuts, self._accepted, self._rng = 0, 0, random.Random(seed)
         self._lock = threading.Lock()  # cut and restore, and counters read, from any thread
         self._counts = {UP: DirectionCounters(), DOWN: DirectionCounters()}
         self._tasks: set[asyncio.Task[Any]] = set()  # one per player connection
-        self._queue: deque[tuple[float, Callable[[], object]]] = deque()  # the delay line
         self._held: list[Callable[[], object]] = []  # closes waiting for the restore
+        self._last = 0.0  # when the latest delayed unit is due: later ones come after it
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop  # made by start()
 
@@ -105,21 +104,18 @@ class LinkCutter:
 
     def cut(self) -> None:
         """Drop everything from now on, both ways; every socket stays open."""
-        self._switch(True)
+        self.toggle(True)
 
     def restore(self) -> None:
         """Forward again; what was dropped stays lost, a close held back goes through."""
-        self._switch(False)
+        self.toggle(False)
 
-    def toggle(self) -> bool:
-        """Cut a working link or restore a cut one; returns :attr:`is_cut` afterwards."""
-        self._switch(not self.is_cut)
-        return self.is_cut
-
-    def _switch(self, cut: bool) -> None:
+    def toggle(self, cut: bool | None = None) -> bool:
+        """Cut a working link or restore a cut one (or make it ``cut``); returns the state."""
         with self._lock:
+            cut = not self.is_cut if cut is None else cut
             if self.is_cut == cut:
-                return
+                return cut
             self._cuts += cut
             self._epoch = None if cut else self._cuts
         if not cut:
@@ -128,6 +124,7 @@ class LinkCutter:
         with contextlib.suppress(Exception):  # the listener's trouble is not the link's
             if self.on_event is not None:
                 self.on_event(event)
+        return cut
 
     def counters(self) -> LinkCounters:
         with self._lock:
@@ -151,8 +148,7 @@ class LinkCutter:
             sock = socket.create_server(self.listen, family=family)
             self.address: tuple[str, int] = sock.getsockname()[:2]
             self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name="linkcut",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
             self._thread.start()
             serving = asyncio.start_server(self._relay, sock=sock)
             self._server = asyncio.run_coroutine_threadsafe(serving, self._loop).result()
@@ -172,7 +168,6 @@ class LinkCutter:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._queue.clear()
 
     def __enter__(self) -> LinkCutter:
         return self.start()
@@ -189,23 +184,17 @@ class LinkCutter:
         for action in held:
             action()
 
-    def _alive(self, mark: int | None) -> bool:
-        return mark is not None and mark == self._epoch
-
-    def _later(self, action: Callable[[], object]) -> None:
-        """Run ``action`` ``delay`` seconds from now, after all queued before it."""
-        if self.delay <= 0 and not self._queue:
-            action()
-            return
-        self._queue.append((self._loop.time() + self.delay, action))
-        if len(self._queue) == 1:
-            self._loop.call_at(self._queue[0][0], self._run_due)
-
-    def _run_due(self) -> None:
-        while self._queue and self._queue[0][0] <= self._loop.time():
-            self._queue.popleft()[1]()
-        if self._queue:
-            self._loop.call_at(self._queue[0][0], self._run_due)
+    def _later(self, mark: int | None, action: Callable[[bool], object]) -> None:
+        """``action(alive)`` after ``delay``, in the order of the calls; ``alive`` says
+        whether the link stayed up since ``mark``."""
+        def run() -> None:
+            action(mark is not None and mark == self._epoch)
+        now = self._loop.time()
+        if self.delay <= 0 and self._last <= now:
+            run()
+        else:  # strictly after the one before, so that the timers keep the order
+            self._last = max(now + self.delay, self._last + 1e-6)
+            self._loop.call_at(self._last, run)
 
     async def _relay(self, player_in: asyncio.StreamReader, player: asyncio.StreamWriter) -> None:
         """One player's connection: the relay's own to the server, pumped both ways."""
@@ -221,10 +210,8 @@ class LinkCutter:
                 ended = True  # both sides closed, and the closes are on their way
             finally:
                 setups.release(list(setups.routes))
-        except (OSError, rtsp.RtspProtocolError) as exc:
-            log.warning("linkcut: connection to %s ended: %s", self.to, exc)
-        except asyncio.CancelledError:  # stop(): ended here, no one else to tell
-            pass
+        except (OSError, rtsp.RtspProtocolError, asyncio.CancelledError) as exc:
+            log.info("linkcut: connection to %s ended: %r", self.to, exc)  # or stop()
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
             for writer in () if ended else (player, server):
@@ -242,16 +229,16 @@ class LinkCutter:
                 for event in parser.feed(data):
                     if isinstance(event, rtsp.BadInput):  # not RTSP: end it as a server would
                         raise rtsp.RtspProtocolError(event.status, f"{way}: {event.reason}")
-                    if self._alive(mark):
+                    if mark is not None and mark == now:
                         setups.rewrite(way, event)
-                    self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
+                    self._later(mark, partial(self._send_tcp, dest, count, bytes(event)))
                     mark = now
         self._close_tcp(dest)
 
     def _send_tcp(self, dest: asyncio.StreamWriter, count: DirectionCounters, data: bytes,
-                  mark: int | None) -> None:
+                  alive: bool) -> None:
         with self._lock:  # what counters() shows has been written
-            if not self._alive(mark):
+            if not alive:
                 count.tcp_bytes_cut += len(data)
             elif dest.transport.get_write_buffer_size() + len(data) > self.max_buffer:
                 count.tcp_bytes_overflow += len(data)
@@ -260,28 +247,33 @@ class LinkCutter:
                 count.tcp_bytes += len(data)
 
     def _close_tcp(self, dest: asyncio.StreamWriter) -> None:
-        """Pass a close on; one that meets a cut waits, as a FIN would be sent again."""
-        mark = self._epoch
-        self._later(lambda: dest.close() if self._alive(mark)
-                    else self._held.append(partial(self._close_tcp, dest)))
+        """Pass a close on; one that meets a cut waits for the restore, as a FIN would."""
+        def close(alive: bool) -> None:
+            if alive:
+                dest.close()
+            elif self.is_cut:
+                self._held.append(partial(self._close_tcp, dest))
+            else:  # restored meanwhile
+                self._close_tcp(dest)
+        self._later(self._epoch, close)
 
     def _send_udp(self, way: str, data: bytes, out: socket.socket | None, to: Any) -> None:
-        count, mark = self._counts[way], self._epoch
+        count = self._counts[way]
         count.udp_datagrams_received += 1
-        if mark is not None and self._rng.random() < self.loss:
+        if not self.is_cut and self._rng.random() < self.loss:
             count.udp_datagrams_lost += 1
         elif out is not None:
-            self._later(partial(self._deliver_udp, count, data, out, to, mark))
+            self._later(self._epoch, partial(self._deliver_udp, count, data, out, to))
 
     def _deliver_udp(self, count: DirectionCounters, data: bytes, out: socket.socket, to: Any,
-                     mark: int | None) -> None:
-        if not self._alive(mark):
-            count.udp_datagrams_cut += 1
-        else:
-            with self._lock, contextlib.suppress(OSError):  # the kernel's queue is full
-                out.sendto(data, to)
-                count.udp_datagrams += 1
-                count.udp_bytes += len(data)
+                     alive: bool) -> None:
+        with self._lock, contextlib.suppress(OSError):  # the kernel's queue is full: dropped
+            if not alive:
+                count.udp_datagrams_cut += 1
+                return
+            out.sendto(data, to)
+            count.udp_datagrams += 1
+            count.udp_bytes += len(data)
 
 
 class _Setups:
