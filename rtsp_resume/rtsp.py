@@ -1,14 +1,12 @@
 """RTSP 1.0 messages (RFC 2326), sans-I/O: bytes in, events out, and the reverse.
 
-:class:`RtspParser` is fed whatever bytes arrived and returns complete :class:`Request`,
-:class:`Response` and :class:`InterleavedFrame` events (or, for input it cannot trust, a
-final :class:`BadInput`); ``bytes(message)`` gives what to write. Server and terminal share
-it, since either may send requests (§10: the server's heartbeat is an OPTIONS request to the
-terminal). Helpers read and write the headers the streaming logic depends on: Transport
-(§12.39), Range and npt times (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33), Public
-(§12.28); on bad values they raise :class:`RtspProtocolError` with the status to answer:
-400 for syntax, 413 for a head or body over the limits, 457 for a Range that is not npt or
-ends before it starts, 505 for a version other than RTSP/1.0.
+:class:`RtspParser` turns whatever bytes arrived into :class:`Request`, :class:`Response`
+and :class:`InterleavedFrame` events (a last :class:`BadInput` for input it cannot trust);
+``bytes(message)`` is what to write. Server and terminal share it: either may send requests
+(§10; the heartbeat is the server's OPTIONS). Helpers read and write Transport (§12.39),
+Range and npt (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33) and Public (§12.28), and
+raise :class:`RtspProtocolError` with the status to answer: 400 for syntax, 413 over the
+size limits, 457 for a Range not in npt or ending before it starts, 505 for not RTSP/1.0.
 """
 
 from __future__ import annotations
@@ -24,16 +22,16 @@ RTSP_VERSION = "RTSP/1.0"
 # RFC 2326 §7.1.1: the standard reason phrases.
 REASONS: dict[int, str] = {
     100: "Continue", 200: "OK", 201: "Created", 250: "Low on Storage Space",
-    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
-    303: "See Other", 304: "Not Modified", 305: "Use Proxy", 400: "Bad Request",
-    401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
-    408: "Request Time-out", 410: "Gone", 411: "Length Required", 412: "Precondition Failed",
-    413: "Request Entity Too Large", 414: "Request-URI Too Large",
-    415: "Unsupported Media Type", 451: "Parameter Not Understood",
-    452: "Conference Not Found", 453: "Not Enough Bandwidth", 454: "Session Not Found",
-    455: "Method Not Valid in This State", 456: "Header Field Not Valid for Resource",
-    457: "Invalid Range", 458: "Parameter Is Read-Only", 459: "Aggregate operation not allowed",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
+    304: "Not Modified", 305: "Use Proxy", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Time-out",
+    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Large", 415: "Unsupported Media Type",
+    451: "Parameter Not Understood", 452: "Conference Not Found", 453: "Not Enough Bandwidth",
+    454: "Session Not Found", 455: "Method Not Valid in This State",
+    456: "Header Field Not Valid for Resource", 457: "Invalid Range",
+    458: "Parameter Is Read-Only", 459: "Aggregate operation not allowed",
     460: "Only aggregate operation allowed", 461: "Unsupported transport",
     462: "Destination unreachable", 500: "Internal Server Error", 501: "Not Implemented",
     502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out",
@@ -65,14 +63,16 @@ def _is_token(text: str) -> bool:
     return _TOKEN_RE.fullmatch(text) is not None
 
 
+def _is_uri(text: str) -> bool:
+    return bool(text) and all(ord(c) in _VISIBLE for c in text)
+
+
 class Headers:
     """Message headers: a case-insensitive multi-dict that keeps order and the names as
     written. ``h["cseq"]`` and ``h.get("CSeq")`` find the first ``CSeq``; ``h["X"] = v``
     replaces every ``X`` where the first was; ``h.add("X", v)`` appends another."""
 
-    def __init__(
-        self, items: Mapping[str, str] | Iterable[tuple[str, str]] | Headers | None = None
-    ) -> None:
+    def __init__(self, items: HeadersLike = None) -> None:
         self._items: list[tuple[str, str]] = []
         pairs = items.items() if isinstance(items, Mapping | Headers) else items or ()
         for name, value in pairs:
@@ -99,13 +99,12 @@ class Headers:
         self._items[first:first + 1] = [item]  # in the first one's place, or at the end
 
     def __getitem__(self, name: str) -> str:
-        where = self._where(name)
-        if not where:
+        if (value := self.get(name)) is None:
             raise KeyError(name)
-        return self._items[where[0]][1]
+        return value
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self[name] if name in self else default
+        return next(iter(self.get_all(name)), default)
 
     def get_all(self, name: str) -> list[str]:
         return [self._items[i][1] for i in self._where(name)]
@@ -148,7 +147,6 @@ class _Event:
 
     @classmethod
     def parse(cls, data: bytes) -> Self:
-        """Parse exactly one complete event (a convenience over :class:`RtspParser`)."""
         parser = RtspParser()
         events = parser.feed(data)
         if len(events) != 1 or not isinstance(events[0], cls) or parser.buffered:
@@ -183,17 +181,14 @@ class Request(_Message):
     version: str = RTSP_VERSION
 
     def __bytes__(self) -> bytes:
-        if not _is_token(self.method):
-            raise ValueError(f"invalid method {self.method!r}")
-        if not self.uri or any(ord(c) not in _VISIBLE for c in self.uri):
-            raise ValueError(f"invalid request URI {self.uri!r}")
+        if not _is_token(self.method) or not _is_uri(self.uri):
+            raise ValueError(f"invalid request line {self.method!r} {self.uri!r}")
         return _serialize(f"{self.method} {self.uri} {self.version}", self.headers, self.body)
 
 
 @dataclass
 class Response(_Message):
-    """An RTSP response (RFC 2326 §7). An empty ``reason`` is written as the standard
-    phrase from :data:`REASONS`."""
+    """An RTSP response (§7); an empty ``reason`` is written as the one in :data:`REASONS`."""
 
     status: int
     reason: str = ""
@@ -202,11 +197,9 @@ class Response(_Message):
     version: str = RTSP_VERSION
 
     def __bytes__(self) -> bytes:
-        if not 100 <= self.status <= 999:
-            raise ValueError(f"invalid status {self.status}")
         reason = self.reason or REASONS.get(self.status, "")
-        if "\r" in reason or "\n" in reason:
-            raise ValueError("line break in the reason phrase")
+        if not 100 <= self.status <= 999 or "\r" in reason or "\n" in reason:
+            raise ValueError(f"invalid status line {self.status} {reason!r}")
         return _serialize(f"{self.version} {self.status} {reason}", self.headers, self.body)
 
 
@@ -219,14 +212,12 @@ class InterleavedFrame(_Event):
     data: bytes
 
     def __post_init__(self) -> None:
-        if not 0 <= self.channel <= 255:
-            raise ValueError(f"channel {self.channel} is not 0-255")
-        if len(self.data) > 0xFFFF:
-            raise ValueError(f"{len(self.data)} bytes do not fit an interleaved frame")
+        if not 0 <= self.channel <= 255 or len(self.data) > 0xFFFF:
+            raise ValueError(f"channel {self.channel} (0-255), {len(self.data)} bytes (at "
+                             "most 65535): not an interleaved frame")
 
     def __bytes__(self) -> bytes:
         return b"$" + bytes([self.channel]) + len(self.data).to_bytes(2, "big") + self.data
-
 
 
 @dataclass(frozen=True)
@@ -236,33 +227,24 @@ class BadInput:
 
     status: int
     reason: str
-
-    @property
-    def phrase(self) -> str:
-        return REASONS.get(self.status, "Error")
+    phrase = RtspProtocolError.phrase
 
 
 Event = Request | Response | InterleavedFrame | BadInput
 
 
-# The blank line that ends a header block, with CRLF or bare LF line endings.
-_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
+_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")  # the blank line ending a head, CRLF or LF
 
 
 class RtspParser:
-    """Incremental parser for one direction of an RTSP connection.
-
-    ``feed(data)`` returns the events completed so far, the same however the input is
-    split; interleaved ``$`` frames may come between messages. Bodies are read by
-    Content-Length (none: no body, §4.3); lines may end in CRLF or a bare LF; folded header
-    lines are a 400. Bad input never raises: ``feed`` returns the events whole before it,
-    then one :class:`BadInput`, and from then on only that (the rest of the stream cannot be
-    trusted); the caller answers with its ``status`` and closes.
-    """
+    """Incremental parser for one direction of an RTSP connection: ``feed(data)`` returns
+    the events completed so far, the same however the input is split. Bodies are read by
+    Content-Length (none: no body, §4.3); lines end in CRLF or LF; folded lines are a 400.
+    Bad input never raises: ``feed`` returns the events whole before it, then one
+    :class:`BadInput`, and only that from then on; the caller answers its ``status``."""
 
     def __init__(self, max_header_bytes: int = 16384, max_body_bytes: int = 1 << 20) -> None:
-        self.max_header_bytes = max_header_bytes
-        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes, self.max_body_bytes = max_header_bytes, max_body_bytes
         self._buffer = bytearray()
         # A message whose head (of this many bytes) is parsed, waiting for its body.
         self._pending: tuple[Request | Response, int, int] | None = None
@@ -293,9 +275,8 @@ class RtspParser:
             message, length, _ = self._pending
             if len(buf) < length:
                 return None
-            message.body = bytes(buf[:length])
+            message.body, self._pending = bytes(buf[:length]), None
             del buf[:length]
-            self._pending = None
             return message
 
         while buf[:1] in (b"\r", b"\n"):  # stray line breaks between messages, as in HTTP
@@ -310,7 +291,6 @@ class RtspParser:
             frame = InterleavedFrame(buf[1], bytes(buf[4:end]))
             del buf[:end]
             return frame
-
         # Junk is rejected as soon as it shows (a start line's first word is printable
         # ASCII), looking only within the header limit so that any split gives one verdict.
         window = bytes(buf[: self.max_header_bytes])
@@ -320,7 +300,6 @@ class RtspParser:
         line_end = window.find(b"\n")
         if line_end >= 0:
             _parse_start_line(window[:line_end])
-
         match = _HEADER_END_RE.search(window)
         if match is None:
             if len(buf) >= self.max_header_bytes:
@@ -328,7 +307,6 @@ class RtspParser:
             return None
         block = window[: match.start()]
         del buf[: match.end()]
-
         message = _parse_head(block)
         length = _content_length(message.headers)
         if length > self.max_body_bytes:
@@ -352,34 +330,29 @@ def _has_control(text: str) -> bool:
 
 def _parse_start_line(raw: bytes) -> Request | Response:
     line = _decode(raw.rstrip(b"\r"))
-    message: Request | Response
     if line[:5] in ("RTSP/", "rtsp/"):
         version, status, reason = (line.split(" ", 2) + ["", ""])[:3]
-        if not _VERSION_RE.fullmatch(version):
-            raise RtspProtocolError(400, "malformed version")
         if not re.fullmatch(r"\d{3}", status) or _has_control(reason):
             raise RtspProtocolError(400, "malformed status line")
-        message = Response(int(status), reason)
+        message: Request | Response = Response(int(status), reason)
     else:
         parts = line.split(" ")
-        if len(parts) != 3 or not _is_token(parts[0]):
+        if len(parts) != 3 or not _is_token(parts[0]) or not _is_uri(parts[1]):
             raise RtspProtocolError(400, "malformed request line")
         method, uri, version = parts
-        if not uri or any(ord(c) not in _VISIBLE for c in uri):
-            raise RtspProtocolError(400, "malformed request URI")
-        if not _VERSION_RE.fullmatch(version):
-            raise RtspProtocolError(400, "malformed version")
         message = Request(method, uri)
+    if not _VERSION_RE.fullmatch(version):
+        raise RtspProtocolError(400, "malformed version")
     if version != RTSP_VERSION:
         raise RtspProtocolError(505, f"version {version} not supported")
     return message
 
 
 def _parse_head(block: bytes) -> Request | Response:
-    lines = block.split(b"\n")
-    message = _parse_start_line(lines[0])
-    for raw in lines[1:]:
-        line = _decode(raw[:-1] if raw.endswith(b"\r") else raw)
+    first, *lines = block.split(b"\n")
+    message = _parse_start_line(first)
+    for raw in lines:
+        line = _decode(raw.removesuffix(b"\r"))
         if line[:1] in (" ", "\t"):
             raise RtspProtocolError(400, "folded header lines are not supported")
         name, colon, value = line.partition(":")
@@ -394,11 +367,9 @@ def _parse_head(block: bytes) -> Request | Response:
 
 def _content_length(headers: Headers) -> int:
     values = {value.strip() for value in headers.get_all("Content-Length")} or {"0"}
-    if len(values) > 1:
-        raise RtspProtocolError(400, "conflicting Content-Length headers")
-    (value,) = values
-    if not value.isascii() or not value.isdigit():
-        raise RtspProtocolError(400, "malformed Content-Length")
+    value = values.pop() if len(values) == 1 else "several"
+    if not re.fullmatch(r"[0-9]+", value):
+        raise RtspProtocolError(400, f"malformed or conflicting Content-Length: {value[:20]!r}")
     if len(value) > 12:
         raise RtspProtocolError(413, "body too large")
     return int(value)
@@ -423,12 +394,9 @@ SUPPORTED_TRANSPORTS = frozenset({"RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP"})
 
 @dataclass
 class Transport:
-    """One transport-spec of the Transport header (RFC 2326 §12.39).
-
-    ``protocol`` is upper-cased, e.g. ``"RTP/AVP"`` (UDP implied) or ``"RTP/AVP/TCP"``;
-    ``cast`` is ``"unicast"``, ``"multicast"`` or None. A single port or channel ``a``
-    reads as the RTP/RTCP pair ``(a, a + 1)``. Unknown parameters are kept in ``extra``.
-    """
+    """One transport-spec of a Transport header (§12.39): ``protocol`` upper-cased (e.g.
+    ``RTP/AVP``, UDP implied, or ``RTP/AVP/TCP``); a single port or channel ``a`` reads as
+    the RTP/RTCP pair ``(a, a + 1)``; unknown parameters are kept in ``extra``."""
 
     protocol: str = "RTP/AVP"
     cast: str | None = "unicast"
@@ -455,11 +423,10 @@ class Transport:
         return self.protocol in SUPPORTED_TRANSPORTS
 
     def __str__(self) -> str:
-        pairs = [(name, getattr(self, name)) for name in ("interleaved", "port", "client_port",
-                                                          "server_port")]
+        ports = {n: getattr(self, n) for n in ("interleaved", "port", "client_port", "server_port")}
         mode = self.mode and (f'"{self.mode}"' if "," in self.mode else self.mode)
         params = [("destination", self.destination), ("source", self.source),
-                  *((name, pair and f"{pair[0]}-{pair[1]}") for name, pair in pairs),
+                  *((n, p and f"{p[0]}-{p[1]}") for n, p in ports.items()),
                   ("ttl", self.ttl), ("ssrc", None if self.ssrc is None else f"{self.ssrc:08X}"),
                   ("mode", mode)]
         words = [self.protocol, *([self.cast] if self.cast else [])]
@@ -470,34 +437,24 @@ class Transport:
 
 def _pair(name: str, value: str, maximum: int) -> tuple[int, int]:
     match = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", value)
-    if match is None:
-        raise RtspProtocolError(400, f"malformed {name} in Transport")
-    first = int(match.group(1))
-    second = int(match.group(2)) if match.group(2) is not None else first + 1
-    if first > maximum or second > maximum:
-        raise RtspProtocolError(400, f"{name} out of range in Transport")
-    return first, second
+    pair = (int(match[1]), int(match[2] or int(match[1]) + 1)) if match else (-1, -1)
+    if not 0 <= min(pair) <= max(pair) <= maximum:
+        raise RtspProtocolError(400, f"malformed {name} in Transport, or out of range")
+    return pair
 
 
 def parse_transport(value: str) -> list[Transport]:
-    """The transport-specs of a Transport header, in the client's order of preference.
-
-    Purely syntactic: unknown protocols are returned (check :attr:`Transport.supported`
-    and answer 461 when none is), malformed ones raise :class:`RtspProtocolError` (400).
-    """
+    """The transport-specs of a Transport header, in the client's order of preference;
+    unknown protocols too (see :attr:`Transport.supported`: 461 when none is)."""
     specs: list[Transport] = []
     for spec in _split_outside_quotes(value, ","):
-        params = [p.strip() for p in _split_outside_quotes(spec, ";")]
-        protocol = params[0]
+        protocol, *params = (p.strip() for p in _split_outside_quotes(spec, ";"))
         if not _TRANSPORT_PROTOCOL_RE.fullmatch(protocol):
             raise RtspProtocolError(400, f"malformed transport protocol {protocol[:40]!r}")
         transport = Transport(protocol=protocol.upper(), cast=None)
-        for param in params[1:]:
-            if not param:
-                continue
-            name, equals, raw = param.partition("=")
-            name = name.strip().lower()
-            raw = raw.strip()
+        for param in filter(None, params):
+            name, equals, raw = (part.strip() for part in param.partition("="))
+            name = name.lower()
             if name in ("unicast", "multicast") and not equals:
                 transport.cast = name
             elif name == "append" and not equals:
@@ -524,7 +481,7 @@ def parse_transport(value: str) -> list[Transport]:
 
 # npt-time (RFC 2326 §3.6): seconds with an optional fraction, or h:mm:ss[.fraction].
 _NPT_SEC_RE = re.compile(r"(\d+)(\.\d*)?")
-_NPT_HMS_RE = re.compile(r"(\d{1,10}):(\d{1,2}):(\d{1,2})(\.\d*)?")
+_NPT_HMS_RE = re.compile(r"(\d{1,10}):([0-5]?\d):([0-5]?\d)(\.\d*)?")
 
 
 def parse_npt(text: str) -> float:
@@ -533,8 +490,6 @@ def parse_npt(text: str) -> float:
         seconds = float(match.group(1) + (match.group(2) or "").rstrip("."))
     elif match := _NPT_HMS_RE.fullmatch(text):
         hours, minutes, whole = (int(match.group(i)) for i in (1, 2, 3))
-        if minutes > 59 or whole > 59:
-            raise RtspProtocolError(400, f"malformed npt time {text!r}")
         fraction = float("0" + (match.group(4) or "").rstrip("."))
         seconds = hours * 3600 + minutes * 60 + whole + fraction
     else:
@@ -583,8 +538,7 @@ def parse_session(value: str) -> tuple[str, int | None]:
     timeout: int | None = None
     for name, _, raw in (param.partition("=") for param in params):
         if name.strip().lower() == "timeout":
-            raw = raw.strip()
-            if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+            if not re.fullmatch(r"[0-9]{1,9}", raw.strip()):
                 raise RtspProtocolError(400, "malformed Session timeout")
             timeout = int(raw)
     return session_id, timeout
@@ -606,15 +560,12 @@ class RtpInfo(NamedTuple):
 
 def format_rtp_info(entries: Iterable[tuple[str, int | None, int | None]]) -> str:
     """``url=U;seq=S;rtptime=T`` per stream, comma-separated; None values are left out."""
-    out = []
-    for url, seq, rtptime in entries:
-        if not url or any(ord(c) not in _VISIBLE for c in url):
-            raise ValueError(f"invalid RTP-Info url {url!r}")
-        out.append(f"url={url}" + ("" if seq is None else f";seq={seq & 0xFFFF}")
-                   + ("" if rtptime is None else f";rtptime={rtptime & 0xFFFFFFFF}"))
-    if not out:
-        raise ValueError("RTP-Info needs at least one stream")
-    return ",".join(out)
+    entries = list(entries)
+    if not entries or not all(_is_uri(url) for url, _, _ in entries):
+        raise ValueError(f"RTP-Info needs streams with valid urls, got {entries!r}")
+    return ",".join(f"url={url}" + ("" if seq is None else f";seq={seq & 0xFFFF}")
+                    + ("" if rtptime is None else f";rtptime={rtptime & 0xFFFFFFFF}")
+                    for url, seq, rtptime in entries)
 
 
 def parse_rtp_info(value: str) -> list[RtpInfo]:
