@@ -79,14 +79,14 @@ class LinkCutter:
                  on_event: Callable[[str], None] | None = None) -> None:
         self.listen, self.to = (listen[0], int(listen[1])), (to[0], int(to[1]))
         self.delay, self.loss, self.max_buffer, self.on_event = delay, loss, max_buffer, on_event
-        # Each unit (message, frame, datagram, close) is stamped with the epoch when it comes
-        # in and delivered only if the epoch is still the same: no cut came in between.
+        # A unit (message, frame, datagram) is stamped with the epoch it came in and is
+        # delivered only if the epoch is still the same: no cut came in between.
         self._epoch: int | None = 0  # None while cut, else how many cuts there were
         self._cuts, self._accepted, self._rng = 0, 0, random.Random(seed)
         self._lock = threading.Lock()  # cut and restore, and counters read, from any thread
         self._counts = {UP: DirectionCounters(), DOWN: DirectionCounters()}
         self._tasks: set[asyncio.Task[Any]] = set()  # one per player connection
-        self._held: list[Callable[[], object]] = []  # closes waiting for the restore
+        self._held: list[asyncio.StreamWriter] = []  # closes waiting for the restore
         self._last = 0.0  # when the latest delayed unit is due: later ones come after it
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop  # made by start()
@@ -181,42 +181,38 @@ class LinkCutter:
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
-        for action in held:
-            action()
+        for dest in held:
+            self._later(partial(self._close_tcp, dest))
 
-    def _later(self, mark: int | None, action: Callable[[bool], object]) -> None:
-        """``action(alive)`` after ``delay``, in the order of the calls; ``alive`` says
-        whether the link stayed up since ``mark``."""
-        def run() -> None:
-            action(mark is not None and mark == self._epoch)
+    def _later(self, action: Callable[[], object]) -> None:
+        """Run ``action`` after ``delay``, in the order of the calls."""
         now = self._loop.time()
         if self.delay <= 0 and self._last <= now:
-            run()
-        else:  # strictly after the one before, so that the timers keep the order
+            action()
+        else:  # each strictly after the one before, so that the timers keep the order
             self._last = max(now + self.delay, self._last + 1e-6)
-            self._loop.call_at(self._last, run)
+            self._loop.call_at(self._last, action)
 
     async def _relay(self, player_in: asyncio.StreamReader, player: asyncio.StreamWriter) -> None:
         """One player's connection: the relay's own to the server, pumped both ways."""
-        task, server, ended = asyncio.current_task(), None, False
+        task, server, setups = asyncio.current_task(), None, None
         self._tasks.add(task)  # type: ignore[arg-type]
         self._accepted += 1
         try:
             server_in, server = await asyncio.open_connection(*self.to)
             setups = _Setups(self, player, server)
-            try:
-                await asyncio.gather(self._pump(UP, player_in, server, setups),
-                                     self._pump(DOWN, server_in, player, setups))
-                ended = True  # both sides closed, and the closes are on their way
-            finally:
-                setups.release(list(setups.routes))
+            await asyncio.gather(self._pump(UP, player_in, server, setups),
+                                 self._pump(DOWN, server_in, player, setups))
+            player = server = None  # both sides closed, and the closes are on their way
         except (OSError, rtsp.RtspProtocolError, asyncio.CancelledError) as exc:
             log.info("linkcut: connection to %s ended: %r", self.to, exc)  # or stop()
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
-            for writer in () if ended else (player, server):
+            for writer in (player, server):
                 if writer is not None:
                     writer.transport.abort()
+            if setups is not None:
+                setups.release(list(setups.routes))
 
     async def _pump(self, way: str, source: asyncio.StreamReader, dest: asyncio.StreamWriter,
                     setups: _Setups) -> None:
@@ -231,14 +227,14 @@ class LinkCutter:
                         raise rtsp.RtspProtocolError(event.status, f"{way}: {event.reason}")
                     if mark is not None and mark == now:
                         setups.rewrite(way, event)
-                    self._later(mark, partial(self._send_tcp, dest, count, bytes(event)))
+                    self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
                     mark = now
-        self._close_tcp(dest)
+        self._later(partial(self._close_tcp, dest))
 
     def _send_tcp(self, dest: asyncio.StreamWriter, count: DirectionCounters, data: bytes,
-                  alive: bool) -> None:
+                  mark: int | None) -> None:
         with self._lock:  # what counters() shows has been written
-            if not alive:
+            if mark is None or mark != self._epoch:
                 count.tcp_bytes_cut += len(data)
             elif dest.transport.get_write_buffer_size() + len(data) > self.max_buffer:
                 count.tcp_bytes_overflow += len(data)
@@ -247,28 +243,24 @@ class LinkCutter:
                 count.tcp_bytes += len(data)
 
     def _close_tcp(self, dest: asyncio.StreamWriter) -> None:
-        """Pass a close on; one that meets a cut waits for the restore, as a FIN would."""
-        def close(alive: bool) -> None:
-            if alive:
-                dest.close()
-            elif self.is_cut:
-                self._held.append(partial(self._close_tcp, dest))
-            else:  # restored meanwhile
-                self._close_tcp(dest)
-        self._later(self._epoch, close)
+        """Pass a close on; during a cut it waits for the restore, as a FIN would."""
+        if self.is_cut:
+            self._held.append(dest)
+        else:
+            dest.close()
 
     def _send_udp(self, way: str, data: bytes, out: socket.socket | None, to: Any) -> None:
-        count = self._counts[way]
+        count, mark = self._counts[way], self._epoch
         count.udp_datagrams_received += 1
-        if not self.is_cut and self._rng.random() < self.loss:
+        if mark is not None and self._rng.random() < self.loss:
             count.udp_datagrams_lost += 1
-        elif out is not None:
-            self._later(self._epoch, partial(self._deliver_udp, count, data, out, to))
+        elif out is not None:  # else the server has not answered the SETUP yet
+            self._later(partial(self._deliver_udp, count, data, out, to, mark))
 
     def _deliver_udp(self, count: DirectionCounters, data: bytes, out: socket.socket, to: Any,
-                     alive: bool) -> None:
+                     mark: int | None) -> None:
         with self._lock, contextlib.suppress(OSError):  # the kernel's queue is full: dropped
-            if not alive:
+            if mark is None or mark != self._epoch:
                 count.udp_datagrams_cut += 1
                 return
             out.sendto(data, to)
@@ -278,7 +270,7 @@ class LinkCutter:
 
 class _Setups:
     """The UDP port pairs one connection's SETUPs opened (RFC 2326 §12.39): one facing the
-    server per offered transport, and one facing the player once the server answered."""
+    server per offered transport, one facing the player once the server answered."""
 
     def __init__(self, relay: LinkCutter, player: asyncio.StreamWriter,
                  server: asyncio.StreamWriter) -> None:
@@ -341,11 +333,10 @@ class _Setups:
         way, out, to = self.routes[sock]
         for _ in range(64):  # all that waits (bounded), so that TCP cannot overtake it
             try:
-                self.relay._send_udp(way, sock.recv(65536), out, to)
-            except BlockingIOError:
+                data = sock.recv(65536)
+            except OSError:  # nothing more, or an ICMP error for an earlier send
                 return
-            except OSError:  # an ICMP error for an earlier send
-                pass
+            self.relay._send_udp(way, data, out, to)
 
     def release(self, socks: list[socket.socket]) -> None:
         for sock in socks:
@@ -381,7 +372,7 @@ def _command(cutter: LinkCutter, line: str) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Relay until Ctrl-C (cli.main turns SIGTERM into it); SIGUSR1 toggles the cut."""
+    """Relay until Ctrl-C (cli.main turns SIGTERM into it) or ``quit``; SIGUSR1 toggles."""
     cutter = LinkCutter(args.listen, args.to, args.delay, args.loss,
                         on_event=lambda event: print(f"link {event}", flush=True))
     try:
@@ -394,19 +385,15 @@ def main(args: argparse.Namespace) -> int:
           f" (delay {cutter.delay} s, loss {cutter.loss})", flush=True)
     # Toggled on the relay's thread: a handler that printed could break into a print.
     old = signal.signal(signal.SIGUSR1, lambda *_: cutter._in_loop(cutter.toggle))
-    try:
-        if sys.stdin is not None and sys.stdin.isatty():
-            print(_HELP, flush=True)
-            with contextlib.suppress(EOFError):
-                while _command(cutter, input()):
-                    pass
-        else:
-            print("send SIGUSR1 to cut or restore the link, Ctrl-C to stop", flush=True)
-            threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGUSR1, old)
-        cutter.stop()
+    console = sys.stdin is not None and sys.stdin.isatty()
+    print(_HELP if console else "send SIGUSR1 to cut or restore the link, Ctrl-C to stop",
+          flush=True)
+    with contextlib.suppress(KeyboardInterrupt, EOFError):
+        if not console:
+            threading.Event().wait()  # until Ctrl-C
+        while _command(cutter, input()):
+            pass
+    signal.signal(signal.SIGUSR1, old)
+    cutter.stop()
     print(cutter.counters().format(), flush=True)
     return 0
