@@ -270,12 +270,12 @@ class LinkCutter:
 
 class _Setups:
     """The UDP port pairs one connection's SETUPs opened (RFC 2326 §12.39): one facing the
-    server per offered transport, one facing the player once the server answered."""
+    server in the request, one facing the player once the server answered."""
 
     def __init__(self, relay: LinkCutter, player: asyncio.StreamWriter,
                  server: asyncio.StreamWriter) -> None:
         self.relay, self.player, self.server = relay, player, server
-        self.offers: dict[int | None, list[tuple[str, tuple[int, int], list[Any]]]] = {}
+        self.offers: dict[int | None, tuple[tuple[int, int], list[socket.socket]]] = {}
         self.routes: dict[socket.socket, list[Any]] = {}  # way, out socket, address
 
     def rewrite(self, way: str, event: rtsp.Event) -> None:
@@ -285,42 +285,37 @@ class _Setups:
             if way == UP and isinstance(event, rtsp.Request) and event.method == "SETUP":
                 self._offer(event)
             elif way == DOWN and isinstance(event, rtsp.Response) and event.cseq in self.offers:
-                self._answer(event, self.offers.pop(event.cseq))
+                self._answer(event, *self.offers.pop(event.cseq))
         except (rtsp.RtspProtocolError, OSError) as exc:
             log.warning("linkcut: Transport header left as it was: %s", exc)
 
     def _offer(self, request: rtsp.Request) -> None:
-        specs, offers = rtsp.parse_transport(request.headers.get("Transport") or ""), []
-        for spec in specs:
-            if not (spec.is_tcp or spec.cast == "multicast" or spec.client_port is None):
-                pair = self._pair(DOWN, self.server)
-                player = spec.destination or self.player.get_extra_info("peername")[0]
-                offers.append((player, spec.client_port, pair))
+        specs = rtsp.parse_transport(request.headers.get("Transport") or "")
+        udp = [spec for spec in specs if spec.client_port and not spec.is_tcp
+               and spec.cast != "multicast"]
+        if udp:  # the first one's ports are the player's (players offer one UDP transport)
+            pair = self._pair(DOWN, self.server)
+            self.offers[request.cseq] = (udp[0].client_port, pair)
+            for spec in udp:
                 spec.client_port = _ports(pair)
-                spec.destination = spec.destination and pair[0].getsockname()[0]
-        if offers:
-            self.offers[request.cseq] = offers
             request.headers["Transport"] = ",".join(map(str, specs))
 
-    def _answer(self, response: rtsp.Response, offers: list[Any]) -> None:
+    def _answer(self, response: rtsp.Response, ports: tuple[int, int], pair: list[Any]) -> None:
         text = response.headers.get("Transport")
         specs = rtsp.parse_transport(text) if text and response.status < 300 else []
-        for spec in specs:
-            for player, ports, pair in [o for o in offers if spec.client_port == _ports(o[2])]:
-                offers.remove((player, ports, pair))
-                spec.client_port, server_ports = ports, spec.server_port
-                if server_ports is not None:
-                    mine = self._pair(UP, self.player)
-                    server = spec.source or self.server.get_extra_info("peername")[0]
-                    for k in (0, 1):
-                        self.routes[pair[k]][1:] = [mine[k], (player, ports[k])]
-                        self.routes[mine[k]][1:] = [pair[k], (server, server_ports[k])]
-                    spec.server_port = _ports(mine)
-                spec.source = spec.source and self.player.get_extra_info("sockname")[0]
-        for _, _, pair in offers:  # refused, or not chosen
-            self.release(pair)
-        if specs:
-            response.headers["Transport"] = ",".join(map(str, specs))
+        spec = specs[0] if specs else None
+        if spec is None or spec.client_port != _ports(pair) or spec.server_port is None:
+            self.release(pair)  # refused, or another transport chosen
+            return
+        mine = self._pair(UP, self.player)
+        player = self.player.get_extra_info("peername")[0]
+        server = spec.source or self.server.get_extra_info("peername")[0]
+        for k in (0, 1):
+            self.routes[pair[k]][1:] = [mine[k], (player, ports[k])]
+            self.routes[mine[k]][1:] = [pair[k], (server, spec.server_port[k])]
+        spec.client_port, spec.server_port = ports, _ports(mine)
+        spec.source = spec.source and self.player.get_extra_info("sockname")[0]
+        response.headers["Transport"] = str(spec)
 
     def _pair(self, way: str, near: asyncio.StreamWriter) -> list[socket.socket]:
         pair = list(bind_udp_pair(near.get_extra_info("sockname")[0]))
