@@ -20,6 +20,7 @@ from rtsp_resume.rtsp import (
     format_range,
     format_rtp_info,
     format_session,
+    parse_npt,
     parse_public,
     parse_range,
     parse_rtp_info,
@@ -520,3 +521,19 @@ def test_public_header() -> None:
     assert parse_public("") == set()
     with pytest.raises(RtspProtocolError):
         parse_public("PLAY, BAD METHOD")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0.0), ("12.5", 12.5), ("7.", 7.0), ("1:02:03.25", 3723.25), ("0:00:59", 59.0)],
+)
+def test_parse_npt(text: str, seconds: float) -> None:
+    assert parse_npt(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "now", "-1", "1:60:00", "1:00:60", "1e3", "9" * 400, " 1"])
+def test_parse_npt_rejects(text: str) -> None:
+    with pytest.raises(RtspProtocolError) as caught:
+        parse_npt(text)
+    assert caught.value.status == 400
+
