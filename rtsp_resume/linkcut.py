@@ -304,7 +304,7 @@ class _Setups:
         text = response.headers.get("Transport")
         specs = rtsp.parse_transport(text) if text and response.status < 300 else []
         spec = specs[0] if specs else None
-        if spec is None or spec.client_port != _ports(pair) or spec.server_port is None:
+        if spec is None or spec.client_port != _ports(pair):
             self.release(pair)  # refused, or another transport chosen
             return
         mine = self._pair(UP, self.player)
@@ -312,7 +312,8 @@ class _Setups:
         server = spec.source or self.server.get_extra_info("peername")[0]
         for k in (0, 1):
             self.routes[pair[k]][1:] = [mine[k], (player, ports[k])]
-            self.routes[mine[k]][1:] = [pair[k], (server, spec.server_port[k])]
+            if spec.server_port is not None:  # else the server takes nothing from the player
+                self.routes[mine[k]][1:] = [pair[k], (server, spec.server_port[k])]
         spec.client_port, spec.server_port = ports, _ports(mine)
         spec.source = spec.source and self.player.get_extra_info("sockname")[0]
         response.headers["Transport"] = str(spec)
