@@ -1,23 +1,10 @@
-"""RTP and RTCP packets and the H.264 and AAC payload formats, as pure code.
+"""RTP and RTCP packets (RFC 3550), as pure code: bytes in, dataclasses out, and back.
 
-Nothing here opens a socket or reads a clock: callers pass bytes, packets and times in,
-and get bytes, packets and reports out. Every packet type is a dataclass whose
-``bytes(...)`` is its wire form and whose ``parse`` classmethod reads it back. Anything
-malformed raises :class:`RtpError` (a ``ValueError``) with a message saying what is wrong,
-so a server or a terminal can drop the packet and carry on.
-
-Standards:
-- RFC 3550: RTP fixed header (§5.1), header extension (§5.3.1), RTCP (§6.4-6.6),
-  receiver statistics (Appendix A.1, A.3, A.8).
-- RFC 6184: H.264 payload, non-interleaved mode (``packetization-mode=1``).
-- RFC 3640: MPEG-4 audio (AAC) payload, mode ``AAC-hbr``.
-
-How a sender uses it (one :class:`RtpStream` per track):
-
-    stream = RtpStream(payload_type=96, clock_rate=90000)
-    for payload, marker in H264Packetizer().packetize(access_unit.nals):
-        sock.send(bytes(stream.packet(payload, stream.ticks(access_unit.pts), marker)))
-    sock_rtcp.send(stream.rtcp_report(time.time(), stream.ticks(position), cname="server"))
+Every packet type's ``bytes(...)`` is its wire form and its ``parse`` reads it back; anything
+malformed raises :class:`RtpError` (a ``ValueError``) saying what is wrong, so a server or a
+terminal drops the packet and carries on. :class:`RtpStream` numbers a sender's packets
+(§5.1) and :class:`ReceptionStats` fills a receiver's report blocks (Appendix A.3, A.8). The
+payload formats (H.264, AAC) are in :mod:`rtsp_resume.payload`.
 """
 
 from __future__ import annotations
@@ -26,47 +13,31 @@ import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from importlib import import_module
 
 RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
 SEQUENCE_MOD = 1 << 16
 TIMESTAMP_MOD = 1 << 32
-# Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
-NTP_UNIX_OFFSET = 2_208_988_800
-
-RTCP_SR = 200
-RTCP_RR = 201
-RTCP_SDES = 202
-RTCP_BYE = 203
-RTCP_APP = 204
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
+RTCP_SR, RTCP_RR, RTCP_SDES = 200, 201, 202
 SDES_CNAME = 1
-
-H264_STAP_A = 24
-H264_FU_A = 28
 
 
 class RtpError(ValueError):
     """A malformed RTP or RTCP packet or payload, or a value that cannot be encoded."""
 
 
-def _check_range(name: str, value: int, bits: int) -> None:
-    # struct.pack would raise struct.error; say which field is wrong instead.
-    if not 0 <= value < (1 << bits):
-        raise RtpError(f"{name}={value} does not fit in {bits} bits")
-
-
-# ---------------------------------------------------------------------------------------
-# RTP data packets
+def _check(bits: int, **values: int) -> None:
+    # struct.pack would raise struct.error, or wrap silently in a bit field; name the field.
+    for name, value in values.items():
+        if not 0 <= value < (1 << bits):
+            raise RtpError(f"{name}={value} does not fit in {bits} bits")
 
 
 @dataclass
 class RtpHeaderExtension:
-    """RTP header extension, RFC 3550 §5.3.1: a profile-defined 16-bit value and data.
-
-    ``data`` is kept as is; its length must be a multiple of 4 (the wire length is in
-    32-bit words).
-    """
+    """The header extension of §5.3.1: a profile-defined value and data in 32-bit words."""
 
     profile: int
     data: bytes = b""
@@ -74,11 +45,8 @@ class RtpHeaderExtension:
 
 @dataclass
 class RtpPacket:
-    """An RTP data packet, RFC 3550 §5.1.
-
-    ``padding`` is the number of padding octets at the end of the packet, count octet
-    included (0: no padding). The padding octets before the count are written as zeros.
-    """
+    """An RTP data packet (§5.1). ``padding`` counts the padding octets, the final count
+    octet included (0: none); the others are written as zeros."""
 
     payload_type: int = 0
     sequence_number: int = 0
@@ -91,32 +59,23 @@ class RtpPacket:
     payload: bytes = b""
 
     def __bytes__(self) -> bytes:
-        _check_range("payload_type", self.payload_type, 7)
-        _check_range("sequence_number", self.sequence_number, 16)
-        _check_range("timestamp", self.timestamp, 32)
-        _check_range("ssrc", self.ssrc, 32)
-        _check_range("padding", self.padding, 8)
+        _check(7, payload_type=self.payload_type)
+        _check(8, padding=self.padding)
+        _check(16, sequence_number=self.sequence_number)
+        _check(32, timestamp=self.timestamp, ssrc=self.ssrc,
+               **{f"csrc{i}": source for i, source in enumerate(self.csrc)})
         if len(self.csrc) > 15:
             raise RtpError(f"{len(self.csrc)} CSRCs, at most 15 fit the CC field")
-        for source in self.csrc:
-            _check_range("csrc", source, 32)
-        first = (RTP_VERSION << 6) | len(self.csrc)
-        if self.padding:
-            first |= 0x20
-        if self.extension is not None:
-            first |= 0x10
-        second = self.payload_type | (0x80 if self.marker else 0)
-        parts = [
-            struct.pack("!BBHII", first, second, self.sequence_number, self.timestamp,
-                        self.ssrc),
-            struct.pack(f"!{len(self.csrc)}I", *self.csrc),
-        ]
-        if self.extension is not None:
-            ext = self.extension
-            _check_range("extension profile", ext.profile, 16)
+        ext = self.extension
+        first = (RTP_VERSION << 6) | (0x20 if self.padding else 0) | len(self.csrc)
+        parts = [struct.pack("!BBHII", first | (0x10 if ext else 0),
+                             self.payload_type | (0x80 if self.marker else 0),
+                             self.sequence_number, self.timestamp, self.ssrc),
+                 struct.pack(f"!{len(self.csrc)}I", *self.csrc)]
+        if ext is not None:
             if len(ext.data) % 4:
                 raise RtpError(f"header extension of {len(ext.data)} bytes: not 32-bit words")
-            _check_range("extension length", len(ext.data) // 4, 16)
+            _check(16, extension_profile=ext.profile, extension_length=len(ext.data) // 4)
             parts.append(struct.pack("!HH", ext.profile, len(ext.data) // 4) + ext.data)
         parts.append(self.payload)
         if self.padding:
@@ -147,42 +106,18 @@ class RtpPacket:
                 raise RtpError(f"RTP header extension of {words} words overruns the packet")
             extension = RtpHeaderExtension(profile, bytes(data[pos:pos + 4 * words]))
             pos += 4 * words
-        end = size
-        padding = 0
-        if first & 0x20:
-            if size == pos:
-                raise RtpError("RTP padding bit set but there is no padding count octet")
-            padding = data[-1]
-            if padding == 0:
-                raise RtpError("RTP padding count is 0 (it includes itself, so >= 1)")
-            if padding > size - pos:
-                raise RtpError(f"RTP padding of {padding} bytes overruns the header")
-            end -= padding
-        return cls(
-            payload_type=second & 0x7F,
-            sequence_number=sequence,
-            timestamp=timestamp,
-            ssrc=ssrc,
-            marker=bool(second & 0x80),
-            csrc=csrc,
-            extension=extension,
-            padding=padding,
-            payload=bytes(data[pos:end]),
-        )
-
-
-# ---------------------------------------------------------------------------------------
-# RTCP
+        padding = (data[-1] if size > pos else 0) if first & 0x20 else 0
+        if first & 0x20 and not 1 <= padding <= size - pos:
+            raise RtpError(f"RTP padding count is {padding}: it counts itself (>= 1) and "
+                           f"overruns the header past {size - pos}")
+        return cls(second & 0x7F, sequence, timestamp, ssrc, bool(second & 0x80), csrc,
+                   extension, padding, bytes(data[pos:size - padding]))
 
 
 def ntp_now(wallclock: float) -> int:
-    """The 64-bit NTP timestamp (RFC 3550 §4) of a Unix time in seconds.
-
-    Named for its use: pass ``time.time()`` at the instant a sender report describes.
-    """
+    """The 64-bit NTP timestamp (§4) of Unix time ``wallclock``, e.g. ``time.time()``."""
     seconds = int(wallclock // 1)
-    fraction = int((wallclock - seconds) * (1 << 32))
-    return (((seconds + NTP_UNIX_OFFSET) % (1 << 32)) << 32) | fraction
+    return ((seconds + NTP_UNIX_OFFSET) % (1 << 32)) << 32 | int((wallclock - seconds) * 2**32)
 
 
 def ntp_to_unix(ntp: int) -> float:
@@ -199,8 +134,8 @@ def _rtcp_header(packet_type: int, count: int, body: bytes) -> bytes:
     # §6.4.1: the length field counts 32-bit words minus one, header included.
     if len(body) % 4:
         raise RtpError(f"RTCP body of {len(body)} bytes is not a whole number of words")
-    _check_range("RTCP count", count, 5)
-    _check_range("RTCP length", len(body) // 4, 16)
+    _check(5, rtcp_count=count)
+    _check(16, rtcp_length=len(body) // 4)
     return struct.pack("!BBH", (RTP_VERSION << 6) | count, packet_type, len(body) // 4) + body
 
 
@@ -226,13 +161,8 @@ def _rtcp_split(data: bytes, packet_type: int | None = None) -> tuple[int, int, 
 
 @dataclass
 class ReportBlock:
-    """One reception report block, RFC 3550 §6.4.1 (in SR and RR packets).
-
-    ``packets_lost`` is signed (duplicates can make it negative) and is clamped to the
-    24-bit field when written, as Appendix A.3 says. ``highest_sequence`` is the extended
-    (cycle-counting) sequence number; ``jitter``, ``lsr`` and ``dlsr`` are in the units
-    of the RFC: timestamp units, middle 32 bits of an NTP time, 1/65536 s.
-    """
+    """A reception report block (§6.4.1); ``packets_lost`` is signed and clamped to its 24
+    bits when written (Appendix A.3), ``highest_sequence`` is the extended number."""
 
     ssrc: int
     fraction_lost: int = 0
@@ -242,47 +172,34 @@ class ReportBlock:
     lsr: int = 0
     dlsr: int = 0
 
-    SIZE: ClassVar[int] = 24
-
     def __bytes__(self) -> bytes:
-        _check_range("ssrc", self.ssrc, 32)
-        _check_range("fraction_lost", self.fraction_lost, 8)
-        for name in ("highest_sequence", "jitter", "lsr", "dlsr"):
-            _check_range(name, getattr(self, name), 32)
+        _check(8, fraction_lost=self.fraction_lost)
+        _check(32, ssrc=self.ssrc, highest_sequence=self.highest_sequence,
+                   jitter=self.jitter, lsr=self.lsr, dlsr=self.dlsr)
         lost = max(-0x800000, min(0x7FFFFF, self.packets_lost)) & 0xFFFFFF
         return struct.pack("!IIIIII", self.ssrc, (self.fraction_lost << 24) | lost,
                            self.highest_sequence, self.jitter, self.lsr, self.dlsr)
 
     @classmethod
     def parse(cls, data: bytes) -> ReportBlock:
-        if len(data) != cls.SIZE:
+        if len(data) != 24:
             raise RtpError(f"report block of {len(data)} bytes, expected 24")
         ssrc, lost_word, highest, jitter, lsr, dlsr = struct.unpack("!IIIIII", data)
-        lost = lost_word & 0xFFFFFF
-        if lost & 0x800000:
-            lost -= 0x1000000
+        lost = (lost_word & 0xFFFFFF) - (0x1000000 if lost_word & 0x800000 else 0)
         return cls(ssrc, lost_word >> 24, lost, highest, jitter, lsr, dlsr)
 
 
 def _parse_blocks(body: bytes, offset: int, count: int) -> tuple[list[ReportBlock], bytes]:
-    end = offset + count * ReportBlock.SIZE
+    end = offset + 24 * count
     if len(body) < end:
         raise RtpError(f"RTCP report announces {count} blocks but is too short for them")
-    blocks = [
-        ReportBlock.parse(body[pos:pos + ReportBlock.SIZE])
-        for pos in range(offset, end, ReportBlock.SIZE)
-    ]
-    return blocks, body[end:]
+    return [ReportBlock.parse(body[pos:pos + 24]) for pos in range(offset, end, 24)], body[end:]
 
 
 @dataclass
 class SenderReport:
-    """RTCP sender report (SR), RFC 3550 §6.4.1.
-
-    ``ntp_timestamp`` (64-bit, see :func:`ntp_now`) and ``rtp_timestamp`` name the same
-    instant, which lets a receiver map RTP time to wall-clock time. ``extension`` holds
-    profile-specific data after the report blocks, kept as is.
-    """
+    """RTCP sender report (§6.4.1): ``ntp_timestamp`` and ``rtp_timestamp`` name one
+    instant; ``extension`` is the profile-specific data after the blocks, kept as it is."""
 
     ssrc: int
     ntp_timestamp: int
@@ -293,10 +210,9 @@ class SenderReport:
     extension: bytes = b""
 
     def __bytes__(self) -> bytes:
-        _check_range("ssrc", self.ssrc, 32)
-        _check_range("ntp_timestamp", self.ntp_timestamp, 64)
-        for name in ("rtp_timestamp", "packet_count", "octet_count"):
-            _check_range(name, getattr(self, name), 32)
+        _check(64, ntp_timestamp=self.ntp_timestamp)
+        _check(32, ssrc=self.ssrc, rtp_timestamp=self.rtp_timestamp,
+                   packet_count=self.packet_count, octet_count=self.octet_count)
         body = struct.pack("!IQIII", self.ssrc, self.ntp_timestamp, self.rtp_timestamp,
                            self.packet_count, self.octet_count)
         body += b"".join(bytes(block) for block in self.reports) + self.extension
@@ -314,14 +230,14 @@ class SenderReport:
 
 @dataclass
 class ReceiverReport:
-    """RTCP receiver report (RR), RFC 3550 §6.4.2."""
+    """RTCP receiver report (§6.4.2)."""
 
     ssrc: int
     reports: list[ReportBlock] = field(default_factory=list)
     extension: bytes = b""
 
     def __bytes__(self) -> bytes:
-        _check_range("ssrc", self.ssrc, 32)
+        _check(32, ssrc=self.ssrc)
         body = struct.pack("!I", self.ssrc)
         body += b"".join(bytes(block) for block in self.reports) + self.extension
         return _rtcp_header(RTCP_RR, len(self.reports), body)
@@ -331,144 +247,57 @@ class ReceiverReport:
         _, count, body = _rtcp_split(data, RTCP_RR)
         if len(body) < 4:
             raise RtpError("RTCP RR without the reporter's SSRC")
-        (ssrc,) = struct.unpack_from("!I", body)
         reports, rest = _parse_blocks(body, 4, count)
-        return cls(ssrc, reports, rest)
-
-
-@dataclass
-class SdesChunk:
-    """One SDES chunk: a source and its (item type, text) pairs, RFC 3550 §6.5."""
-
-    ssrc: int
-    items: list[tuple[int, bytes]] = field(default_factory=list)
-
-    def __bytes__(self) -> bytes:
-        _check_range("ssrc", self.ssrc, 32)
-        out = bytearray(struct.pack("!I", self.ssrc))
-        for kind, text in self.items:
-            if not 1 <= kind <= 255:
-                raise RtpError(f"SDES item type {kind} (0 is the end of list marker)")
-            if len(text) > 255:
-                raise RtpError(f"SDES item of {len(text)} bytes, at most 255")
-            out += bytes([kind, len(text)]) + text
-        # The item list ends with at least one null octet, then pads to a word boundary.
-        out += bytes(4 - len(out) % 4)
-        return bytes(out)
+        return cls(struct.unpack_from("!I", body)[0], reports, rest)
 
 
 @dataclass
 class SourceDescription:
-    """RTCP source description (SDES), RFC 3550 §6.5."""
+    """RTCP source description (SDES, §6.5) with a CNAME item for each ``(ssrc, cname)``;
+    received SDES packets are read as :class:`RtcpPacket`."""
 
-    chunks: list[SdesChunk] = field(default_factory=list)
+    cnames: list[tuple[int, str]] = field(default_factory=list)
 
     @classmethod
     def cname(cls, ssrc: int, cname: str) -> SourceDescription:
-        """The one SDES every compound RTCP packet must carry (§6.1): the CNAME item."""
-        return cls([SdesChunk(ssrc, [(SDES_CNAME, cname.encode("utf-8"))])])
+        """The SDES every compound RTCP packet must carry (§6.1)."""
+        return cls([(ssrc, cname)])
 
     def __bytes__(self) -> bytes:
-        body = b"".join(bytes(chunk) for chunk in self.chunks)
-        return _rtcp_header(RTCP_SDES, len(self.chunks), body)
-
-    @classmethod
-    def parse(cls, data: bytes) -> SourceDescription:
-        _, count, body = _rtcp_split(data, RTCP_SDES)
-        chunks = []
-        pos = 0
-        for _ in range(count):
-            if len(body) < pos + 4:
-                raise RtpError("SDES chunk is missing its SSRC")
-            chunk = SdesChunk(struct.unpack_from("!I", body, pos)[0])
-            pos += 4
-            while True:
-                if pos >= len(body):
-                    raise RtpError("SDES chunk is missing its end of list null octet")
-                kind = body[pos]
-                if kind == 0:
-                    pos = (pos + 4) & ~3  # skip the null octet and the padding to a word
-                    break
-                if pos + 2 > len(body) or pos + 2 + body[pos + 1] > len(body):
-                    raise RtpError("SDES item overruns its packet")
-                length = body[pos + 1]
-                chunk.items.append((kind, body[pos + 2:pos + 2 + length]))
-                pos += 2 + length
-            chunks.append(chunk)
-        if pos > len(body):
-            raise RtpError("SDES padding overruns its packet")
-        return cls(chunks)
-
-
-@dataclass
-class Goodbye:
-    """RTCP BYE, RFC 3550 §6.6: these sources are leaving, with an optional reason."""
-
-    sources: list[int] = field(default_factory=list)
-    reason: bytes = b""
-
-    def __bytes__(self) -> bytes:
-        for source in self.sources:
-            _check_range("ssrc", source, 32)
-        body = struct.pack(f"!{len(self.sources)}I", *self.sources)
-        if self.reason:
-            if len(self.reason) > 255:
-                raise RtpError(f"BYE reason of {len(self.reason)} bytes, at most 255")
-            tail = bytes([len(self.reason)]) + self.reason
-            body += tail + bytes(-len(tail) % 4)
-        return _rtcp_header(RTCP_BYE, len(self.sources), body)
-
-    @classmethod
-    def parse(cls, data: bytes) -> Goodbye:
-        _, count, body = _rtcp_split(data, RTCP_BYE)
-        if len(body) < 4 * count:
-            raise RtpError(f"BYE announces {count} sources but is too short for them")
-        sources = list(struct.unpack_from(f"!{count}I", body))
-        reason = b""
-        if len(body) > 4 * count:
-            length = body[4 * count]
-            if 4 * count + 1 + length > len(body):
-                raise RtpError("BYE reason overruns its packet")
-            reason = body[4 * count + 1:4 * count + 1 + length]
-        return cls(sources, reason)
+        body = b""
+        for ssrc, cname in self.cnames:
+            text = cname.encode("utf-8")
+            _check(32, ssrc=ssrc)
+            _check(8, cname_length=len(text))
+            chunk = struct.pack("!IBB", ssrc, SDES_CNAME, len(text)) + text
+            body += chunk + bytes(4 - len(chunk) % 4)  # at least one null octet ends the list
+        return _rtcp_header(RTCP_SDES, len(self.cnames), body)
 
 
 @dataclass
 class RtcpPacket:
-    """Any other RTCP packet (APP, feedback...), kept as type, count field and body."""
+    """Any other RTCP packet (SDES, BYE, APP...), kept as type, count field and body."""
 
     packet_type: int
     count: int
     body: bytes
 
     def __bytes__(self) -> bytes:
-        _check_range("packet_type", self.packet_type, 8)
+        _check(8, packet_type=self.packet_type)
         return _rtcp_header(self.packet_type, self.count, self.body)
 
     @classmethod
     def parse(cls, data: bytes) -> RtcpPacket:
-        kind, count, body = _rtcp_split(data)
-        return cls(kind, count, body)
+        return cls(*_rtcp_split(data))
 
 
-Rtcp = SenderReport | ReceiverReport | SourceDescription | Goodbye | RtcpPacket
-
-_RTCP_TYPES: dict[int, type[SenderReport | ReceiverReport | SourceDescription | Goodbye]] = {
-    RTCP_SR: SenderReport,
-    RTCP_RR: ReceiverReport,
-    RTCP_SDES: SourceDescription,
-    RTCP_BYE: Goodbye,
-}
+Rtcp = SenderReport | ReceiverReport | RtcpPacket
 
 
 def parse_rtcp(data: bytes) -> list[Rtcp]:
-    """Split a compound RTCP packet (RFC 3550 §6.1) and parse each part.
-
-    Every part must be well formed, and its packet type in 192-223 (the range RFC 5761 §4
-    keeps for RTCP, which tells RTCP apart from RTP). The compound rules of §6.1 (SR or
-    RR first, an SDES CNAME present) are not enforced here: some senders break them and
-    the reports are still usable.
-    """
+    """The parts of a compound RTCP packet (§6.1), each well formed with a type in 192-223
+    (RFC 5761 §4). SR or RR first and an SDES are not required: some senders break those
+    rules and their reports are still usable."""
     if not data:
         raise RtpError("empty RTCP packet")
     packets: list[Rtcp] = []
@@ -482,340 +311,47 @@ def parse_rtcp(data: bytes) -> list[Rtcp]:
         size = 4 * (struct.unpack_from("!H", data, pos + 2)[0] + 1)
         if pos + size > len(data):
             raise RtpError(f"RTCP packet of {size} bytes overruns the compound packet")
-        parser = _RTCP_TYPES.get(kind, RtcpPacket)
+        parser = {RTCP_SR: SenderReport, RTCP_RR: ReceiverReport}.get(kind, RtcpPacket)
         packets.append(parser.parse(data[pos:pos + size]))
         pos += size
     return packets
 
 
-# ---------------------------------------------------------------------------------------
-# H.264, RFC 6184, packetization-mode=1 (single NAL unit, STAP-A, FU-A)
-
-
-def _nal_type(nal: bytes) -> int:
-    return nal[0] & 0x1F
-
-
-class H264Packetizer:
-    """Cuts the NAL units of one access unit into RTP payloads, RFC 6184 §6.3.
-
-    ``mtu`` is the largest payload (RTP header not counted) a packet may carry. A NAL
-    unit that fits goes alone in a single NAL unit packet (§5.6); a larger one is cut into
-    FU-A fragments (§5.8). With ``aggregate=True``, runs of consecutive small NAL units
-    (SPS, PPS, SEI...) share a STAP-A packet (§5.7.1) when they fit together.
-    """
-
-    def __init__(self, mtu: int = 1400, aggregate: bool = False) -> None:
-        if mtu < 3:
-            raise ValueError(f"mtu={mtu}: an FU-A packet needs 2 header bytes and 1 of data")
-        self.mtu = mtu
-        self.aggregate = aggregate
-
-    def packetize(self, nals: Sequence[bytes]) -> list[tuple[bytes, bool]]:
-        """(payload, marker) pairs for one access unit; the marker is set on the last."""
-        for nal in nals:
-            if not nal:
-                raise RtpError("empty NAL unit")
-            if not 1 <= _nal_type(nal) <= 23:
-                raise RtpError(f"NAL unit type {_nal_type(nal)} cannot be sent as is "
-                               "(expected 1-23: bare NAL units, no start code)")
-        payloads: list[bytes] = []
-        pending: list[bytes] = []  # small NAL units waiting for a STAP-A
-        for nal in nals:
-            if self.aggregate and self._stap_size(pending + [nal]) <= self.mtu:
-                pending.append(nal)
-                continue
-            payloads.extend(self._flush_stap(pending))
-            pending = []
-            if self.aggregate and self._stap_size([nal]) <= self.mtu:
-                pending.append(nal)
-            elif len(nal) <= self.mtu:
-                payloads.append(bytes(nal))
-            else:
-                payloads.extend(self._fragment(nal))
-        payloads.extend(self._flush_stap(pending))
-        return [(payload, i == len(payloads) - 1) for i, payload in enumerate(payloads)]
-
-    @staticmethod
-    def _stap_size(nals: Sequence[bytes]) -> int:
-        return 1 + sum(2 + len(nal) for nal in nals)
-
-    @staticmethod
-    def _flush_stap(nals: list[bytes]) -> list[bytes]:
-        if len(nals) < 2:
-            return [bytes(nal) for nal in nals]
-        # §5.7.1: F is the OR of the F bits, NRI the highest NRI of the aggregated units.
-        forbidden = max(nal[0] & 0x80 for nal in nals)
-        nri = max(nal[0] & 0x60 for nal in nals)
-        return [bytes([forbidden | nri | H264_STAP_A])
-                + b"".join(struct.pack("!H", len(nal)) + nal for nal in nals)]
-
-    def _fragment(self, nal: bytes) -> list[bytes]:
-        # §5.8: the NAL header byte is not sent as such; its F and NRI bits go into the
-        # FU indicator and its type into the FU header of every fragment.
-        indicator = bytes([(nal[0] & 0xE0) | H264_FU_A])
-        body = memoryview(nal)[1:]
-        step = self.mtu - 2
-        starts = range(0, len(body), step)
-        fragments = []
-        for start in starts:
-            header = _nal_type(nal)
-            if start == 0:
-                header |= 0x80
-            if start + step >= len(body):
-                header |= 0x40
-            fragments.append(indicator + bytes([header]) + body[start:start + step])
-        return fragments
-
-
-@dataclass
-class H264AccessUnit:
-    """NAL units the depacketizer put back together for one RTP timestamp.
-
-    ``complete`` is False when a packet of this unit may have been lost (a sequence gap
-    inside it or just before it) or a malformed packet was dropped: such a picture may
-    lack slices. ``first_sequence``/``last_sequence`` are the 16-bit RTP sequence numbers
-    of the first and last packet that contributed.
-    """
-
-    rtp_timestamp: int
-    nals: list[bytes]
-    complete: bool
-    first_sequence: int
-    last_sequence: int
-
-
-class H264Depacketizer:
-    """Puts RTP packets back into H.264 access units, RFC 6184 packetization-mode 1.
-
-    Accepts single NAL unit packets, STAP-A and FU-A (the interleaved-mode types STAP-B,
-    MTAP and FU-B are dropped). A unit is finished by its marker bit or, if the marker
-    packet was lost, by the first packet with another timestamp. Packets are expected in
-    order: a duplicate or a late (reordered) packet is dropped, a gap counts the missing
-    numbers in ``lost`` and throws away an FU-A whose fragments are no longer all there.
-    Packet content is never trusted: a malformed payload is dropped and counted in
-    ``discarded``, never raised, so a bad packet cannot stop a player.
-    """
-
-    def __init__(self) -> None:
-        self.lost = 0
-        self.discarded = 0
-        self._last_sequence: int | None = None
-        self._unit: H264AccessUnit | None = None
-        self._fragment: bytearray | None = None
-
-    def feed(self, packet: RtpPacket) -> list[H264AccessUnit]:
-        """Take one packet; return the access units it finished (often none)."""
-        finished: list[H264AccessUnit] = []
-        sequence = packet.sequence_number
-        gap = False
-        if self._last_sequence is not None:
-            step = (sequence - self._last_sequence) % SEQUENCE_MOD
-            if step == 0 or step >= SEQUENCE_MOD // 2:
-                self.discarded += 1
-                return finished
-            if step > 1:
-                self.lost += step - 1
-                gap = True
-        self._last_sequence = sequence
-
-        if gap and self._unit is not None:
-            # The missing packets were the end of this unit, the start of the next, or both.
-            self._unit.complete = False
-            self._fragment = None
-        if self._unit is not None and self._unit.rtp_timestamp != packet.timestamp:
-            finished.extend(self.flush())
-        if self._unit is None:
-            self._unit = H264AccessUnit(packet.timestamp, [], not gap, sequence, sequence)
-        unit = self._unit
-        unit.last_sequence = sequence
-        if not self._take(packet.payload, unit):
-            self.discarded += 1
-            unit.complete = False
-        if packet.marker:
-            finished.extend(self.flush())
-        return finished
-
-    def flush(self) -> list[H264AccessUnit]:
-        """Finish the unit in progress (call at the end of a stream); [] if none."""
-        unit, self._unit = self._unit, None
-        if unit is None:
-            return []
-        if self._fragment is not None:
-            self._fragment = None
-            unit.complete = False
-        return [unit] if unit.nals else []
-
-    def _take(self, payload: bytes, unit: H264AccessUnit) -> bool:
-        """Add a payload's NAL units to ``unit``; False if the payload had to be dropped."""
-        if not payload:
-            return False
-        kind = _nal_type(payload)
-        if kind != H264_FU_A and self._fragment is not None:  # an FU-A that never ended
-            self._fragment = None
-            unit.complete = False
-        if 1 <= kind <= 23:
-            unit.nals.append(bytes(payload))
-            return True
-        if kind == H264_STAP_A:
-            nals = []
-            pos = 1
-            while pos < len(payload):
-                if pos + 2 > len(payload):
-                    return False
-                size = struct.unpack_from("!H", payload, pos)[0]
-                pos += 2
-                if size == 0 or pos + size > len(payload):
-                    return False
-                nals.append(bytes(payload[pos:pos + size]))
-                pos += size
-            if not nals:
-                return False
-            unit.nals.extend(nals)
-            return True
-        if kind == H264_FU_A:
-            return self._take_fragment(payload, unit)
-        return False  # STAP-B, MTAP16/24, FU-B (interleaved mode) or undefined types
-
-    def _take_fragment(self, payload: bytes, unit: H264AccessUnit) -> bool:
-        if len(payload) < 2:
-            return False
-        header = payload[1]
-        start, end = bool(header & 0x80), bool(header & 0x40)
-        if start:
-            if self._fragment is not None:
-                unit.complete = False
-            nal_header = (payload[0] & 0xE0) | (header & 0x1F)
-            self._fragment = bytearray([nal_header])
-        elif self._fragment is None:
-            # The start of this NAL unit was lost: skip the rest of it silently (the loss
-            # was already counted when the gap was seen).
-            unit.complete = False
-            return True
-        self._fragment += payload[2:]
-        if end:
-            unit.nals.append(bytes(self._fragment))
-            self._fragment = None
-        return True
-
-
-# ---------------------------------------------------------------------------------------
-# AAC, RFC 3640 mode AAC-hbr: sizeLength=13, indexLength=3, indexDeltaLength=3
-
-AAC_MAX_FRAME = (1 << 13) - 1
-
-
-def aac_payload(frames: Sequence[bytes]) -> bytes:
-    """An RFC 3640 AAC-hbr payload (§3.2.1) carrying whole AAC frames.
-
-    Layout: AU-headers-length (16 bits, counted in bits), one 16-bit AU-header per frame
-    (13-bit size, 3-bit index or index-delta, all 0: frames in order), then the frames.
-    Fragmenting a frame across packets (§3.2.3) is not done: an AAC frame is at most 768
-    bytes per channel, so one frame per packet stays near or under an Ethernet MTU.
-    """
-    if not frames:
-        raise RtpError("an AAC payload needs at least one frame")
-    headers = []
-    for frame in frames:
-        if not 1 <= len(frame) <= AAC_MAX_FRAME:
-            raise RtpError(f"AAC frame of {len(frame)} bytes: AU-size has 13 bits")
-        headers.append(struct.pack("!H", len(frame) << 3))
-    return struct.pack("!H", 16 * len(frames)) + b"".join(headers) + b"".join(frames)
-
-
-def aac_frames(payload: bytes) -> list[bytes]:
-    """The AAC frames of an RFC 3640 AAC-hbr payload, checking every length.
-
-    Raises :class:`RtpError` for a malformed payload, for interleaving (a non-zero
-    AU-Index-delta) and for a fragment of a frame spread over several packets (§3.2.3),
-    which :func:`aac_payload` never produces.
-    """
-    if len(payload) < 2:
-        raise RtpError(f"AAC payload of {len(payload)} bytes has no AU-headers-length")
-    bits = struct.unpack_from("!H", payload)[0]
-    if bits == 0 or bits % 16:
-        raise RtpError(f"AU-headers-length of {bits} bits is not a whole number of "
-                       "16-bit AAC-hbr headers")
-    count = bits // 16
-    data_start = 2 + 2 * count
-    if len(payload) < data_start:
-        raise RtpError(f"AAC payload of {len(payload)} bytes is too short for {count} headers")
-    sizes = []
-    for i in range(count):
-        header = struct.unpack_from("!H", payload, 2 + 2 * i)[0]
-        if i and header & 0x7:
-            raise RtpError("interleaved AAC (non-zero AU-Index-delta) is not supported")
-        sizes.append(header >> 3)
-    available = len(payload) - data_start
-    if count == 1 and sizes[0] > available:
-        raise RtpError(f"AAC frame of {sizes[0]} bytes but only {available} present "
-                       "(truncated, or a fragment: fragmented frames are not supported)")
-    if sum(sizes) != available:
-        raise RtpError(f"AU-headers announce {sum(sizes)} bytes of AAC frames, "
-                       f"the payload holds {available}")
-    frames = []
-    pos = data_start
-    for size in sizes:
-        if size == 0:
-            raise RtpError("AAC frame of size 0")
-        frames.append(bytes(payload[pos:pos + size]))
-        pos += size
-    return frames
-
-
-# ---------------------------------------------------------------------------------------
-# Stream state: sender numbering and receiver statistics
-
-
 class RtpStream:
-    """Numbering state of one outgoing RTP stream (one track of one session).
-
-    SSRC, first sequence number and timestamp origin are random unless given
-    (RFC 3550 §5.1, §8). Timestamps handed to :meth:`packet` and :meth:`sender_report` are
-    *media ticks*: the media time on the track's clock (``ticks(pts)``); the stream adds
-    its random origin and wraps modulo 2**32. Keep a track's ticks continuous across
-    PAUSE and seeks by always deriving them from the media time.
-    """
+    """Numbering of one outgoing RTP stream (one track of one session). SSRC, first
+    sequence number and timestamp origin are random unless given (§5.1, §8). Timestamps
+    passed in are media ticks (``ticks(pts)``), so they stay continuous across seeks."""
 
     def __init__(self, payload_type: int, clock_rate: int, ssrc: int | None = None,
                  sequence: int | None = None, timestamp_base: int | None = None) -> None:
-        _check_range("payload_type", payload_type, 7)
         if clock_rate <= 0:
             raise ValueError(f"clock_rate={clock_rate} must be positive")
-        self.payload_type = payload_type
-        self.clock_rate = clock_rate
+        self.payload_type, self.clock_rate = payload_type, clock_rate
         self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
         self.sequence = secrets.randbits(16) if sequence is None else sequence
         self.timestamp_base = secrets.randbits(32) if timestamp_base is None else timestamp_base
-        _check_range("ssrc", self.ssrc, 32)
-        _check_range("sequence", self.sequence, 16)
-        _check_range("timestamp_base", self.timestamp_base, 32)
-        self.packet_count = 0
-        self.octet_count = 0
+        _check(7, payload_type=payload_type)
+        _check(16, sequence=self.sequence)
+        _check(32, ssrc=self.ssrc, timestamp_base=self.timestamp_base)
+        self.packet_count = self.octet_count = 0
 
     def ticks(self, seconds: float) -> int:
         """Media time in seconds as ticks of this stream's clock."""
         return round(seconds * self.clock_rate)
 
     def rtp_timestamp(self, ticks: int) -> int:
-        """The RTP timestamp on the wire for media ``ticks`` (for RTP-Info ``rtptime``)."""
+        """The RTP timestamp on the wire for media ``ticks`` (RTP-Info's ``rtptime``)."""
         return (self.timestamp_base + ticks) % TIMESTAMP_MOD
 
     @property
     def next_sequence(self) -> int:
-        """The sequence number the next packet will carry (for RTP-Info ``seq``)."""
+        """The sequence number the next packet will carry (RTP-Info's ``seq``)."""
         return self.sequence
 
     def packet(self, payload: bytes, timestamp: int, marker: bool = False) -> RtpPacket:
         """Number the next packet; ``timestamp`` in media ticks."""
-        packet = RtpPacket(
-            payload_type=self.payload_type,
-            sequence_number=self.sequence,
-            timestamp=self.rtp_timestamp(timestamp),
-            ssrc=self.ssrc,
-            marker=marker,
-            payload=bytes(payload),
-        )
+        packet = RtpPacket(self.payload_type, self.sequence, self.rtp_timestamp(timestamp),
+                           self.ssrc, marker, payload=bytes(payload))
         self.sequence = (self.sequence + 1) % SEQUENCE_MOD
         self.packet_count += 1
         self.octet_count += len(payload)  # §6.4.1: payload octets only
@@ -823,147 +359,92 @@ class RtpStream:
 
     def sender_report(self, wallclock: float, timestamp: int,
                       reports: Sequence[ReportBlock] = ()) -> SenderReport:
-        """An SR saying media ``timestamp`` (ticks) is being sent at Unix time ``wallclock``.
-
-        Pass the media position the stream has reached at ``wallclock`` (not the
-        timestamp of the last packet sent) so receivers can map RTP time to wall time.
-        """
-        return SenderReport(
-            ssrc=self.ssrc,
-            ntp_timestamp=ntp_now(wallclock),
-            rtp_timestamp=self.rtp_timestamp(timestamp),
-            packet_count=self.packet_count % (1 << 32),
-            octet_count=self.octet_count % (1 << 32),
-            reports=list(reports),
-        )
+        """An SR saying media ``timestamp`` (ticks reached, not the last packet's) is sent
+        at Unix time ``wallclock``."""
+        return SenderReport(self.ssrc, ntp_now(wallclock), self.rtp_timestamp(timestamp),
+                            self.packet_count % (1 << 32), self.octet_count % (1 << 32),
+                            list(reports))
 
     def rtcp_report(self, wallclock: float, timestamp: int, cname: str) -> bytes:
-        """A compound RTCP packet valid per RFC 3550 §6.1: SR then SDES CNAME."""
-        sr = self.sender_report(wallclock, timestamp)
-        return bytes(sr) + bytes(SourceDescription.cname(self.ssrc, cname))
-
-
-def unwrap_sequence(sequence: int, highest: int | None) -> int:
-    """The extended sequence number of a 16-bit ``sequence``: the one nearest ``highest``.
-
-    ``highest`` is the highest extended number seen so far (None before the first).
-    Numbers within half the 16-bit space ahead of it count as newer (possibly wrapping
-    65535 -> 0), the others as older.
-    """
-    if highest is None:
-        return sequence
-    step = (sequence - highest) % SEQUENCE_MOD
-    if step >= SEQUENCE_MOD // 2:
-        step -= SEQUENCE_MOD
-    return highest + step
+        """A compound RTCP packet valid per §6.1: SR then SDES CNAME."""
+        return (bytes(self.sender_report(wallclock, timestamp))
+                + bytes(SourceDescription.cname(self.ssrc, cname)))
 
 
 class SequenceUnwrapper:
-    """Turns a stream of 16-bit sequence numbers into extended, cycle-counting ones."""
+    """Extended (cycle-counting) sequence numbers from 16-bit ones (Appendix A.1): each is
+    read as the one nearest the highest so far, so 65535 -> 0 is one step ahead."""
 
     def __init__(self) -> None:
         self.highest: int | None = None
 
     def unwrap(self, sequence: int) -> int:
-        extended = unwrap_sequence(sequence, self.highest)
-        if self.highest is None or extended > self.highest:
-            self.highest = extended
+        if self.highest is None:
+            self.highest = sequence
+        step = (sequence - self.highest) % SEQUENCE_MOD
+        extended = self.highest + step - (SEQUENCE_MOD if step >= SEQUENCE_MOD // 2 else 0)
+        self.highest = max(self.highest, extended)
         return extended
 
 
 class ReceptionStats:
-    """Reception statistics of one RTP source, to fill RR report blocks.
-
-    Follows RFC 3550 Appendix A.3 (loss) and A.8 (interarrival jitter). Simplified from
-    A.1: no probation period and no resynchronisation after a huge jump, which suits one
-    unicast source. Feed only the packets of one source: the first packet fixes ``ssrc``
-    and packets with another SSRC are ignored. Times are seconds on any clock that does
-    not jump (the same clock for arrivals and ``now``).
-    """
+    """Reception statistics of one RTP source for RR report blocks: loss per Appendix A.3,
+    jitter per A.8, without A.1's probation (one unicast source). The first packet fixes
+    ``ssrc``; others are ignored. Times are seconds on one clock that does not jump."""
 
     def __init__(self, clock_rate: int) -> None:
         if clock_rate <= 0:
             raise ValueError(f"clock_rate={clock_rate} must be positive")
-        self.clock_rate = clock_rate
+        self.clock_rate, self.received, self.jitter = clock_rate, 0, 0.0  # jitter: ticks
         self.ssrc: int | None = None
-        self.received = 0
-        self.jitter = 0.0  # timestamp units
         self._unwrapper = SequenceUnwrapper()
         self._base: int | None = None
-        self._expected_prior = 0
-        self._received_prior = 0
-        self._last_arrival = 0.0
-        self._last_timestamp = 0
-        self._lsr = 0
-        self._sr_arrival: float | None = None
-
-    @property
-    def highest_sequence(self) -> int | None:
-        """Highest extended sequence number received (None before any packet)."""
-        return self._unwrapper.highest
-
-    @property
-    def expected(self) -> int:
-        if self._base is None or self._unwrapper.highest is None:
-            return 0
-        return self._unwrapper.highest - self._base + 1
-
-    @property
-    def cumulative_lost(self) -> int:
-        return self.expected - self.received
+        self._expected_prior = self._received_prior = self._last_timestamp = self._lsr = 0
+        self._last_arrival, self._sr_arrival = 0.0, None
 
     def packet_received(self, packet: RtpPacket, arrival: float) -> None:
-        if self.ssrc is None:
-            self.ssrc = packet.ssrc
-        elif packet.ssrc != self.ssrc:
+        self.ssrc = packet.ssrc if self.ssrc is None else self.ssrc
+        if packet.ssrc != self.ssrc:
             return
         extended = self._unwrapper.unwrap(packet.sequence_number)
         if self._base is None or extended < self._base:
             self._base = extended
         if self.received:
-            # A.8: D(i-1, i) = (Rj - Ri) - (Sj - Si) in timestamp units; the RTP
-            # timestamps are compared modulo 2**32 so a wrap is a small step.
+            # A.8: D = (Rj - Ri) - (Sj - Si) in timestamp units, the RTP timestamps
+            # compared modulo 2**32 so that a wrap is a small step.
             sent = (packet.timestamp - self._last_timestamp) % TIMESTAMP_MOD
-            if sent >= TIMESTAMP_MOD // 2:
-                sent -= TIMESTAMP_MOD
+            sent -= TIMESTAMP_MOD if sent >= TIMESTAMP_MOD // 2 else 0
             d = (arrival - self._last_arrival) * self.clock_rate - sent
             self.jitter += (abs(d) - self.jitter) / 16
         self.received += 1
-        self._last_arrival = arrival
-        self._last_timestamp = packet.timestamp
+        self._last_arrival, self._last_timestamp = arrival, packet.timestamp
 
     def sender_report_received(self, report: SenderReport, arrival: float) -> None:
         """Remember the source's last SR, for the LSR and DLSR fields."""
-        if self.ssrc is not None and report.ssrc != self.ssrc:
-            return
-        self._lsr = ntp_middle(report.ntp_timestamp)
-        self._sr_arrival = arrival
+        if self.ssrc is None or report.ssrc == self.ssrc:
+            self._lsr, self._sr_arrival = ntp_middle(report.ntp_timestamp), arrival
 
     def report_block(self, now: float) -> ReportBlock | None:
-        """The report block for an RR sent at ``now``; None before the first packet.
-
-        Starts a new interval for ``fraction_lost``: call it once per report sent.
-        """
-        if self.ssrc is None or self._unwrapper.highest is None:
+        """The block for an RR sent at ``now`` (None before any packet); it starts a new
+        interval for ``fraction_lost``, so call it once per report."""
+        highest, base = self._unwrapper.highest, self._base
+        if self.ssrc is None or highest is None or base is None:
             return None
-        expected = self.expected
+        expected = highest - base + 1
         expected_interval = expected - self._expected_prior
-        received_interval = self.received - self._received_prior
-        self._expected_prior = expected
-        self._received_prior = self.received
-        lost_interval = expected_interval - received_interval
+        lost_interval = expected_interval - (self.received - self._received_prior)
+        self._expected_prior, self._received_prior = expected, self.received
         fraction = 0
         if expected_interval > 0 and lost_interval > 0:
             fraction = min(255, (lost_interval << 8) // expected_interval)
-        dlsr = 0
-        if self._sr_arrival is not None:
-            dlsr = max(0, min(0xFFFFFFFF, round((now - self._sr_arrival) * 65536)))
-        return ReportBlock(
-            ssrc=self.ssrc,
-            fraction_lost=fraction,
-            packets_lost=self.cumulative_lost,
-            highest_sequence=self._unwrapper.highest % (1 << 32),
-            jitter=min(0xFFFFFFFF, int(self.jitter)),
-            lsr=self._lsr,
-            dlsr=dlsr,
-        )
+        since = 0.0 if self._sr_arrival is None else now - self._sr_arrival
+        dlsr = max(0, min(0xFFFFFFFF, round(since * 65536)))
+        return ReportBlock(self.ssrc, fraction, expected - self.received, highest % (1 << 32),
+                           min(0xFFFFFFFF, int(self.jitter)), self._lsr, dlsr)
+
+
+def __getattr__(name: str) -> object:
+    # The payload formats moved to payload.py; this old import path serves until callers move.
+    if name.startswith("H264") or name in ("aac_payload", "aac_frames"):
+        return getattr(import_module("rtsp_resume.payload"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

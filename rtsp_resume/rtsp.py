@@ -1,24 +1,12 @@
 """RTSP 1.0 messages (RFC 2326), sans-I/O: bytes in, events out, and the reverse.
 
-Nothing here touches a socket. :class:`RtspParser` is fed whatever bytes arrived and
-returns complete :class:`Request`, :class:`Response` and :class:`InterleavedFrame`
-events; ``bytes(message)`` gives what to write. Both the server and the terminal use the
-same parser, because either side may send requests (RFC 2326 §10: the server's heartbeat
-is an OPTIONS request travelling towards the terminal).
-
-Header helpers parse and format the headers the streaming logic depends on: Transport
-(§12.39), Range (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33) and Public (§12.28).
-They raise :class:`RtspProtocolError` carrying the status code to answer with.
-
-Status codes chosen for bad input:
-
-- 400 Bad Request: anything syntactically wrong (start line, header line, Content-Length,
-  a header value a helper cannot read, bytes that are not UTF-8).
-- 505 RTSP Version not supported: a well-formed version other than ``RTSP/1.0``.
-- 413 Request Entity Too Large: a header block longer than ``max_header_bytes`` or a body
-  longer than ``max_body_bytes``. RTSP 1.0 has no separate code for oversized headers, so
-  both limits share 413; :attr:`RtspProtocolError.reason` says which one was hit.
-- 457 Invalid Range: a Range in a unit other than npt, or an end before its start.
+:class:`RtspParser` turns whatever bytes arrived into :class:`Request`, :class:`Response`
+and :class:`InterleavedFrame` events (a last :class:`BadInput` for input it cannot trust);
+``bytes(message)`` is what to write. Server and terminal share it: either may send requests
+(§10; the heartbeat is the server's OPTIONS). Helpers read and write Transport (§12.39),
+Range and npt (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33) and Public (§12.28), and
+raise :class:`RtspProtocolError` with the status to answer: 400 for syntax, 413 over the
+size limits, 457 for a Range not in npt or ending before it starts, 505 for not RTSP/1.0.
 """
 
 from __future__ import annotations
@@ -27,72 +15,37 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Self
 
 RTSP_VERSION = "RTSP/1.0"
 
 # RFC 2326 §7.1.1: the standard reason phrases.
 REASONS: dict[int, str] = {
-    100: "Continue",
-    200: "OK",
-    201: "Created",
-    250: "Low on Storage Space",
-    300: "Multiple Choices",
-    301: "Moved Permanently",
-    302: "Moved Temporarily",
-    303: "See Other",
-    304: "Not Modified",
-    305: "Use Proxy",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    407: "Proxy Authentication Required",
-    408: "Request Time-out",
-    410: "Gone",
-    411: "Length Required",
-    412: "Precondition Failed",
-    413: "Request Entity Too Large",
-    414: "Request-URI Too Large",
-    415: "Unsupported Media Type",
-    451: "Parameter Not Understood",
-    452: "Conference Not Found",
-    453: "Not Enough Bandwidth",
-    454: "Session Not Found",
-    455: "Method Not Valid in This State",
-    456: "Header Field Not Valid for Resource",
-    457: "Invalid Range",
-    458: "Parameter Is Read-Only",
-    459: "Aggregate operation not allowed",
-    460: "Only aggregate operation allowed",
-    461: "Unsupported transport",
-    462: "Destination unreachable",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Time-out",
-    505: "RTSP Version not supported",
-    551: "Option not supported",
+    100: "Continue", 200: "OK", 201: "Created", 250: "Low on Storage Space",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
+    304: "Not Modified", 305: "Use Proxy", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Time-out",
+    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Large", 415: "Unsupported Media Type",
+    451: "Parameter Not Understood", 452: "Conference Not Found", 453: "Not Enough Bandwidth",
+    454: "Session Not Found", 455: "Method Not Valid in This State",
+    456: "Header Field Not Valid for Resource", 457: "Invalid Range",
+    458: "Parameter Is Read-Only", 459: "Aggregate operation not allowed",
+    460: "Only aggregate operation allowed", 461: "Unsupported transport",
+    462: "Destination unreachable", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out",
+    505: "RTSP Version not supported", 551: "Option not supported",
 }
 
 
 class RtspProtocolError(ValueError):
-    """Input that breaks RFC 2326. ``status`` is the code to answer with (400, 413, 457,
-    505); ``reason`` explains what was wrong, for logs and as the response's reason
-    phrase if the caller wants a specific one.
-
-    The parser never raises it to its caller: it reports bad input as a :class:`BadInput`
-    event instead (see :meth:`RtspParser.feed`).
-    """
+    """Input that breaks RFC 2326: ``status`` is the code to answer with, ``reason`` says
+    what was wrong. Handlers raise it; the parser reports a :class:`BadInput` instead."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
+        self.status, self.reason = status, reason
 
     @property
     def phrase(self) -> str:
@@ -110,81 +63,54 @@ def _is_token(text: str) -> bool:
     return _TOKEN_RE.fullmatch(text) is not None
 
 
+def _is_uri(text: str) -> bool:
+    return bool(text) and all(ord(c) in _VISIBLE for c in text)
+
+
 class Headers:
     """Message headers: a case-insensitive multi-dict that keeps order and the names as
-    they were written.
+    written. ``h["cseq"]`` and ``h.get("CSeq")`` find the first ``CSeq``; ``h["X"] = v``
+    replaces every ``X`` where the first was; ``h.add("X", v)`` appends another."""
 
-    ``h["cseq"]`` and ``h.get("CSeq")`` find the first ``CSeq``; ``h["X"] = v`` replaces
-    every ``X`` (keeping the position of the first); ``h.add("X", v)`` appends another.
-    """
-
-    def __init__(
-        self, items: Mapping[str, str] | Iterable[tuple[str, str]] | Headers | None = None
-    ) -> None:
+    def __init__(self, items: HeadersLike = None) -> None:
         self._items: list[tuple[str, str]] = []
-        if items is None:
-            return
-        pairs = items.items() if isinstance(items, Mapping | Headers) else items
+        pairs = items.items() if isinstance(items, Mapping | Headers) else items or ()
         for name, value in pairs:
             self.add(name, value)
 
     @staticmethod
-    def _check(name: str, value: str) -> None:
+    def _checked(name: str, value: str | int) -> tuple[str, str]:
         # A CR or LF in a value would let a caller inject headers or end the message.
         if not _is_token(name):
             raise ValueError(f"invalid header name {name!r}")
-        if "\r" in value or "\n" in value:
+        if "\r" in str(value) or "\n" in str(value):
             raise ValueError(f"line break in the value of header {name!r}")
+        return name, str(value)
+
+    def _where(self, name: str) -> list[int]:
+        return [i for i, (old, _) in enumerate(self._items) if old.lower() == name.lower()]
 
     def add(self, name: str, value: str | int) -> None:
-        value = str(value)
-        self._check(name, value)
-        self._items.append((name, value))
+        self._items.append(self._checked(name, value))
 
     def __setitem__(self, name: str, value: str | int) -> None:
-        value = str(value)
-        self._check(name, value)
-        key = name.lower()
-        kept: list[tuple[str, str]] = []
-        placed = False
-        for old_name, old_value in self._items:
-            if old_name.lower() != key:
-                kept.append((old_name, old_value))
-            elif not placed:
-                kept.append((name, value))
-                placed = True
-        if not placed:
-            kept.append((name, value))
-        self._items = kept
+        item, (first, *rest) = self._checked(name, value), self._where(name) or [len(self)]
+        self._items = [old for i, old in enumerate(self._items) if i not in rest]
+        self._items[first:first + 1] = [item]  # in the first one's place, or at the end
 
     def __getitem__(self, name: str) -> str:
-        key = name.lower()
-        for old_name, value in self._items:
-            if old_name.lower() == key:
-                return value
-        raise KeyError(name)
-
-    def __delitem__(self, name: str) -> None:
-        key = name.lower()
-        if key not in self:
+        if (value := self.get(name)) is None:
             raise KeyError(name)
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        return value
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        try:
-            return self[name]
-        except KeyError:
-            return default
+        return next(iter(self.get_all(name)), default)
 
     def get_all(self, name: str) -> list[str]:
-        key = name.lower()
-        return [value for old_name, value in self._items if old_name.lower() == key]
+        return [self._items[i][1] for i in self._where(name)]
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        key = name.lower()
-        return any(old_name.lower() == key for old_name, _ in self._items)
+        return isinstance(name, str) and bool(self._where(name))
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
@@ -203,22 +129,12 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 
-    def copy(self) -> Headers:
-        return Headers(self._items)
-
 
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
-def _cseq(headers: Headers) -> int | None:
-    value = headers.get("CSeq")
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value.strip())
-
-
 def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
-    out = headers.copy()
+    out = Headers(headers)
     # Content-Length always tells the truth about the body we are about to write.
     if body or "Content-Length" in out:
         out["Content-Length"] = str(len(body))
@@ -226,7 +142,19 @@ def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
     return "\r\n".join(lines).encode("utf-8") + body
 
 
-class _Message:
+class _Event:
+    """What the parser's events share: ``parse`` reads exactly one, whole."""
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        parser = RtspParser()
+        events = parser.feed(data)
+        if len(events) != 1 or not isinstance(events[0], cls) or parser.buffered:
+            raise RtspProtocolError(400, f"expected exactly one complete {cls.__name__}")
+        return events[0]
+
+
+class _Message(_Event):
     """What requests and responses share: their headers, and the CSeq among them."""
 
     headers: Headers
@@ -238,7 +166,8 @@ class _Message:
     @property
     def cseq(self) -> int | None:
         """The CSeq header as an int, or None when missing or not a number."""
-        return _cseq(self.headers)
+        value = (self.headers.get("CSeq") or "").strip()
+        return int(value) if value.isascii() and value.isdigit() else None
 
 
 @dataclass
@@ -252,22 +181,14 @@ class Request(_Message):
     version: str = RTSP_VERSION
 
     def __bytes__(self) -> bytes:
-        if not _is_token(self.method):
-            raise ValueError(f"invalid method {self.method!r}")
-        if not self.uri or any(ord(c) not in _VISIBLE for c in self.uri):
-            raise ValueError(f"invalid request URI {self.uri!r}")
+        if not _is_token(self.method) or not _is_uri(self.uri):
+            raise ValueError(f"invalid request line {self.method!r} {self.uri!r}")
         return _serialize(f"{self.method} {self.uri} {self.version}", self.headers, self.body)
-
-    @classmethod
-    def parse(cls, data: bytes) -> Request:
-        """Parse exactly one complete request (a convenience over :class:`RtspParser`)."""
-        return _parse_one(data, cls)
 
 
 @dataclass
 class Response(_Message):
-    """An RTSP response (RFC 2326 §7). An empty ``reason`` is written as the standard
-    phrase from :data:`REASONS`."""
+    """An RTSP response (§7); an empty ``reason`` is written as the one in :data:`REASONS`."""
 
     status: int
     reason: str = ""
@@ -276,103 +197,63 @@ class Response(_Message):
     version: str = RTSP_VERSION
 
     def __bytes__(self) -> bytes:
-        if not 100 <= self.status <= 999:
-            raise ValueError(f"invalid status {self.status}")
         reason = self.reason or REASONS.get(self.status, "")
-        if "\r" in reason or "\n" in reason:
-            raise ValueError("line break in the reason phrase")
+        if not 100 <= self.status <= 999 or "\r" in reason or "\n" in reason:
+            raise ValueError(f"invalid status line {self.status} {reason!r}")
         return _serialize(f"{self.version} {self.status} {reason}", self.headers, self.body)
-
-    @classmethod
-    def parse(cls, data: bytes) -> Response:
-        """Parse exactly one complete response (a convenience over :class:`RtspParser`)."""
-        return _parse_one(data, cls)
 
 
 @dataclass
-class InterleavedFrame:
-    """Binary data interleaved on the RTSP connection (RFC 2326 §10.12): ``$``, a
-    one-byte channel, a 16-bit big-endian length, then the data (one RTP or RTCP
-    packet)."""
+class InterleavedFrame(_Event):
+    """Binary data interleaved on the RTSP connection (§10.12): ``$``, a one-byte channel,
+    a 16-bit length, then the data (one RTP or RTCP packet)."""
 
     channel: int
     data: bytes
 
     def __post_init__(self) -> None:
-        if not 0 <= self.channel <= 255:
-            raise ValueError(f"channel {self.channel} is not 0-255")
-        if len(self.data) > 0xFFFF:
-            raise ValueError(f"{len(self.data)} bytes do not fit an interleaved frame")
+        if not 0 <= self.channel <= 255 or len(self.data) > 0xFFFF:
+            raise ValueError(f"channel {self.channel} (0-255), {len(self.data)} bytes (at "
+                             "most 65535): not an interleaved frame")
 
     def __bytes__(self) -> bytes:
         return b"$" + bytes([self.channel]) + len(self.data).to_bytes(2, "big") + self.data
 
-    @classmethod
-    def parse(cls, data: bytes) -> InterleavedFrame:
-        """Parse exactly one complete frame (a convenience over :class:`RtspParser`)."""
-        return _parse_one(data, cls)
-
 
 @dataclass(frozen=True)
 class BadInput:
-    """The event that ends a stream the parser cannot trust any more (h11's error event).
-
-    ``status`` is the code to answer with (400, 413, 505); ``reason`` says what was wrong.
-    """
+    """The event that ends a stream the parser cannot trust any more (h11's error event):
+    ``status`` is the code to answer with (400, 413, 505), ``reason`` what was wrong."""
 
     status: int
     reason: str
-
-    @property
-    def phrase(self) -> str:
-        return REASONS.get(self.status, "Error")
+    phrase = RtspProtocolError.phrase
 
 
 Event = Request | Response | InterleavedFrame | BadInput
 
 
-_T = TypeVar("_T", Request, Response, InterleavedFrame)
-
-
-def _parse_one(data: bytes, kind: type[_T]) -> _T:
-    parser = RtspParser()
-    events = parser.feed(data)
-    if len(events) != 1 or not isinstance(events[0], kind) or parser.buffered:
-        raise RtspProtocolError(400, f"expected exactly one complete {kind.__name__}")
-    return events[0]
-
-
-# The blank line that ends a header block, with CRLF or bare LF line endings.
-_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
+_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")  # the blank line ending a head, CRLF or LF
 
 
 class RtspParser:
-    """Incremental parser for one direction of an RTSP connection.
-
-    ``feed(data)`` returns the complete events found so far; a partial message stays
-    buffered until the rest arrives, so any way of splitting the input gives the same
-    events. Messages may be separated by interleaved ``$`` frames. Bodies are read by
-    ``Content-Length`` (none means no body, RFC 2326 §4.3). Line endings may be CRLF or a
-    bare LF. Header folding is not supported (a line starting with white space is a 400).
-
-    Bad input never raises: ``feed`` returns the events that were whole before it,
-    followed by one :class:`BadInput`. The parser is then dead: every later ``feed``
-    returns that :class:`BadInput` again, because after a framing error the rest of the
-    stream cannot be trusted. The caller answers with its ``status`` and closes.
-    """
+    """Incremental parser for one direction of an RTSP connection: ``feed(data)`` returns
+    the events completed so far, the same however the input is split. Bodies are read by
+    Content-Length (none: no body, §4.3); lines end in CRLF or LF; folded lines are a 400.
+    Bad input never raises: ``feed`` returns the events whole before it, then one
+    :class:`BadInput`, and only that from then on; the caller answers its ``status``."""
 
     def __init__(self, max_header_bytes: int = 16384, max_body_bytes: int = 1 << 20) -> None:
-        self.max_header_bytes = max_header_bytes
-        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes, self.max_body_bytes = max_header_bytes, max_body_bytes
         self._buffer = bytearray()
-        # A message whose headers are parsed, waiting for this many body bytes.
-        self._pending: tuple[Request | Response, int] | None = None
+        # A message whose head (of this many bytes) is parsed, waiting for its body.
+        self._pending: tuple[Request | Response, int, int] | None = None
         self.error: BadInput | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete event."""
-        return len(self._buffer)
+        return len(self._buffer) + (self._pending[2] if self._pending else 0)
 
     def feed(self, data: bytes) -> list[Event]:
         if self.error is not None:
@@ -391,37 +272,27 @@ class RtspParser:
     def _next_event(self) -> Event | None:
         buf = self._buffer
         if self._pending is not None:
-            message, length = self._pending
+            message, length, _ = self._pending
             if len(buf) < length:
                 return None
-            message.body = bytes(buf[:length])
+            message.body, self._pending = bytes(buf[:length]), None
             del buf[:length]
-            self._pending = None
             return message
 
-        # Stray line breaks between messages are tolerated, as HTTP servers do.
-        skip = 0
-        while skip < len(buf) and buf[skip] in (0x0D, 0x0A):
-            skip += 1
-        if skip:
-            del buf[:skip]
+        while buf[:1] in (b"\r", b"\n"):  # stray line breaks between messages, as in HTTP
+            del buf[:1]
         if not buf:
             return None
 
         if buf[0] == 0x24:  # "$": an interleaved frame
-            if len(buf) < 4:
+            end = 4 + int.from_bytes(buf[2:4], "big") if len(buf) >= 4 else None
+            if end is None or len(buf) < end:
                 return None
-            length = int.from_bytes(buf[2:4], "big")
-            if len(buf) < 4 + length:
-                return None
-            frame = InterleavedFrame(buf[1], bytes(buf[4 : 4 + length]))
-            del buf[: 4 + length]
+            frame = InterleavedFrame(buf[1], bytes(buf[4:end]))
+            del buf[:end]
             return frame
-
-        # Reject junk as soon as it shows, without waiting for a whole header block:
-        # the first word of a start line is printable ASCII. Only the part within the
-        # header limit is looked at, so the verdict does not depend on how the input
-        # was split.
+        # Junk is rejected as soon as it shows (a start line's first word is printable
+        # ASCII), looking only within the header limit so that any split gives one verdict.
         window = bytes(buf[: self.max_header_bytes])
         first_word = window.split(b" ", 1)[0].split(b"\n", 1)[0].rstrip(b"\r")
         if any(byte not in _VISIBLE for byte in first_word):
@@ -429,7 +300,6 @@ class RtspParser:
         line_end = window.find(b"\n")
         if line_end >= 0:
             _parse_start_line(window[:line_end])
-
         match = _HEADER_END_RE.search(window)
         if match is None:
             if len(buf) >= self.max_header_bytes:
@@ -437,13 +307,12 @@ class RtspParser:
             return None
         block = window[: match.start()]
         del buf[: match.end()]
-
         message = _parse_head(block)
         length = _content_length(message.headers)
         if length > self.max_body_bytes:
             raise RtspProtocolError(413, "body too large")
         if length:
-            self._pending = (message, length)
+            self._pending = (message, length, match.end())
             return self._next_event()
         return message
 
@@ -455,86 +324,68 @@ def _decode(raw: bytes) -> str:
         raise RtspProtocolError(400, "header bytes are not UTF-8") from None
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in text)
+
+
 def _parse_start_line(raw: bytes) -> Request | Response:
     line = _decode(raw.rstrip(b"\r"))
-    if line.startswith("RTSP/") or line.startswith("rtsp/"):
-        parts = line.split(" ", 2)
-        version = parts[0]
-        if not _VERSION_RE.fullmatch(version):
-            raise RtspProtocolError(400, "malformed version")
-        if len(parts) < 2 or not re.fullmatch(r"\d{3}", parts[1]):
+    if line[:5] in ("RTSP/", "rtsp/"):
+        version, status, reason = (line.split(" ", 2) + ["", ""])[:3]
+        if not re.fullmatch(r"\d{3}", status) or _has_control(reason):
             raise RtspProtocolError(400, "malformed status line")
-        if version != RTSP_VERSION:
-            raise RtspProtocolError(505, f"version {version} not supported")
-        reason = parts[2] if len(parts) == 3 else ""
-        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in reason):
-            raise RtspProtocolError(400, "control character in the reason phrase")
-        return Response(int(parts[1]), reason)
-    parts = line.split(" ")
-    if len(parts) != 3:
-        raise RtspProtocolError(400, "malformed request line")
-    method, uri, version = parts
-    if not _is_token(method):
-        raise RtspProtocolError(400, "malformed method")
-    if not uri or any(ord(c) not in _VISIBLE for c in uri):
-        raise RtspProtocolError(400, "malformed request URI")
+        message: Request | Response = Response(int(status), reason)
+    else:
+        parts = line.split(" ")
+        if len(parts) != 3 or not _is_token(parts[0]) or not _is_uri(parts[1]):
+            raise RtspProtocolError(400, "malformed request line")
+        method, uri, version = parts
+        message = Request(method, uri)
     if not _VERSION_RE.fullmatch(version):
         raise RtspProtocolError(400, "malformed version")
     if version != RTSP_VERSION:
         raise RtspProtocolError(505, f"version {version} not supported")
-    return Request(method, uri)
+    return message
 
 
 def _parse_head(block: bytes) -> Request | Response:
-    lines = block.split(b"\n")
-    message = _parse_start_line(lines[0])
-    for raw in lines[1:]:
-        line = _decode(raw[:-1] if raw.endswith(b"\r") else raw)
+    first, *lines = block.split(b"\n")
+    message = _parse_start_line(first)
+    for raw in lines:
+        line = _decode(raw.removesuffix(b"\r"))
         if line[:1] in (" ", "\t"):
             raise RtspProtocolError(400, "folded header lines are not supported")
         name, colon, value = line.partition(":")
         if not colon or not _is_token(name):
             raise RtspProtocolError(400, f"malformed header line {line[:40]!r}")
         value = value.strip(" \t")
-        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
+        if _has_control(value):
             raise RtspProtocolError(400, f"control character in header {name!r}")
         message.headers.add(name, value)
     return message
 
 
 def _content_length(headers: Headers) -> int:
-    values = {value.strip() for value in headers.get_all("Content-Length")}
-    if not values:
-        return 0
-    if len(values) > 1:
-        raise RtspProtocolError(400, "conflicting Content-Length headers")
-    (value,) = values
-    if not value.isascii() or not value.isdigit():
-        raise RtspProtocolError(400, "malformed Content-Length")
+    values = {value.strip() for value in headers.get_all("Content-Length")} or {"0"}
+    value = values.pop() if len(values) == 1 else "several"
+    if not re.fullmatch(r"[0-9]+", value):
+        raise RtspProtocolError(400, f"malformed or conflicting Content-Length: {value[:20]!r}")
     if len(value) > 12:
         raise RtspProtocolError(413, "body too large")
     return int(value)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
+    parts, start, quoted = [], 0, False
+    for i, char in enumerate(text):
         if char == '"':
             quoted = not quoted
-        if char == separator and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
+        elif char == separator and not quoted:
+            parts.append(text[start:i])
+            start = i + 1
     if quoted:
         raise RtspProtocolError(400, "unbalanced quote")
-    parts.append("".join(current))
-    return parts
+    return parts + [text[start:]]
 
 
 _TRANSPORT_PROTOCOL_RE = re.compile(r"[A-Za-z0-9\-_.]+/[A-Za-z0-9\-_.]+(/[A-Za-z0-9\-_.]+)?")
@@ -543,15 +394,9 @@ SUPPORTED_TRANSPORTS = frozenset({"RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP"})
 
 @dataclass
 class Transport:
-    """One transport-spec of the Transport header (RFC 2326 §12.39).
-
-    ``protocol`` is the upper-cased ``transport/profile[/lower-transport]``, e.g.
-    ``"RTP/AVP"`` (UDP implied), ``"RTP/AVP/UDP"`` or ``"RTP/AVP/TCP"``. ``cast`` is
-    ``"unicast"``, ``"multicast"`` or None when the spec says neither. Port and channel
-    pairs are ``(a, b)``; a single value ``a`` is read as ``(a, a + 1)``, the RTP/RTCP
-    pair it implies. ``ssrc`` is the integer of the 8 hex digits. Parameters this module
-    does not know are kept in ``extra`` and written back.
-    """
+    """One transport-spec of a Transport header (§12.39): ``protocol`` upper-cased (e.g.
+    ``RTP/AVP``, UDP implied, or ``RTP/AVP/TCP``); a single port or channel ``a`` reads as
+    the RTP/RTCP pair ``(a, a + 1)``; unknown parameters are kept in ``extra``."""
 
     protocol: str = "RTP/AVP"
     cast: str | None = "unicast"
@@ -578,60 +423,38 @@ class Transport:
         return self.protocol in SUPPORTED_TRANSPORTS
 
     def __str__(self) -> str:
-        parts = [self.protocol]
-        if self.cast:
-            parts.append(self.cast)
-        if self.destination is not None:
-            parts.append(f"destination={self.destination}")
-        if self.source is not None:
-            parts.append(f"source={self.source}")
-        for name in ("interleaved", "port", "client_port", "server_port"):
-            pair = getattr(self, name)
-            if pair is not None:
-                parts.append(f"{name}={pair[0]}-{pair[1]}")
-        if self.ttl is not None:
-            parts.append(f"ttl={self.ttl}")
-        if self.ssrc is not None:
-            parts.append(f"ssrc={self.ssrc:08X}")
-        if self.mode is not None:
-            parts.append(f'mode="{self.mode}"' if "," in self.mode else f"mode={self.mode}")
-        if self.append:
-            parts.append("append")
-        for name, value in self.extra:
-            parts.append(name if value is None else f"{name}={value}")
-        return ";".join(parts)
+        ports = {n: getattr(self, n) for n in ("interleaved", "port", "client_port", "server_port")}
+        mode = self.mode and (f'"{self.mode}"' if "," in self.mode else self.mode)
+        params = [("destination", self.destination), ("source", self.source),
+                  *((n, p and f"{p[0]}-{p[1]}") for n, p in ports.items()),
+                  ("ttl", self.ttl), ("ssrc", None if self.ssrc is None else f"{self.ssrc:08X}"),
+                  ("mode", mode)]
+        words = [self.protocol, *([self.cast] if self.cast else [])]
+        words += [f"{name}={value}" for name, value in params if value is not None]
+        words += ["append"] * self.append
+        return ";".join(words + [n if v is None else f"{n}={v}" for n, v in self.extra])
 
 
 def _pair(name: str, value: str, maximum: int) -> tuple[int, int]:
     match = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", value)
-    if match is None:
-        raise RtspProtocolError(400, f"malformed {name} in Transport")
-    first = int(match.group(1))
-    second = int(match.group(2)) if match.group(2) is not None else first + 1
-    if first > maximum or second > maximum:
-        raise RtspProtocolError(400, f"{name} out of range in Transport")
-    return first, second
+    pair = (int(match[1]), int(match[2] or int(match[1]) + 1)) if match else (-1, -1)
+    if not 0 <= min(pair) <= max(pair) <= maximum:
+        raise RtspProtocolError(400, f"malformed {name} in Transport, or out of range")
+    return pair
 
 
 def parse_transport(value: str) -> list[Transport]:
-    """The transport-specs of a Transport header, in the client's order of preference.
-
-    Purely syntactic: unknown protocols are returned (check :attr:`Transport.supported`
-    and answer 461 when none is), malformed ones raise :class:`RtspProtocolError` (400).
-    """
+    """The transport-specs of a Transport header, in the client's order of preference;
+    unknown protocols too (see :attr:`Transport.supported`: 461 when none is)."""
     specs: list[Transport] = []
     for spec in _split_outside_quotes(value, ","):
-        params = [p.strip() for p in _split_outside_quotes(spec, ";")]
-        protocol = params[0]
+        protocol, *params = (p.strip() for p in _split_outside_quotes(spec, ";"))
         if not _TRANSPORT_PROTOCOL_RE.fullmatch(protocol):
             raise RtspProtocolError(400, f"malformed transport protocol {protocol[:40]!r}")
         transport = Transport(protocol=protocol.upper(), cast=None)
-        for param in params[1:]:
-            if not param:
-                continue
-            name, equals, raw = param.partition("=")
-            name = name.strip().lower()
-            raw = raw.strip()
+        for param in filter(None, params):
+            name, equals, raw = (part.strip() for part in param.partition("="))
+            name = name.lower()
             if name in ("unicast", "multicast") and not equals:
                 transport.cast = name
             elif name == "append" and not equals:
@@ -640,22 +463,15 @@ def parse_transport(value: str) -> list[Transport]:
                 setattr(transport, name, _pair(name, raw, 65535))
             elif name == "interleaved":
                 transport.interleaved = _pair(name, raw, 255)
-            elif name == "ttl":
-                if not re.fullmatch(r"\d{1,3}", raw) or int(raw) > 255:
-                    raise RtspProtocolError(400, "malformed ttl in Transport")
+            elif name == "ttl" and re.fullmatch(r"\d{1,3}", raw) and int(raw) <= 255:
                 transport.ttl = int(raw)
-            elif name == "ssrc":
-                if not re.fullmatch(r"[0-9A-Fa-f]{1,8}", raw):
-                    raise RtspProtocolError(400, "malformed ssrc in Transport")
+            elif name == "ssrc" and re.fullmatch(r"[0-9A-Fa-f]{1,8}", raw):
                 transport.ssrc = int(raw, 16)
-            elif name == "mode":
-                mode = raw.strip('"').strip()
-                if not mode:
-                    raise RtspProtocolError(400, "empty mode in Transport")
-                transport.mode = mode
+            elif name == "mode" and raw.strip('"').strip():
+                transport.mode = raw.strip('"').strip()
             elif name in ("destination", "source"):
                 setattr(transport, name, raw or None)
-            elif _is_token(name):
+            elif _is_token(name) and name not in ("ttl", "ssrc", "mode"):
                 transport.extra.append((name, raw if equals else None))
             else:
                 raise RtspProtocolError(400, f"malformed Transport parameter {param[:40]!r}")
@@ -665,56 +481,39 @@ def parse_transport(value: str) -> list[Transport]:
 
 # npt-time (RFC 2326 §3.6): seconds with an optional fraction, or h:mm:ss[.fraction].
 _NPT_SEC_RE = re.compile(r"(\d+)(\.\d*)?")
-_NPT_HMS_RE = re.compile(r"(\d{1,10}):(\d{1,2}):(\d{1,2})(\.\d*)?")
+_NPT_HMS_RE = re.compile(r"(\d{1,10}):([0-5]?\d):([0-5]?\d)(\.\d*)?")
 
 
-def _npt_time(text: str) -> float:
-    seconds = _npt_seconds(text)
+def parse_npt(text: str) -> float:
+    """An npt-time (§3.6) in seconds: ``12.5`` or ``h:mm:ss[.fraction]``."""
+    if match := _NPT_SEC_RE.fullmatch(text):
+        seconds = float(match.group(1) + (match.group(2) or "").rstrip("."))
+    elif match := _NPT_HMS_RE.fullmatch(text):
+        hours, minutes, whole = (int(match.group(i)) for i in (1, 2, 3))
+        fraction = float("0" + (match.group(4) or "").rstrip("."))
+        seconds = hours * 3600 + minutes * 60 + whole + fraction
+    else:
+        raise RtspProtocolError(400, f"malformed npt time {text[:40]!r}")
     if not math.isfinite(seconds):
         raise RtspProtocolError(400, "npt time out of range")
     return seconds
 
 
-def _npt_seconds(text: str) -> float:
-    match = _NPT_SEC_RE.fullmatch(text)
-    if match:
-        return float(match.group(1) + (match.group(2) or "").rstrip(".") or "0")
-    match = _NPT_HMS_RE.fullmatch(text)
-    if match:
-        hours, minutes, seconds = (int(match.group(i)) for i in (1, 2, 3))
-        if minutes > 59 or seconds > 59:
-            raise RtspProtocolError(400, f"malformed npt time {text!r}")
-        fraction = float("0" + match.group(4)) if match.group(4) not in (None, ".") else 0.0
-        return hours * 3600 + minutes * 60 + seconds + fraction
-    raise RtspProtocolError(400, f"malformed npt time {text[:40]!r}")
-
-
 def parse_range(value: str) -> tuple[float | None, float | None]:
-    """Read a Range header in npt (RFC 2326 §12.29, §3.6).
-
-    Returns ``(start, end)`` in seconds. ``end`` is None for an open range (``npt=T-``).
-    ``start`` is None when the range starts at the current position: ``npt=now-`` gives
-    ``(None, None)`` and ``npt=-E`` gives ``(None, E)``. A ``;time=`` parameter is
-    ignored. Other units (``smpte``, ``clock``) raise 457, as does an end before the
-    start; malformed values raise 400.
-    """
-    spec = value.split(";", 1)[0].strip()
-    unit, equals, rng = spec.partition("=")
+    """``(start, end)`` in seconds of an npt Range header (§12.29, §3.6): ``end`` None for
+    an open range, ``start`` None for ``now`` (``npt=now-``, ``npt=-E``). ``;time=`` is
+    ignored; another unit or an end before the start is a 457."""
+    unit, equals, span = value.split(";", 1)[0].strip().partition("=")
     unit = unit.strip().lower()
-    if not equals or not unit:
+    if not equals or not _is_token(unit):
         raise RtspProtocolError(400, "malformed Range")
-    if unit != "npt":
-        if unit in ("clock", "smpte", "smpte-30-drop", "smpte-25") or _is_token(unit):
-            raise RtspProtocolError(457, f"Range unit {unit[:20]!r} not supported, use npt")
+    if unit != "npt":  # clock, smpte...
+        raise RtspProtocolError(457, f"Range unit {unit[:20]!r} not supported, use npt")
+    first, dash, last = (part.strip() for part in span.partition("-"))
+    if not dash or not (first or last) or last == "now":
         raise RtspProtocolError(400, "malformed Range")
-    first, dash, last = rng.strip().partition("-")
-    first, last = first.strip(), last.strip()
-    if not dash or (not first and not last):
-        raise RtspProtocolError(400, "malformed Range")
-    start = None if first in ("", "now") else _npt_time(first)
-    if last == "now":
-        raise RtspProtocolError(400, "a Range cannot end at now")
-    end = _npt_time(last) if last else None
+    start = None if first in ("", "now") else parse_npt(first)
+    end = parse_npt(last) if last else None
     if start is not None and end is not None and end < start:
         raise RtspProtocolError(457, "Range ends before it starts")
     return start, end
@@ -722,12 +521,9 @@ def parse_range(value: str) -> tuple[float | None, float | None]:
 
 def format_range(start: float | None, end: float | None = None) -> str:
     """``npt=12.000-`` or ``npt=12.000-30.000``; a None start writes ``now``."""
-    for value in (start, end):
-        if value is not None and not value >= 0:
-            raise ValueError(f"invalid npt time {value!r}")
-    first = "now" if start is None else f"{start:.3f}"
-    last = "" if end is None else f"{end:.3f}"
-    return f"npt={first}-{last}"
+    if any(value is not None and not value >= 0 for value in (start, end)):
+        raise ValueError(f"invalid npt times {start!r}, {end!r}")
+    return f"npt={'now' if start is None else f'{start:.3f}'}-{'' if end is None else f'{end:.3f}'}"
 
 
 # session-id (RFC 2326 §3.4): 1*( ALPHA | DIGIT | safe ), safe = $ - _ . +
@@ -736,16 +532,13 @@ _SESSION_ID_RE = re.compile(r"[A-Za-z0-9$\-_.+]+")
 
 def parse_session(value: str) -> tuple[str, int | None]:
     """``"id;timeout=N"`` -> ``("id", N)``; the timeout is None when absent."""
-    parts = [p.strip() for p in value.split(";")]
-    session_id = parts[0]
+    session_id, *params = (part.strip() for part in value.split(";"))
     if not _SESSION_ID_RE.fullmatch(session_id):
         raise RtspProtocolError(400, "malformed Session id")
     timeout: int | None = None
-    for param in parts[1:]:
-        name, _, raw = param.partition("=")
+    for name, _, raw in (param.partition("=") for param in params):
         if name.strip().lower() == "timeout":
-            raw = raw.strip()
-            if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+            if not re.fullmatch(r"[0-9]{1,9}", raw.strip()):
                 raise RtspProtocolError(400, "malformed Session timeout")
             timeout = int(raw)
     return session_id, timeout
@@ -767,19 +560,12 @@ class RtpInfo(NamedTuple):
 
 def format_rtp_info(entries: Iterable[tuple[str, int | None, int | None]]) -> str:
     """``url=U;seq=S;rtptime=T`` per stream, comma-separated; None values are left out."""
-    out = []
-    for url, seq, rtptime in entries:
-        if not url or any(ord(c) not in _VISIBLE for c in url):
-            raise ValueError(f"invalid RTP-Info url {url!r}")
-        text = f"url={url}"
-        if seq is not None:
-            text += f";seq={seq & 0xFFFF}"
-        if rtptime is not None:
-            text += f";rtptime={rtptime & 0xFFFFFFFF}"
-        out.append(text)
-    if not out:
-        raise ValueError("RTP-Info needs at least one stream")
-    return ",".join(out)
+    entries = list(entries)
+    if not entries or not all(_is_uri(url) for url, _, _ in entries):
+        raise ValueError(f"RTP-Info needs streams with valid urls, got {entries!r}")
+    return ",".join(f"url={url}" + ("" if seq is None else f";seq={seq & 0xFFFF}")
+                    + ("" if rtptime is None else f";rtptime={rtptime & 0xFFFFFFFF}")
+                    for url, seq, rtptime in entries)
 
 
 def parse_rtp_info(value: str) -> list[RtpInfo]:
@@ -791,33 +577,22 @@ def parse_rtp_info(value: str) -> list[RtpInfo]:
         head = pieces[0].strip()
         if head[:4].lower() != "url=" or len(head) == 4:
             raise RtspProtocolError(400, "malformed RTP-Info")
-        seq: int | None = None
-        rtptime: int | None = None
+        numbers: dict[str, int | None] = {"seq": None, "rtptime": None}
         for piece in pieces[1:]:
-            name, _, raw = piece.partition("=")
-            raw = raw.strip()
-            if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
-                raise RtspProtocolError(400, f"malformed RTP-Info {name.strip()}")
-            if name.strip().lower() == "seq":
-                seq = int(raw)
-                if seq > 0xFFFF:
-                    raise RtspProtocolError(400, "RTP-Info seq out of range")
-            else:
-                rtptime = int(raw)
-                if rtptime > 0xFFFFFFFF:
-                    raise RtspProtocolError(400, "RTP-Info rtptime out of range")
-        entries.append(RtpInfo(head[4:], seq, rtptime))
+            name, _, raw = (part.strip() for part in piece.partition("="))
+            name = name.lower()
+            limit = 1 << 16 if name == "seq" else 1 << 32
+            if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) >= limit:
+                raise RtspProtocolError(400, f"malformed RTP-Info {name}")
+            numbers[name] = int(raw)
+        entries.append(RtpInfo(head[4:], numbers["seq"], numbers["rtptime"]))
     return entries
 
 
 def parse_public(value: str) -> set[str]:
     """The method names of a Public (or Allow) header; method names are case-sensitive."""
-    methods = set()
-    for part in value.split(","):
-        name = part.strip()
-        if not name:
-            continue
+    methods = {part.strip() for part in value.split(",")} - {""}
+    for name in methods:
         if not _is_token(name):
             raise RtspProtocolError(400, f"malformed method name {name[:40]!r}")
-        methods.add(name)
     return methods

@@ -71,7 +71,7 @@ def test_describe_parse_round_trip() -> None:
     assert (audio.clock_rate, audio.channels) == (48000, 2)
     assert audio.fmtp["mode"] == "AAC-hbr" and audio.fmtp["sizelength"] == "13"
     assert audio.aac_config() == AAC_CONFIG
-    assert audio.attribute("control") == "track2"
+    assert ("control", "track2") in audio.attributes
 
 
 def test_describe_with_absolute_controls_and_open_range() -> None:
@@ -134,7 +134,7 @@ def test_parse_an_sdp_written_by_someone_else() -> None:
     ])
     session = parse(text)
     assert session.range == (65.5, 3600.0)
-    assert session.attribute("tool") == "other server"
+    assert ("tool", "other server") in session.attributes
     video, audio = session.media
     assert (video.port, video.formats, video.payload_type) == (5004, ["98", "96"], 98)
     assert (video.encoding, video.clock_rate) == ("H264", 90000)
@@ -170,7 +170,7 @@ def test_parse_ranges(value: str, expected: tuple[float, float | None] | None) -
         ("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264\r\n", "bad rtpmap"),
         ("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/fast\r\n", "bad rtpmap"),
         ("v=0\r\na=range:npt=abc-\r\n", "NPT"),
-        ("v=0\r\na=range:npt=5\r\n", "no '-'"),
+        ("v=0\r\na=range:npt=5\r\n", "NPT"),
     ],
 )
 def test_parse_malformed(text: str, message: str) -> None:

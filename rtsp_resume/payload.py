@@ -1,0 +1,290 @@
+"""RTP payload formats: H.264 per RFC 6184 (packetization-mode 1) and AAC-hbr per RFC 3640.
+
+Pure code, as :mod:`rtsp_resume.rtp` is for the packets themselves: access units and audio
+frames in, RTP payloads out, and back. A malformed payload raises :class:`RtpError` when
+building it, and is dropped and counted when a depacketizer receives it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rtsp_resume.rtp import SEQUENCE_MOD, RtpError, RtpPacket
+
+H264_STAP_A = 24  # RFC 6184 §5.7.1
+H264_FU_A = 28  # RFC 6184 §5.8
+
+
+def nal_type(nal: bytes) -> int:
+    """The type of a NAL unit or RTP payload (H.264 §7.4.1; RFC 6184 §5.3: 24 is STAP-A,
+    28 FU-A); 0 for an empty one, a type that is not defined."""
+    return nal[0] & 0x1F if nal else 0
+
+
+class H264Packetizer:
+    """Cuts the NAL units of one access unit into RTP payloads, RFC 6184 §6.3.
+
+    ``mtu`` is the largest payload (RTP header not counted) a packet may carry. A NAL
+    unit that fits goes alone in a single NAL unit packet (§5.6); a larger one is cut into
+    FU-A fragments (§5.8). With ``aggregate=True``, runs of consecutive small NAL units
+    (SPS, PPS, SEI...) share a STAP-A packet (§5.7.1) when they fit together.
+    """
+
+    def __init__(self, mtu: int = 1400, aggregate: bool = False) -> None:
+        if mtu < 3:
+            raise ValueError(f"mtu={mtu}: an FU-A packet needs 2 header bytes and 1 of data")
+        self.mtu = mtu
+        self.aggregate = aggregate
+
+    def packetize(self, nals: Sequence[bytes]) -> list[tuple[bytes, bool]]:
+        """(payload, marker) pairs for one access unit; the marker is set on the last."""
+        for nal in nals:
+            if not nal:
+                raise RtpError("empty NAL unit")
+            if not 1 <= nal_type(nal) <= 23:
+                raise RtpError(f"NAL unit type {nal_type(nal)} cannot be sent as is "
+                               "(expected 1-23: bare NAL units, no start code)")
+        payloads: list[bytes] = []
+        pending: list[bytes] = []  # small NAL units waiting for a STAP-A
+        for nal in nals:
+            if self.aggregate and self._stap_size(pending + [nal]) <= self.mtu:
+                pending.append(nal)
+                continue
+            payloads.extend(self._flush_stap(pending))
+            pending = []
+            if self.aggregate and self._stap_size([nal]) <= self.mtu:
+                pending.append(nal)
+            elif len(nal) <= self.mtu:
+                payloads.append(bytes(nal))
+            else:
+                payloads.extend(self._fragment(nal))
+        payloads.extend(self._flush_stap(pending))
+        return [(payload, i == len(payloads) - 1) for i, payload in enumerate(payloads)]
+
+    @staticmethod
+    def _stap_size(nals: Sequence[bytes]) -> int:
+        return 1 + sum(2 + len(nal) for nal in nals)
+
+    @staticmethod
+    def _flush_stap(nals: list[bytes]) -> list[bytes]:
+        if len(nals) < 2:
+            return [bytes(nal) for nal in nals]
+        # §5.7.1: F is the OR of the F bits, NRI the highest NRI of the aggregated units.
+        forbidden = max(nal[0] & 0x80 for nal in nals)
+        nri = max(nal[0] & 0x60 for nal in nals)
+        return [bytes([forbidden | nri | H264_STAP_A])
+                + b"".join(struct.pack("!H", len(nal)) + nal for nal in nals)]
+
+    def _fragment(self, nal: bytes) -> list[bytes]:
+        # §5.8: the NAL header byte is not sent as such; its F and NRI bits go into the
+        # FU indicator and its type into the FU header of every fragment.
+        indicator = bytes([(nal[0] & 0xE0) | H264_FU_A])
+        body = memoryview(nal)[1:]
+        step = self.mtu - 2
+        starts = range(0, len(body), step)
+        fragments = []
+        for start in starts:
+            header = nal_type(nal)
+            if start == 0:
+                header |= 0x80
+            if start + step >= len(body):
+                header |= 0x40
+            fragments.append(indicator + bytes([header]) + body[start:start + step])
+        return fragments
+
+
+@dataclass
+class H264AccessUnit:
+    """NAL units the depacketizer put back together for one RTP timestamp.
+
+    ``complete`` is False when a packet of this unit may have been lost (a sequence gap
+    inside it or just before it) or a malformed packet was dropped: such a picture may
+    lack slices. ``first_sequence``/``last_sequence`` are the 16-bit RTP sequence numbers
+    of the first and last packet that contributed.
+    """
+
+    rtp_timestamp: int
+    nals: list[bytes]
+    complete: bool
+    first_sequence: int
+    last_sequence: int
+
+
+class H264Depacketizer:
+    """Puts RTP packets back into H.264 access units, RFC 6184 packetization-mode 1.
+
+    Accepts single NAL unit packets, STAP-A and FU-A (the interleaved-mode types STAP-B,
+    MTAP and FU-B are dropped). A unit is finished by its marker bit or, if the marker
+    packet was lost, by the first packet with another timestamp. Packets are expected in
+    order: a duplicate or a late (reordered) packet is dropped, a gap counts the missing
+    numbers in ``lost`` and throws away an FU-A whose fragments are no longer all there.
+    Packet content is never trusted: a malformed payload is dropped and counted in
+    ``discarded``, never raised, so a bad packet cannot stop a player.
+    """
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.discarded = 0
+        self._last_sequence: int | None = None
+        self._unit: H264AccessUnit | None = None
+        self._fragment: bytearray | None = None
+
+    def feed(self, packet: RtpPacket) -> list[H264AccessUnit]:
+        """Take one packet; return the access units it finished (often none)."""
+        finished: list[H264AccessUnit] = []
+        sequence = packet.sequence_number
+        gap = False
+        if self._last_sequence is not None:
+            step = (sequence - self._last_sequence) % SEQUENCE_MOD
+            if step == 0 or step >= SEQUENCE_MOD // 2:
+                self.discarded += 1
+                return finished
+            if step > 1:
+                self.lost += step - 1
+                gap = True
+        self._last_sequence = sequence
+
+        if gap and self._unit is not None:
+            # The missing packets were the end of this unit, the start of the next, or both.
+            self._unit.complete = False
+            self._fragment = None
+        if self._unit is not None and self._unit.rtp_timestamp != packet.timestamp:
+            finished.extend(self.flush())
+        if self._unit is None:
+            self._unit = H264AccessUnit(packet.timestamp, [], not gap, sequence, sequence)
+        unit = self._unit
+        unit.last_sequence = sequence
+        if not self._take(packet.payload, unit):
+            self.discarded += 1
+            unit.complete = False
+        if packet.marker:
+            finished.extend(self.flush())
+        return finished
+
+    def flush(self) -> list[H264AccessUnit]:
+        """Finish the unit in progress (call at the end of a stream); [] if none."""
+        unit, self._unit = self._unit, None
+        if unit is None:
+            return []
+        if self._fragment is not None:
+            self._fragment = None
+            unit.complete = False
+        return [unit] if unit.nals else []
+
+    def _take(self, payload: bytes, unit: H264AccessUnit) -> bool:
+        """Add a payload's NAL units to ``unit``; False if the payload had to be dropped."""
+        if not payload:
+            return False
+        kind = nal_type(payload)
+        if kind != H264_FU_A and self._fragment is not None:  # an FU-A that never ended
+            self._fragment = None
+            unit.complete = False
+        if 1 <= kind <= 23:
+            unit.nals.append(bytes(payload))
+            return True
+        if kind == H264_STAP_A:
+            nals = []
+            pos = 1
+            while pos < len(payload):
+                if pos + 2 > len(payload):
+                    return False
+                size = struct.unpack_from("!H", payload, pos)[0]
+                pos += 2
+                if size == 0 or pos + size > len(payload):
+                    return False
+                nals.append(bytes(payload[pos:pos + size]))
+                pos += size
+            if not nals:
+                return False
+            unit.nals.extend(nals)
+            return True
+        if kind == H264_FU_A:
+            return self._take_fragment(payload, unit)
+        return False  # STAP-B, MTAP16/24, FU-B (interleaved mode) or undefined types
+
+    def _take_fragment(self, payload: bytes, unit: H264AccessUnit) -> bool:
+        if len(payload) < 2:
+            return False
+        header = payload[1]
+        start, end = bool(header & 0x80), bool(header & 0x40)
+        if start:
+            if self._fragment is not None:
+                unit.complete = False
+            nal_header = (payload[0] & 0xE0) | (header & 0x1F)
+            self._fragment = bytearray([nal_header])
+        elif self._fragment is None:
+            # The start of this NAL unit was lost: skip the rest of it silently (the loss
+            # was already counted when the gap was seen).
+            unit.complete = False
+            return True
+        self._fragment += payload[2:]
+        if end:
+            unit.nals.append(bytes(self._fragment))
+            self._fragment = None
+        return True
+
+
+# ---------------------------------------------------------------------------------------
+# AAC, RFC 3640 mode AAC-hbr: sizeLength=13, indexLength=3, indexDeltaLength=3
+
+AAC_MAX_FRAME = (1 << 13) - 1
+
+
+def aac_payload(frames: Sequence[bytes]) -> bytes:
+    """An RFC 3640 AAC-hbr payload (§3.2.1) carrying whole AAC frames.
+
+    Layout: AU-headers-length (16 bits, counted in bits), one 16-bit AU-header per frame
+    (13-bit size, 3-bit index or index-delta, all 0: frames in order), then the frames.
+    Fragmenting a frame across packets (§3.2.3) is not done: an AAC frame is at most 768
+    bytes per channel, so one frame per packet stays near or under an Ethernet MTU.
+    """
+    if not frames:
+        raise RtpError("an AAC payload needs at least one frame")
+    headers = []
+    for frame in frames:
+        if not 1 <= len(frame) <= AAC_MAX_FRAME:
+            raise RtpError(f"AAC frame of {len(frame)} bytes: AU-size has 13 bits")
+        headers.append(struct.pack("!H", len(frame) << 3))
+    return struct.pack("!H", 16 * len(frames)) + b"".join(headers) + b"".join(frames)
+
+
+def aac_frames(payload: bytes) -> list[bytes]:
+    """The AAC frames of an RFC 3640 AAC-hbr payload, checking every length.
+
+    Raises :class:`RtpError` for a malformed payload, for interleaving (a non-zero
+    AU-Index-delta) and for a fragment of a frame spread over several packets (§3.2.3),
+    which :func:`aac_payload` never produces.
+    """
+    if len(payload) < 2:
+        raise RtpError(f"AAC payload of {len(payload)} bytes has no AU-headers-length")
+    bits = struct.unpack_from("!H", payload)[0]
+    if bits == 0 or bits % 16:
+        raise RtpError(f"AU-headers-length of {bits} bits is not a whole number of "
+                       "16-bit AAC-hbr headers")
+    count = bits // 16
+    data_start = 2 + 2 * count
+    if len(payload) < data_start:
+        raise RtpError(f"AAC payload of {len(payload)} bytes is too short for {count} headers")
+    sizes = []
+    for i in range(count):
+        header = struct.unpack_from("!H", payload, 2 + 2 * i)[0]
+        if i and header & 0x7:
+            raise RtpError("interleaved AAC (non-zero AU-Index-delta) is not supported")
+        sizes.append(header >> 3)
+    available = len(payload) - data_start
+    if count == 1 and sizes[0] > available:
+        raise RtpError(f"AAC frame of {sizes[0]} bytes but only {available} present "
+                       "(truncated, or a fragment: fragmented frames are not supported)")
+    if sum(sizes) != available:
+        raise RtpError(f"AU-headers announce {sum(sizes)} bytes of AAC frames, "
+                       f"the payload holds {available}")
+    frames = []
+    pos = data_start
+    for size in sizes:
+        if size == 0:
+            raise RtpError("AAC frame of size 0")
+        frames.append(bytes(payload[pos:pos + size]))
+        pos += size
+    return frames
