@@ -20,12 +20,13 @@ from pathlib import Path
 
 import av
 
+from rtsp_resume.payload import NAL_AUD, NAL_PPS, NAL_SPS, nal_type
+
 log = logging.getLogger(__name__)
 
 MEDIA_SUFFIXES = (".mp4", ".mov", ".mkv")
 
 # NAL unit types (ITU-T H.264 table 7-1) that matter here.
-NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS, NAL_AUD = 1, 5, 7, 8, 9
 
 _EPSILON = 5e-4  # seconds of rounding slack when time bases become float seconds
 _MAX_BUFFERED = 256  # a track that goes quiet must not grow the merge buffer unbounded
@@ -112,10 +113,6 @@ def split_annexb(data: bytes) -> list[bytes]:
     # Zero bytes before a start code belong to it (4-byte start codes,
     # trailing_zero_8bits), never to the NAL unit before.
     return [u for u in [p.rstrip(b"\x00") for p in parts[:-1]] + parts[-1:] if u]
-
-
-def nal_type(unit: bytes) -> int:
-    return unit[0] & 0x1F
 
 
 @dataclass(frozen=True)

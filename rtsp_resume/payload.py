@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from rtsp_resume.rtp import SEQUENCE_MOD, RtpError, RtpPacket
 
+# NAL unit types (H.264 Table 7-1) and the RTP aggregation/fragmentation units.
+NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS, NAL_AUD = 1, 5, 7, 8, 9
 H264_STAP_A = 24  # RFC 6184 §5.7.1
 H264_FU_A = 28  # RFC 6184 §5.8
 

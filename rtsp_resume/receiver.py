@@ -20,25 +20,21 @@ from urllib.parse import urlsplit
 import av
 
 from rtsp_resume import rtsp, sdp
+from rtsp_resume.payload import NAL_IDR, NAL_SPS, H264Depacketizer, aac_frames, nal_type
 from rtsp_resume.rtp import (
-    H264Depacketizer,
     ReceiverReport,
     ReceptionStats,
     RtpError,
     RtpPacket,
     SenderReport,
     SourceDescription,
-    aac_frames,
     parse_rtcp,
     unwrap_sequence,
 )
-from rtsp_resume.rtp import _nal_type as nal_type
 
 log = logging.getLogger(__name__)
 
 ANNEX_B_START = b"\x00\x00\x00\x01"
-NAL_IDR = 5
-NAL_SPS = 7
 # Packets kept while a PLAY is awaiting its answer (the answer says how to time them).
 MAX_HELD_PACKETS = 4096
 

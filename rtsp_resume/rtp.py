@@ -13,7 +13,6 @@ import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 
 RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
@@ -371,20 +370,13 @@ class RtpStream:
                 + bytes(SourceDescription.cname(self.ssrc, cname)))
 
 
-class SequenceUnwrapper:
-    """Extended (cycle-counting) sequence numbers from 16-bit ones (Appendix A.1): each is
-    read as the one nearest the highest so far, so 65535 -> 0 is one step ahead."""
-
-    def __init__(self) -> None:
-        self.highest: int | None = None
-
-    def unwrap(self, sequence: int) -> int:
-        if self.highest is None:
-            self.highest = sequence
-        step = (sequence - self.highest) % SEQUENCE_MOD
-        extended = self.highest + step - (SEQUENCE_MOD if step >= SEQUENCE_MOD // 2 else 0)
-        self.highest = max(self.highest, extended)
-        return extended
+def unwrap_sequence(sequence: int, highest: int | None) -> int:
+    """The extended (cycle-counting) number of a 16-bit ``sequence`` (Appendix A.1): the one
+    nearest ``highest``, the highest extended number so far, so 65535 -> 0 is one step on."""
+    if highest is None:
+        return sequence
+    step = (sequence - highest) % SEQUENCE_MOD
+    return highest + step - (SEQUENCE_MOD if step >= SEQUENCE_MOD // 2 else 0)
 
 
 class ReceptionStats:
@@ -397,7 +389,7 @@ class ReceptionStats:
             raise ValueError(f"clock_rate={clock_rate} must be positive")
         self.clock_rate, self.received, self.jitter = clock_rate, 0, 0.0  # jitter: ticks
         self.ssrc: int | None = None
-        self._unwrapper = SequenceUnwrapper()
+        self.highest: int | None = None  # extended sequence number
         self._base: int | None = None
         self._expected_prior = self._received_prior = self._last_timestamp = self._lsr = 0
         self._last_arrival, self._sr_arrival = 0.0, None
@@ -406,7 +398,8 @@ class ReceptionStats:
         self.ssrc = packet.ssrc if self.ssrc is None else self.ssrc
         if packet.ssrc != self.ssrc:
             return
-        extended = self._unwrapper.unwrap(packet.sequence_number)
+        extended = unwrap_sequence(packet.sequence_number, self.highest)
+        self.highest = extended if self.highest is None else max(self.highest, extended)
         if self._base is None or extended < self._base:
             self._base = extended
         if self.received:
@@ -427,7 +420,7 @@ class ReceptionStats:
     def report_block(self, now: float) -> ReportBlock | None:
         """The block for an RR sent at ``now`` (None before any packet); it starts a new
         interval for ``fraction_lost``, so call it once per report."""
-        highest, base = self._unwrapper.highest, self._base
+        highest, base = self.highest, self._base
         if self.ssrc is None or highest is None or base is None:
             return None
         expected = highest - base + 1
@@ -441,10 +434,3 @@ class ReceptionStats:
         dlsr = max(0, min(0xFFFFFFFF, round(since * 65536)))
         return ReportBlock(self.ssrc, fraction, expected - self.received, highest % (1 << 32),
                            min(0xFFFFFFFF, int(self.jitter)), self._lsr, dlsr)
-
-
-def __getattr__(name: str) -> object:
-    # The payload formats moved to payload.py; this old import path serves until callers move.
-    if name.startswith("H264") or name in ("aac_payload", "aac_frames"):
-        return getattr(import_module("rtsp_resume.payload"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,9 +23,9 @@ from typing import Any
 
 from rtsp_resume import rtsp, tokens
 from rtsp_resume import session as sm
-from rtsp_resume.media import NAL_SPS, AccessUnit, MediaLibrary, nal_type
+from rtsp_resume.media import AccessUnit, MediaLibrary
+from rtsp_resume.payload import NAL_SPS, H264Packetizer, aac_payload, nal_type
 from rtsp_resume.ports import bind_udp_pair
-from rtsp_resume.rtp import H264Packetizer, aac_payload
 from rtsp_resume.session import Interruption, ServerConfig
 
 log = sm.log

@@ -21,9 +21,10 @@ from rtsp_resume import rtsp, sdp
 from rtsp_resume.client import PortalClient, PortalError
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.media import MediaFile
+from rtsp_resume.payload import H264Packetizer, aac_payload
 from rtsp_resume.player import USER_AGENT, Player, PlayerError, answer_server_request
 from rtsp_resume.receiver import TrackReceiver, match_rtp_info
-from rtsp_resume.rtp import H264Packetizer, RtpPacket, RtpStream, aac_payload
+from rtsp_resume.rtp import RtpPacket, RtpStream
 from rtsp_resume.sample import read_frame_index
 from rtsp_resume.server import Interruption, ServerConfig, StreamingServer
 

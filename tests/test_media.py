@@ -13,19 +13,16 @@ import av
 import pytest
 
 from rtsp_resume.media import (
-    NAL_IDR,
-    NAL_PPS,
-    NAL_SPS,
     AccessUnit,
     AvcConfig,
     MediaFile,
     MediaLibrary,
     UnplayableMedia,
-    nal_type,
     split_annexb,
     split_length_prefixed,
     valid_content_id,
 )
+from rtsp_resume.payload import NAL_IDR, NAL_PPS, NAL_SPS, nal_type
 from rtsp_resume.sample import draw_frame, make_sample, read_frame_index
 
 

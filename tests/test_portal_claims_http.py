@@ -124,6 +124,7 @@ def test_play_returns_a_url_authorised_by_the_token_alone(portal: Portal) -> Non
     play = portal.play(session, "sample")
     assert play["url"] == f"{RTSP_URL}/sample?token={play['EncryptToken']}"
     grant = tokens.verify_play_token(portal.secret, play["EncryptToken"], portal.clock())
-    assert grant.start == 0.0 and grant.expires == pytest.approx(portal.clock() + tokens.DEFAULT_TTL)
+    assert grant.start == 0.0
+    assert grant.expires == pytest.approx(portal.clock() + tokens.DEFAULT_TTL)
     missing = portal.http.post("/api/play", {"ContentID": "nope"}, bearer=session)
     assert (missing.status, missing.json["error"]) == (404, "unknown_content")

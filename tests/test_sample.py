@@ -12,7 +12,8 @@ import pytest
 from av.video.frame import PictureType
 
 from rtsp_resume import sample
-from rtsp_resume.media import NAL_IDR, NAL_SLICE, MediaFile, nal_type
+from rtsp_resume.media import MediaFile
+from rtsp_resume.payload import NAL_IDR, NAL_SLICE, nal_type
 from rtsp_resume.sample import (
     STRIP_CELLS,
     draw_frame,

@@ -4,7 +4,7 @@ Each test speaks RTSP 1.0 (RFC 2326) to a real :class:`StreamingServer` with not
 a socket and :mod:`rtsp_resume.rtsp`, and checks what comes back on the wire: status
 codes, headers, the SDP, and the RTP/RTCP packets interleaved on the connection (or sent
 over UDP). Media is checked by decoding it: H.264 access units are put back together with
-:class:`rtsp_resume.rtp.H264Depacketizer` and decoded with PyAV, and the frame index drawn
+:class:`rtsp_resume.payload.H264Depacketizer` and decoded with PyAV, and the frame index drawn
 into every picture of the sample says which frame a player would show.
 
 The sample is 30 s of 640x360 at 25 fps with a keyframe every 2 s (50 frames) and B-frames,
@@ -31,9 +31,9 @@ import pytest
 
 from rtsp_resume import rtsp, sdp
 from rtsp_resume.media import MediaFile
+from rtsp_resume.payload import H264Depacketizer
 from rtsp_resume.ports import bind_udp_pair
 from rtsp_resume.rtp import (
-    H264Depacketizer,
     RtpPacket,
     SenderReport,
     ntp_to_unix,
