@@ -12,7 +12,7 @@ and the server must not wait for it, so every request first goes into a durable 
   retried with exponential backoff; ResultCode 0 (saved) and 1 (duplicate) mean delivered;
   any other ResultCode is a refusal that no retry can change, kept as ``refused``.
 
-This module only speaks HTTP to the portal; it never imports it.
+It speaks only HTTP to the portal, never imports it.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rtsp_resume import tokens
 from rtsp_resume.httpjson import request_json
+from rtsp_resume.session import Interruption
 
 log = logging.getLogger("rtsp_resume.outbox")
 
@@ -38,18 +39,7 @@ DELIVERED_CODES = {0, 1}  # saved, duplicate
 RETRY_CODES = {30}  # the portal's storage failed
 
 
-class InterruptionLike(Protocol):
-    """What the outbox needs from a :class:`rtsp_resume.server.Interruption`."""
-
-    content_id: str
-    user_id: str | None
-    login_session: str | None
-    play_token: str | None
-    position: float
-    detected_at: float
-
-
-def bookmark_request(event: InterruptionLike) -> dict[str, Any] | None:
+def bookmark_request(event: Interruption) -> dict[str, Any] | None:
     """The BookMarkReq of the embodiment's step 2, or None when nobody is logged in.
 
     ``UserToken`` carries the login session named in the play token: the streaming server
@@ -112,7 +102,7 @@ class BookmarkOutbox:
 
     # -- producer side (called on the streaming server's loop: must not block) ---------
 
-    def submit(self, event: InterruptionLike) -> str | None:
+    def submit(self, event: Interruption) -> str | None:
         """Queue the bookmark of an interruption; returns its nonce (None: no user)."""
         request = bookmark_request(event)
         if request is None:

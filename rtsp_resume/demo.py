@@ -69,10 +69,6 @@ def _show(data: dict[str, Any]) -> str:
     return json.dumps(shown)
 
 
-def _frame(frame: ShownFrame | None) -> str:
-    return "none" if frame is None else str(frame)
-
-
 def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
         config: ServerConfig | None = None) -> int:
     """Tell the story; return 0 when the first frame after the resume skipped nothing."""
@@ -94,11 +90,14 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
                 for at, kind, cseq in event.heartbeat_log:
                     if at >= cut_at[0] and kind == "sent":
                         line.say(f"heartbeat OPTIONS CSeq {cseq} sent: no answer", at=at)
+                # Less than the timeout after the cut: the silence began at the last
+                # answer, which came before the cut.
                 line.say(f"interruption detected {event.detected_at - cut_at[0]:.2f} s after "
-                         f"the cut (silent for {event.detected_at - event.last_life:.2f} s); "
-                         f"position {event.position:.2f} s by '{event.estimator}' "
-                         f"(frames_sent would say {event.frames_sent:.2f} s)",
-                         at=event.detected_at)
+                         f"the cut: the last answer came {cut_at[0] - event.last_life:.2f} s "
+                         f"before it, and {event.detected_at - event.last_life:.2f} s of "
+                         f"silence reach the {config.heartbeat_timeout:g} s timeout; position "
+                         f"{event.position:.2f} s by '{event.estimator}' (frames_sent would say "
+                         f"{event.frames_sent:.2f} s)", at=event.detected_at)
                 interrupted.set()
 
             def on_outbox(what: str, delivery: Delivery) -> None:
@@ -124,7 +123,7 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
             url = play["url"].replace(f":{system.streaming.port}/", f":{cutter.port}/")
 
             def on_frame(frame: ShownFrame) -> None:
-                line.progress(f"playing: {_frame(frame)}")
+                line.progress(f"playing: {frame}")
 
             player = Player(url, transport=transport, on_frame=on_frame).start()
             line.say(f"player connected through the link ({transport}); session "
@@ -134,7 +133,7 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
             cutter.cut()
             cut_at[0] = time.time()
             before = player.frames[-1] if player.frames else None
-            line.say(f"THE LINK IS CUT (signal lost). Last frame shown: {_frame(before)}")
+            line.say(f"THE LINK IS CUT (signal lost). Last frame shown: {before}")
             if not interrupted.wait(config.heartbeat_timeout + 5):
                 line.say("no interruption detected: FAIL")
                 return 1
@@ -167,8 +166,8 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
             line.say(f"resumed: first frame {latency:.3f} s after pressing resume (the server "
                      f"started at the keyframe {resumed.range_start:.2f} s)")
             resumed.stop()
-            line.say(f"last frame before the cut: {_frame(before)}")
-            line.say(f"first frame after resume: {_frame(first)}")
+            line.say(f"last frame before the cut: {before}")
+            line.say(f"first frame after resume: {first}")
             skipped = (first.index or 0) - ((before.index or 0) + 1) if before else 0
             if skipped > 0:
                 line.say(f"the resume SKIPPED {skipped} frame(s): FAIL")

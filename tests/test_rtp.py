@@ -18,12 +18,12 @@ from rtsp_resume.rtp import (
     RtpPacket,
     RtpStream,
     SenderReport,
-    SequenceUnwrapper,
     SourceDescription,
     ntp_middle,
     ntp_now,
     ntp_to_unix,
     parse_rtcp,
+    unwrap_sequence,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -305,13 +305,13 @@ def test_rtp_stream_random_origins() -> None:
 
 
 def test_unwrap_sequence() -> None:
-    unwrapper = SequenceUnwrapper()
-    seen = [unwrapper.unwrap(s) for s in [65534, 65535, 0, 1, 65535, 3, 32770, 2]]
+    highest, seen = None, []
+    for s in [65534, 65535, 0, 1, 65535, 3, 32770, 2]:
+        seen.append(unwrap_sequence(s, highest))
+        highest = max(seen)
     assert seen == [65534, 65535, 65536, 65537, 65535, 65539, 98306, 65538]
-    assert SequenceUnwrapper().unwrap(5) == 5
-    late = SequenceUnwrapper()
-    late.highest = 65536 * 3 + 2
-    assert late.unwrap(65535) == 65536 * 3 - 1 and late.highest == 65536 * 3 + 2
+    assert unwrap_sequence(5, None) == 5
+    assert unwrap_sequence(65535, 65536 * 3 + 2) == 65536 * 3 - 1
 
 
 def packet(sequence: int, timestamp: int) -> RtpPacket:
