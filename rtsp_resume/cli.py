@@ -9,6 +9,7 @@ imported only when that command runs so that ``make-sample`` never loads Bottle 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 from collections.abc import Sequence
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Each command's module, whose main(args) does the work.
+COMMANDS = {"make-sample": "sample", "serve-rtsp": "server", "serve-portal": "portal",
+            "serve": "together", "linkcut": "linkcut", "demo": "demo"}
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -122,28 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    if args.command == "make-sample":
-        from rtsp_resume import sample
-
-        return sample.main(args)
-    if args.command == "serve-rtsp":
-        from rtsp_resume import server
-
-        return server.main(args)
-    if args.command == "serve-portal":
-        from rtsp_resume import portal
-
-        return portal.main(args)
-    if args.command == "serve":
-        from rtsp_resume import together
-
-        return together.main(args)
-    if args.command == "linkcut":
-        from rtsp_resume import linkcut
-
-        return linkcut.main(args)
-    if args.command == "demo":
-        from rtsp_resume import demo
-
-        return demo.main(args)
-    raise AssertionError(args.command)
+    # Imported only now, so that make-sample never loads Bottle, serve-portal never RTP.
+    module = importlib.import_module(f"rtsp_resume.{COMMANDS[args.command]}")
+    return int(module.main(args))
