@@ -172,7 +172,6 @@ def test_heartbeat_summary_counts_what_the_server_saw() -> None:
     assert (summary.answered_before_cut, summary.unanswered) == (2, 2)
     assert summary.silence == pytest.approx(1.5)
     assert summary.detected_after_cut == pytest.approx(1.4)
-    assert "1.50 s" in summary.html()
 
 
 def test_chart_ticks_are_round_and_inside_the_range() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
+from IPython.display import HTML
 
 from rtsp_resume.widgets.display import Chart, table
 from rtsp_resume.widgets.stage import Stage
@@ -27,18 +28,18 @@ class Tour(Terminal):
         stage = Stage(media, heartbeat_interval=heartbeat_interval,
                       heartbeat_timeout=heartbeat_timeout).start()
         super().__init__(stage, user, transport)
-        self.log, portal = stage.log, stage.system.portal_url
+        portal = stage.system.portal_url
         servers = w.HTML(f"portal <a href='{portal}/' target='_blank'>{portal}/</a> (log in "
                          f"as {html.escape(user)} / {html.escape(self.password)}) · "
                          f"streaming server {stage.system.rtsp_url}/")
         self.dashboard = w.VBox([
             servers,
-            w.HBox([self.view, w.VBox([self.link, self.status, self.comparison],
+            w.HBox([self.view, w.VBox([self.link, self.comparison],
                                       layout=w.Layout(margin="0 0 0 16px"))]),
             self.timeline,
             w.HBox([stage.bookmark_req, stage.bookmark_resp], layout=w.Layout(grid_gap="16px")),
             self.bookmarks,
-            self.log,
+            stage.log,
         ], layout=w.Layout(width="100%"))
         self.dashboard.add_class("rr-dashboard")
 
@@ -99,7 +100,7 @@ class SystemPanel(w.VBox):
             rows, ("user", "bookmarks", "which"))
 
 
-class PositionPlot(w.VBox):
+class PositionPlot(w.HTML):
     """What the viewer saw against the two position estimates, over several cuts.
 
     The grey line is the truth: the npt of every frame the terminal's players showed,
@@ -109,16 +110,13 @@ class PositionPlot(w.VBox):
     """
 
     def __init__(self, terminal: Terminal) -> None:
-        self.terminal = terminal
-        self.plot, self.cuts = w.HTML("<i>no frames yet</i>"), w.HTML()
-        self._drawn = 0.0
-        super().__init__([self.plot, self.cuts])
+        super().__init__("<i>no frames yet</i>")
+        self.terminal, self._drawn = terminal, 0.0
         terminal.stage.on_tick.append(self.refresh)
 
     def refresh(self, force: bool = False) -> None:
         if force or time.time() - self._drawn >= 0.5:
-            self._drawn = time.time()
-            self.plot.value, self.cuts.value = self.svg(), self.rows_html()
+            self._drawn, self.value = time.time(), self.svg()
 
     def svg(self) -> str:
         lines = [[(f.wallclock, f.pts) for f in p.frames] for p in list(self.terminal.players)]
@@ -149,22 +147,7 @@ class PositionPlot(w.VBox):
                              ("#e53935", "▲ frames_sent (literal rule)"),
                              ("#1e88e5", "▼ confirmed (default)")])
 
-    def rows_html(self) -> str:
-        rows = []
-        for n, episode in enumerate(self.terminal.episodes, 1):
-            if episode.truth is not None:
-                event, truth, check = episode.interruption, episode.truth.pts, episode.check
-                rows.append((n, f"{truth:.2f}",
-                             f"{event.frames_sent:.2f} ({event.frames_sent - truth:+.2f})",
-                             f"{event.confirmed:.2f} ({event.confirmed - truth:+.2f})",
-                             html.escape(event.estimator),
-                             "–" if check is None else html.escape(check.describe())))
-        return table(rows, ("cut", "last shown (s)", "frames_sent (s)", "confirmed (s)",
-                            "bookmark used", "after the resume"))
-
-    def snapshot(self) -> Any:
-        """The plot and its table as they are now, as a static picture for the output."""
-        from IPython.display import HTML
-
+    def snapshot(self) -> HTML:
+        """The plot as it is now, as a static picture for the output."""
         self.refresh(force=True)
-        return HTML(self.plot.value + self.cuts.value)
+        return HTML(self.value)

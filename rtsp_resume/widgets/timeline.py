@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import ipywidgets as w
+from IPython.display import HTML
 
 from rtsp_resume.server import Interruption
 from rtsp_resume.widgets.display import Chart
@@ -29,8 +31,7 @@ class SessionTrace:
     live: bool = True
 
 
-@dataclass(frozen=True)
-class HeartbeatOutcome:
+class HeartbeatOutcome(NamedTuple):
     """One heartbeat (a server OPTIONS) and when its own answer came, if it did."""
 
     cseq: int | None
@@ -116,6 +117,4 @@ class HeartbeatTimeline(w.HTML):
 
     def snapshot(self) -> object:
         """The timeline as drawn now, as a static picture for the notebook's output."""
-        from IPython.display import HTML
-
         return HTML(self.value)

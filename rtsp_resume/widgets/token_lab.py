@@ -22,8 +22,6 @@ from rtsp_resume.widgets.terminal import Terminal
 
 TOKEN_FIELDS = {"v": "version", "u": "UserID", "c": "ContentID", "s": "login session",
                 "b": "start (s)", "i": "issued", "e": "expires", "n": "nonce"}
-VERDICTS = {True: '<span class="rr-ok">as expected</span>',
-            False: '<span class="rr-bad">UNEXPECTED</span>'}
 
 
 def decode_token(token: str) -> dict[str, Any]:
@@ -61,8 +59,9 @@ class ProbeTable(w.HTML):
 
     def add(self, what: str, expected: str, got: str, ok: bool) -> bool:
         self.probes.append((what, expected, got, ok))
-        rows = [(html.escape(sent), html.escape(wanted), html.escape(answer),
-                 VERDICTS[as_expected]) for sent, wanted, answer, as_expected in self.probes]
+        rows = [(*(html.escape(text) for text in probe[:3]),
+                 '<span class="rr-ok">as expected</span>' if probe[3]
+                 else '<span class="rr-bad">UNEXPECTED</span>') for probe in self.probes]
         self.value = f"<b>{html.escape(self.caption)}</b>" + table(
             rows, ("sent", "expected", "answer", ""))
         return ok

@@ -22,15 +22,13 @@ class PlayerView(w.VBox):
 
     def __init__(self, title: str) -> None:
         self.player: Player | None = None
-        self.image = image("rr-player")
-        self.label = w.Label("no player yet")
+        self.image, self.label = image("rr-player"), w.Label("no player yet")
         self.label.add_class("rr-frame")
         self._shown: ShownFrame | None = None
         super().__init__([w.HTML(f"<b>{html.escape(title)}</b>"), self.image, self.label])
 
     def refresh(self) -> None:
-        player = self.player
-        if player is None:
+        if (player := self.player) is None:
             return
         frame = player.last_frame
         if frame is not None and frame is not self._shown and frame.image is not None:
@@ -41,8 +39,8 @@ class PlayerView(w.VBox):
 
 
 class LinkToggle(w.VBox):
-    """A toggle that cuts and restores a :class:`~rtsp_resume.linkcut.LinkCutter`, with
-    its counters: cut, the link is silent both ways, as when the radio signal is lost."""
+    """A toggle that cuts and restores a :class:`~rtsp_resume.linkcut.LinkCutter`: cut,
+    the link is silent both ways, as when the radio signal is lost."""
 
     def __init__(self, cutter: LinkCutter) -> None:
         self.cutter = cutter
@@ -51,8 +49,7 @@ class LinkToggle(w.VBox):
                                      layout=w.Layout(width="200px"))
         self.toggle.add_class("rr-link-toggle")
         self.toggle.observe(self._pressed, "value")
-        self.counters = w.HTML()
-        super().__init__([self.toggle, self.counters])
+        super().__init__([self.toggle])
 
     def _pressed(self, change: dict[str, Any]) -> None:
         if change["new"]:
@@ -61,15 +58,6 @@ class LinkToggle(w.VBox):
             self.cutter.restore()
         self.toggle.description = "Link cut: restore" if change["new"] else "Cut the link"
         self.toggle.button_style = "danger" if change["new"] else ""
-
-    def refresh(self) -> None:
-        c = self.cutter.counters()
-        self.counters.value = compact(
-            f'<span style="font-size:12px">link <b>{"CUT" if c.is_cut else "up"}</b> · cuts '
-            f"{c.cuts}<br>server→phone: {c.down.tcp_bytes / 1e6:.2f} MB relayed, "
-            f"{c.down.tcp_bytes_cut / 1e3:.0f} kB dropped<br>phone→server: "
-            f"{c.up.tcp_bytes / 1e3:.1f} kB relayed, {c.up.tcp_bytes_cut / 1e3:.1f} kB dropped"
-            "</span>")
 
 
 class BookmarkTable(w.VBox):
@@ -151,22 +139,20 @@ class ComparisonView(w.VBox):
         self.width = width
         self.before, self.after = image("rr-before", width), image("rr-after", width)
         self.before_label = w.HTML(compact("last frame before the cut:<br>–"))
-        self.after_label = w.HTML(compact("first frame after the resume:<br>–"))
-        self.verdict = w.HTML()
+        self.after_label, self.verdict = w.HTML(), w.HTML()
         self.verdict.add_class("rr-verdict")
-        self.check: ResumeCheck | None = None
         super().__init__([w.HBox([w.VBox([self.before_label, self.before]),
                                   w.VBox([self.after_label, self.after])]), self.verdict])
+        self.show(None, None)
 
     def show(self, before: ShownFrame | None, after: ShownFrame | None,
              check: ResumeCheck | None = None) -> None:
-        if before is not None:
+        if before is not None:  # a resume shows the frame before again; none keeps it
             self.before.value = picture(before, self.width)
             self.before_label.value = compact(f"last frame before the cut:<br><b>{before}</b>")
         self.after.value = picture(after, self.width)
         self.after_label.value = compact(f"first frame after the resume:<br><b>{after or '–'}"
                                          "</b>")
-        self.check = check
         self.verdict.value = "" if check is None else compact(
             f'{CSS}<span class="{"rr-ok" if check.ok else "rr-bad"}">'
             f"{html.escape(check.describe())}</span> (resumed from ContentBM "
