@@ -1,7 +1,6 @@
 """The stage: a :class:`~rtsp_resume.together.System` (streaming server, portal, outbox)
-running in the kernel, its events handed to subscribers on a thread that also refreshes
-the views. A new stage stops the one under the same key: re-running a cell never leaves
-old servers behind."""
+in the kernel, its events handed to subscribers on a thread that also refreshes the views.
+A new stage stops the one under the same key: a re-run cell leaves no servers behind."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ def stop_all() -> None:
 
 
 def sample_media() -> Path:
-    """``$RTSP_RESUME_MEDIA``, else the repository's ``sample_media``, written first if
-    missing (as ``make sample`` does)."""
+    """``$RTSP_RESUME_MEDIA``, else the repository's ``sample_media`` (made if missing)."""
     folder = Path(os.environ.get("RTSP_RESUME_MEDIA") or
                   Path(__file__).resolve().parents[2] / "sample_media")
     if not (folder / "sample.mp4").exists():
@@ -55,11 +53,8 @@ def sample_media() -> Path:
 
 class Stage:
     """The servers on background threads; a short heartbeat (claims 2, 8) by default.
-
-    Subscribers of ``on_interruption``, ``on_delivery`` and ``on_tick`` (ten times a
-    second) run on the stage's thread, where they may block; those of ``on_stop`` run
-    when it stops, before the servers do.
-    """
+    Subscribers run on the stage's thread, where they may block; ``on_stop`` runs first
+    when it stops."""
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5, key: str = "stage", quiet: bool = True) -> None:
@@ -127,8 +122,7 @@ class Stage:
         self.log.say("stopped: players, links, streaming server, portal and outbox")
 
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Wait until ``predicate()`` is true, re-checked after every event and tick; return
-        its value. Raises TimeoutError naming ``what`` after ``timeout`` seconds."""
+        """Wait until ``predicate()`` is true (checked after every event and tick); its value."""
         deadline = time.monotonic() + timeout
         # Checked without the lock: a predicate may ask the server's loop.
         while not (value := predicate()):

@@ -1,9 +1,6 @@
 """A terminal: one viewer's phone, with its radio link, its portal client and its player.
-
 On the stage's events it does what a phone does: gives up on an interrupted session, logs
-in again once the bookmark is saved and lists it; a bookmark's button resumes. Each
-``wait_for_*`` waits for one such step.
-"""
+in again once the bookmark is saved and lists it; a bookmark's button resumes."""
 
 from __future__ import annotations
 
@@ -48,14 +45,13 @@ class Episode:
 
     @property
     def check(self) -> ResumeCheck | None:
-        if self.truth is None or self.resumed is None or self.bookmark is None:
-            return None
-        return ResumeCheck(self.truth, self.resumed, float(self.bookmark["ContentBM"]))
+        if self.truth and self.resumed and self.bookmark:
+            return ResumeCheck(self.truth, self.resumed, float(self.bookmark["ContentBM"]))
+        return None
 
 
 class Terminal:
-    """A viewer's phone on a started :class:`Stage`, with its views; :attr:`panel` shows
-    the picture and the link toggle."""
+    """A viewer's phone on a started :class:`Stage`; each ``wait_for_*`` waits for a step."""
 
     def __init__(self, stage: Stage, user: str = "alice", transport: str = "tcp") -> None:
         if not stage.started:
@@ -109,8 +105,8 @@ class Terminal:
         portal = PortalClient(self.stage.system.portal_url)
         answer = portal.login(self.user, self.password)
         self.portal = portal
-        self.say(f"logged in: UserID {answer['UserID']}, UserToken "
-                 f"{shorten(answer['UserToken'], 6)}")
+        self.say(f"logged in: UserID {answer['UserID']}, "
+                 f"UserToken {shorten(answer['UserToken'], 6)}")
         return answer
 
     def _portal(self) -> PortalClient:
@@ -126,8 +122,7 @@ class Terminal:
         return found
 
     def play(self, content_id: str | None = None) -> Player:
-        """Play a program (the first by default) from the portal's play URL, whose signed
-        play token names it."""
+        """Play a program (the first by default) from the portal's play URL (a play token)."""
         portal = self._portal()
         content_id = content_id or portal.contents()[0]["ContentID"]
         return self._start_player(portal.play(content_id)["url"], None, f"PLAY {content_id}")
@@ -156,8 +151,7 @@ class Terminal:
         return player
 
     def wait_for_play(self, seconds: float = 2.0, timeout: float = 15.0) -> ShownFrame:
-        """Wait until the player has shown ``seconds`` of the program since it started;
-        returns the frame on screen then."""
+        """Wait until the player has shown ``seconds`` since it started; returns that frame."""
         if (player := self.player) is None:
             raise RuntimeError("play() first")
         target = (player.start_at or 0.0) + seconds - 1e-6
@@ -199,8 +193,7 @@ class Terminal:
             self.say(f"the portal lists a bookmark of {content}: press its Resume button")
 
     def wait_for_interruption(self, timeout: float = 10.0) -> Interruption:
-        """Wait until the server declared the current session interrupted and the player
-        gave up; returns the server's :class:`~rtsp_resume.server.Interruption`."""
+        """Wait until the server declared the current session interrupted (claims 2, 8)."""
         player = self.player
         return self.stage.wait(lambda: next((e.interruption for e in self.episodes
                                              if e.player is player), None),
@@ -219,8 +212,7 @@ class Terminal:
         return self.stage.wait(listed, timeout, "bookmark")
 
     def ask_interface(self, bookmark: dict[str, Any]) -> dict[str, Any]:
-        """Ask the portal for a listed bookmark's bookmark interface (claims 3, 4), shown
-        in :attr:`interface_req` and :attr:`interface_resp`."""
+        """Ask the portal for a listed bookmark's bookmark interface (claims 3, 4)."""
         portal = self._portal()
         self.interface_req.show(interface_request(bookmark, portal.user_token))
         answer = portal.bookmark_interface(bookmark)
@@ -242,8 +234,7 @@ class Terminal:
             self.say(f"resume failed: {exc}")
 
     def wait_for_resume(self, timeout: float = 10.0) -> ResumeCheck:
-        """Wait for the first frame after the latest resume; returns its comparison with
-        the last frame shown before the interruption."""
+        """Wait for the first frame after the latest resume; returns how it compares."""
 
         def resumed() -> ResumeCheck | None:
             if self.error is not None:

@@ -1,6 +1,5 @@
 """Probes: requests sent on purpose, as a forger would, and what the servers answer; the
-token lab of claims 4 and 10 is a list of them. Also :func:`decode_token` and :func:`tamper`.
-"""
+token lab of claims 4 and 10 is a list of them."""
 
 from __future__ import annotations
 
@@ -66,9 +65,8 @@ class ProbeTable(w.HTML):
             rows, ("sent", "expected", "answer", ""))
         return ok
 
-    def bookmark_set(self, what: str, portal_url: str, body: dict[str, Any],
-                     key: bytes | None, expect: int, nonce: str | None = None,
-                     signed_at: float | None = None) -> bool:
+    def bookmark_set(self, what: str, portal_url: str, body: dict[str, Any], key: bytes | None,
+                     expect: int, nonce: str | None = None, signed_at: float | None = None) -> bool:
         """POST a BookMarkReq signed with ``key`` (None: unsigned) at ``signed_at`` (now)
         with ``nonce`` (a new one); ``expect``: the ResultCode that should come back."""
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -97,8 +95,7 @@ class ProbeTable(w.HTML):
                         f"HTTP {status}: {seen}", word == expect)
 
     def play_url(self, what: str, url: str, expect: int | None) -> bool:
-        """Open an RTSP URL with the project's player; ``expect``: the RTSP status of the
-        refusal, or None when it should play."""
+        """Play an RTSP URL; ``expect``: the RTSP status of the refusal, None if it plays."""
         player = Player(url, request_timeout=3.0)
         try:
             player.start()
@@ -112,8 +109,8 @@ class ProbeTable(w.HTML):
 
 
 class TokenLab(w.VBox):
-    """Claims 4 and 10: forged tokens refused by the portal and by the streaming server,
-    the genuine ones accepted. Needs a terminal with a listed bookmark."""
+    """Claims 4 and 10: forged tokens refused by the portal and the streaming server, the
+    genuine ones accepted. Needs a terminal with a listed bookmark."""
 
     def __init__(self, terminal: Terminal, other_user: str = "bob") -> None:
         self.terminal, self.other_user = terminal, other_user
@@ -130,8 +127,7 @@ class TokenLab(w.VBox):
         return (self.error is None and self.portal_probes.all_as_expected
                 and self.stream_probes.all_as_expected)
 
-    def try_all(self, _: Any = None) -> None:
-        """Send every case once (what the button does); a failure lands in :attr:`error`."""
+    def try_all(self, _: Any = None) -> None:  # the button; a failure lands in self.error
         try:
             self.error = None
             self._portal_cases()

@@ -39,8 +39,7 @@ class PlayerView(w.VBox):
 
 
 class LinkToggle(w.VBox):
-    """A toggle that cuts and restores a :class:`~rtsp_resume.linkcut.LinkCutter`: cut,
-    the link is silent both ways, as when the radio signal is lost."""
+    """Cuts and restores a :class:`~rtsp_resume.linkcut.LinkCutter`: silence both ways."""
 
     def __init__(self, cutter: LinkCutter) -> None:
         self.cutter = cutter
@@ -61,8 +60,7 @@ class LinkToggle(w.VBox):
 
 
 class BookmarkTable(w.VBox):
-    """The portal's bookmark page as the terminal sees it: a row per bookmark, each with
-    its button "Resume at m:ss.d" (the embodiment's step 4)."""
+    """The portal's bookmark list, each with a "Resume at m:ss.d" button (embodiment step 4)."""
 
     def __init__(self, on_resume: Callable[[dict[str, Any]], None]) -> None:
         self.on_resume = on_resume
@@ -105,8 +103,7 @@ class ResumeCheck:
     fps: float = 25.0
 
     @property
-    def step(self) -> int:
-        """Frames from the last one before to the first one after (1 is seamless)."""
+    def step(self) -> int:  # frames from the last one before to the first one after: 1 is seamless
         if self.before.index is not None and self.after.index is not None:
             return self.after.index - self.before.index
         return round((self.after.pts - self.before.pts) * self.fps)
