@@ -45,9 +45,9 @@ class Episode:
 
     @property
     def check(self) -> ResumeCheck | None:
-        if self.truth and self.resumed and self.bookmark:
-            return ResumeCheck(self.truth, self.resumed, float(self.bookmark["ContentBM"]))
-        return None
+        if self.truth is None or self.resumed is None or self.bookmark is None:
+            return None
+        return ResumeCheck(self.truth, self.resumed, float(self.bookmark["ContentBM"]))
 
 
 class Terminal:
@@ -66,7 +66,7 @@ class Terminal:
         self.interface_req = FieldsView("request for the bookmark interface: terminal → portal")
         self.interface_resp = FieldsView("the bookmark interface: portal → terminal")
         self.panel = w.VBox([self.view, self.link])
-        self.portal: PortalClient | None = None
+        self.portal = PortalClient(stage.system.portal_url)
         self.player: Player | None = None
         self.players: list[Player] = []
         self.traces: list[SessionTrace] = []
@@ -102,17 +102,14 @@ class Terminal:
 
     def login(self) -> dict[str, Any]:
         """Log in to the portal (a new UserToken each time)."""
-        portal = PortalClient(self.stage.system.portal_url)
-        answer = portal.login(self.user, self.password)
-        self.portal = portal
+        answer = self.portal.login(self.user, self.password)
         self.say(f"logged in: UserID {answer['UserID']}, "
                  f"UserToken {shorten(answer['UserToken'], 6)}")
         return answer
 
     def _portal(self) -> PortalClient:
-        if self.portal is None:
+        if self.portal.user_token is None:
             self.login()
-        assert self.portal is not None
         return self.portal
 
     def list_bookmarks(self) -> list[dict[str, Any]]:

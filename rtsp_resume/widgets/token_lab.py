@@ -139,7 +139,7 @@ class TokenLab(w.VBox):
     def _portal_cases(self) -> None:
         t, bookmark = self.terminal, self.terminal.bookmarks.rows[0]
         url, mine = t.stage.system.portal_url, t.portal
-        if mine is None or mine.user_token is None:
+        if mine.user_token is None:
             raise RuntimeError("the terminal needs a listed bookmark first")
         logged_out, other = PortalClient(url), PortalClient(url)
         logged_out.login(t.user, t.password)
@@ -166,7 +166,6 @@ class TokenLab(w.VBox):
 
     def _stream_cases(self) -> None:
         t, content = self.terminal, self.terminal.bookmarks.rows[0]["ContentID"]
-        assert t.portal is not None  # the portal cases checked
         good = t.portal.play(content)
         token, base = good["EncryptToken"], good["url"].split("?", 1)[0]
         cases = [("the genuine play URL", good["url"], None), ("no token at all", base, 401),
