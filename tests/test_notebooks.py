@@ -152,7 +152,7 @@ LOG = [(100.5, "sent", 1), (100.51, "answered", 1), (101.0, "sent", 2),
 def test_the_timeline_is_drawn_from_plain_data() -> None:
     """Each heartbeat becomes a marker with its fate, the cut a red band, the verdict a
     labelled line; nothing but the data passed in is read."""
-    from rtsp_resume.widgets.timeline import SessionTrace, timeline_svg
+    from rtsp_resume.widgets.views import SessionTrace, timeline_svg
 
     event = _interruption(LOG, last_life=101.2, detected_at=102.7)
     trace = SessionTrace("s1", 100.0, "PLAY sample", list(LOG), event, live=False)  # type: ignore[arg-type]

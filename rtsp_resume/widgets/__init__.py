@@ -1,9 +1,9 @@
 """Live dashboards for the notebooks: the patent's story with widgets you can press.
 
 ``stage`` runs the servers in the kernel; ``terminal`` is a viewer's phone, shown by
-``views`` and ``timeline`` with ``display``'s helpers; ``token_lab`` and ``dashboards`` are
-the notebooks' dashboards. Each module imports only those before it in this list, read
-backwards. Widgets change from background threads: buttons stay live while a video plays.
+``views`` with ``display``'s helpers; ``token_lab`` and ``dashboards`` are the notebooks'
+dashboards. Each module imports only those before it in this list, read backwards.
+Widgets change from background threads: buttons stay live while a video plays.
 """
 
 from rtsp_resume.widgets.dashboards import (
@@ -15,9 +15,8 @@ from rtsp_resume.widgets.dashboards import (
 )
 from rtsp_resume.widgets.stage import Stage, running, sample_media, stop_all
 from rtsp_resume.widgets.terminal import Episode, Terminal
-from rtsp_resume.widgets.timeline import heartbeat_outcomes
 from rtsp_resume.widgets.token_lab import ProbeTable, TokenLab, decode_token, tamper
-from rtsp_resume.widgets.views import ResumeCheck
+from rtsp_resume.widgets.views import ResumeCheck, heartbeat_outcomes
 
 __all__ = [
     "Episode", "HeartbeatLab", "HeartbeatSummary", "PositionPlot", "ProbeTable", "ResumeCheck",

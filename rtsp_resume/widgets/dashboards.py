@@ -19,7 +19,7 @@ from rtsp_resume.server import Interruption
 from rtsp_resume.widgets.display import Chart, table
 from rtsp_resume.widgets.stage import Stage
 from rtsp_resume.widgets.terminal import Terminal
-from rtsp_resume.widgets.timeline import heartbeat_outcomes
+from rtsp_resume.widgets.views import heartbeat_outcomes
 
 
 class Tour(Terminal):

@@ -18,13 +18,14 @@ from rtsp_resume.position import format_clock
 from rtsp_resume.server import Interruption
 from rtsp_resume.widgets.display import FieldsView, shorten
 from rtsp_resume.widgets.stage import Stage
-from rtsp_resume.widgets.timeline import HeartbeatTimeline, SessionTrace
 from rtsp_resume.widgets.views import (
     BookmarkTable,
     ComparisonView,
+    HeartbeatTimeline,
     LinkToggle,
     PlayerView,
     ResumeCheck,
+    SessionTrace,
 )
 
 PLOT_REFRESH = 0.25  # seconds between redraws of the heartbeat timeline
