@@ -152,7 +152,7 @@ LOG = [(100.5, "sent", 1), (100.51, "answered", 1), (101.0, "sent", 2),
 def test_the_timeline_is_drawn_from_plain_data() -> None:
     """Each heartbeat becomes a marker with its fate, the cut a red band, the verdict a
     labelled line; nothing but the data passed in is read."""
-    from rtsp_resume.widgets.timeline import SessionTrace, timeline_svg
+    from rtsp_resume.widgets.views import SessionTrace, timeline_svg
 
     event = _interruption(LOG, last_life=101.2, detected_at=102.7)
     trace = SessionTrace("s1", 100.0, "PLAY sample", list(LOG), event, live=False)  # type: ignore[arg-type]
@@ -172,7 +172,6 @@ def test_heartbeat_summary_counts_what_the_server_saw() -> None:
     assert (summary.answered_before_cut, summary.unanswered) == (2, 2)
     assert summary.silence == pytest.approx(1.5)
     assert summary.detected_after_cut == pytest.approx(1.4)
-    assert "1.50 s" in summary.html()
 
 
 def test_chart_ticks_are_round_and_inside_the_range() -> None:

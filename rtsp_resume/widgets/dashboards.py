@@ -1,19 +1,25 @@
-"""The dashboards of the notebooks: the tour (``00_tour``), the system panel (claim 7,
-``05_system_claim_7``) and the position plot (``06_position_estimators``)."""
+"""The dashboards of the notebooks: the tour (``00_tour``), the heartbeat lab (claims 2
+and 8, ``01_heartbeat``), the system panel (claim 7, ``05_system``) and the position plot
+(``06_position_estimators``)."""
 
 from __future__ import annotations
 
 import html
+import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ipywidgets as w
+from IPython.display import HTML
 
+from rtsp_resume.player import ShownFrame
+from rtsp_resume.server import Interruption
 from rtsp_resume.widgets.display import Chart, table
 from rtsp_resume.widgets.stage import Stage
 from rtsp_resume.widgets.terminal import Terminal
+from rtsp_resume.widgets.views import heartbeat_outcomes
 
 
 class Tour(Terminal):
@@ -27,18 +33,18 @@ class Tour(Terminal):
         stage = Stage(media, heartbeat_interval=heartbeat_interval,
                       heartbeat_timeout=heartbeat_timeout).start()
         super().__init__(stage, user, transport)
-        self.log, portal = stage.log, stage.system.portal_url
+        portal = stage.system.portal_url
         servers = w.HTML(f"portal <a href='{portal}/' target='_blank'>{portal}/</a> (log in "
                          f"as {html.escape(user)} / {html.escape(self.password)}) · "
                          f"streaming server {stage.system.rtsp_url}/")
         self.dashboard = w.VBox([
             servers,
-            w.HBox([self.view, w.VBox([self.link, self.status, self.comparison],
+            w.HBox([self.view, w.VBox([self.link, self.comparison],
                                       layout=w.Layout(margin="0 0 0 16px"))]),
             self.timeline,
             w.HBox([stage.bookmark_req, stage.bookmark_resp], layout=w.Layout(grid_gap="16px")),
             self.bookmarks,
-            self.log,
+            stage.log,
         ], layout=w.Layout(width="100%"))
         self.dashboard.add_class("rr-dashboard")
 
@@ -49,8 +55,8 @@ class Tour(Terminal):
         self.stage.stop()
 
     def stop_when_done(self, linger: float = 20.0) -> str:
-        """Stop now if a resume was seen, else ``linger`` seconds after it (JupyterLab's
-        "Run All" runs this last cell before anything was pressed)."""
+        """Stop now if a resume was seen, else ``linger`` seconds after it ("Run All" in
+        JupyterLab runs this last cell before anything was pressed)."""
 
         def stop_after_linger() -> None:
             first = next((e.resumed for e in self.episodes if e.resumed), None)
@@ -62,6 +68,90 @@ class Tour(Terminal):
             return "stopped"
         self.stage.on_tick.append(stop_after_linger)
         return f"will stop {linger:g} s after the resume"
+
+
+class HeartbeatSummary(NamedTuple):
+    """One interruption as the heartbeat saw it."""
+
+    interval: float
+    timeout: float
+    cut_at: float | None
+    answered_before_cut: int
+    unanswered: int  # heartbeats sent after the last answer, never answered
+    silence: float  # from the last sign of life to the verdict
+    detected_after_cut: float | None
+
+    @classmethod
+    def of(cls, event: Interruption, cut_at: float | None, interval: float,
+           timeout: float) -> HeartbeatSummary:
+        beats = heartbeat_outcomes(event.heartbeat_log)
+        last_answer = max((b.sent_at for b in beats if b.answered), default=-math.inf)
+        return cls(interval, timeout, cut_at,
+                   sum(b.answered for b in beats if cut_at is None or b.sent_at < cut_at),
+                   sum(not b.answered and b.sent_at > last_answer for b in beats),
+                   event.detected_at - event.last_life,
+                   None if cut_at is None else event.detected_at - cut_at)
+
+
+class HeartbeatLab(w.VBox):
+    """Claims 2 and 8 live: interval and timeout sliders, a player, the link toggle and
+    the heartbeat timeline of one connection at a time."""
+
+    def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
+                 heartbeat_timeout: float = 1.5) -> None:
+        self.stage = Stage(media, heartbeat_interval=heartbeat_interval,
+                           heartbeat_timeout=heartbeat_timeout).start()
+        self.terminal = Terminal(self.stage, "alice")
+        self.timeline, self.link = self.terminal.timeline, self.terminal.link
+        self.interval = w.FloatSlider(value=heartbeat_interval, min=0.1, max=2.0, step=0.05,
+                                      description="interval (s)", readout_format=".2f")
+        self.timeout = w.FloatSlider(value=heartbeat_timeout, min=0.3, max=6.0, step=0.1,
+                                     description="timeout (s)")
+        self.connect_button = w.Button(description="Connect a player", icon="plug",
+                                       button_style="primary")
+        self.connect_button.on_click(self.connect)
+        settings = w.VBox([self.interval, self.timeout, self.connect_button, self.link])
+        super().__init__([w.HBox([settings, self.terminal.view]), self.timeline,
+                          self.stage.log])
+
+    def connect(self, _: Any = None) -> None:  # the button: play with the sliders' settings
+        self.stage.config.heartbeat_interval = float(self.interval.value)
+        self.stage.config.heartbeat_timeout = float(self.timeout.value)
+        self.timeline.since = time.time()
+        self.terminal.play()
+
+    def wait_for_play(self, seconds: float = 2.0, timeout: float = 15.0) -> ShownFrame:
+        return self.terminal.wait_for_play(seconds, timeout)
+
+    def wait_for_interruption(self, timeout: float = 10.0) -> HeartbeatSummary:
+        """Wait for the current session's interruption; returns a summary of it."""
+        event = self.terminal.wait_for_interruption(timeout)
+        cuts = [t for t, kind in self.terminal.link_events
+                if kind == "cut" and t <= event.detected_at]
+        self.terminal.draw_timeline()
+        return HeartbeatSummary.of(event, cuts[-1] if cuts else None, self.interval.value,
+                                   self.timeout.value)
+
+    def wait_for_recovery(self, timeout: float = 5.0) -> float:
+        """Wait until the current session's heartbeat is answered after the link was
+        restored; returns when (Unix time). Raises if the session ended instead."""
+        restored = [t for t, kind in self.terminal.link_events if kind == "restored"]
+        session_id = self.terminal.player.session_id if self.terminal.player else None
+        if not restored or session_id is None:
+            raise RuntimeError("restore the link of a playing session first")
+
+        def answered_again() -> float | None:
+            if (log := self.stage.heartbeat_log(session_id)) is None:
+                raise RuntimeError("the session ended: the link was down too long")
+            return next((t for t, kind, _ in log if kind == "answered" and t > restored[-1]),
+                        None)
+
+        answered: float = self.stage.wait(answered_again, timeout, "answered heartbeat")
+        self.terminal.draw_timeline()
+        return answered
+
+    def stop(self) -> None:
+        self.stage.stop()
 
 
 class SystemPanel(w.VBox):
@@ -99,26 +189,18 @@ class SystemPanel(w.VBox):
             rows, ("user", "bookmarks", "which"))
 
 
-class PositionPlot(w.VBox):
-    """What the viewer saw against the two position estimates, over several cuts.
-
-    The grey line is the truth: the npt of every frame the terminal's players showed,
-    against wall time. At each interruption: the last frame shown (◆), the embodiment's
-    ``frames_sent`` (▲, above it: frames sent into the dead link and never seen) and
-    ``confirmed`` (▼, at or below it: provably reached, minus an allowance).
-    """
+class PositionPlot(w.HTML):
+    """The npt of every frame the terminal showed (the truth) against wall time; at each
+    interruption the last frame shown (◆), ``frames_sent`` (▲) and ``confirmed`` (▼)."""
 
     def __init__(self, terminal: Terminal) -> None:
-        self.terminal = terminal
-        self.plot, self.cuts = w.HTML("<i>no frames yet</i>"), w.HTML()
-        self._drawn = 0.0
-        super().__init__([self.plot, self.cuts])
+        super().__init__("<i>no frames yet</i>")
+        self.terminal, self._drawn = terminal, 0.0
         terminal.stage.on_tick.append(self.refresh)
 
     def refresh(self, force: bool = False) -> None:
         if force or time.time() - self._drawn >= 0.5:
-            self._drawn = time.time()
-            self.plot.value, self.cuts.value = self.svg(), self.rows_html()
+            self._drawn, self.value = time.time(), self.svg()
 
     def svg(self) -> str:
         lines = [[(f.wallclock, f.pts) for f in p.frames] for p in list(self.terminal.players)]
@@ -149,22 +231,6 @@ class PositionPlot(w.VBox):
                              ("#e53935", "▲ frames_sent (literal rule)"),
                              ("#1e88e5", "▼ confirmed (default)")])
 
-    def rows_html(self) -> str:
-        rows = []
-        for n, episode in enumerate(self.terminal.episodes, 1):
-            if episode.truth is not None:
-                event, truth, check = episode.interruption, episode.truth.pts, episode.check
-                rows.append((n, f"{truth:.2f}",
-                             f"{event.frames_sent:.2f} ({event.frames_sent - truth:+.2f})",
-                             f"{event.confirmed:.2f} ({event.confirmed - truth:+.2f})",
-                             html.escape(event.estimator),
-                             "–" if check is None else html.escape(check.describe())))
-        return table(rows, ("cut", "last shown (s)", "frames_sent (s)", "confirmed (s)",
-                            "bookmark used", "after the resume"))
-
-    def snapshot(self) -> Any:
-        """The plot and its table as they are now, as a static picture for the output."""
-        from IPython.display import HTML
-
+    def snapshot(self) -> HTML:  # the plot as it is now, a static picture for the output
         self.refresh(force=True)
-        return HTML(self.plot.value + self.cuts.value)
+        return HTML(self.value)

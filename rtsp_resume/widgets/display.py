@@ -23,16 +23,9 @@ CSS = ("<style>.rr-table td, .rr-table th {border:1px solid #ddd; padding:2px 6p
        "text-align:left; vertical-align:top} .rr-table th {background:#f3f3f3} "
        ".rr-ok {color:#1a7f37; font-weight:bold} .rr-bad {color:#c62828; font-weight:bold}"
        "</style>")
-MEANINGS = {  # the fields of the messages between the parties, in the embodiment's words
-    "EncryptToken": "the play token the portal signed", "UserToken": "the login session",
-    "ContentID": "program number", "ContentBM": "program play time point (seconds)",
-    "UserID": "who was watching (claims 5, 6)", "ResultCode": "0: bookmark added",
-    "ResultDesc": "what happened, in words", "url": "the bookmark interface: the RTSP URL",
-}
 
 
-def compact(text: str) -> str:
-    """HTML widgets inherit a 28 px line height in JupyterLab: too airy for a dashboard."""
+def compact(text: str) -> str:  # JupyterLab's 28 px line height is too airy for a dashboard
     return f'<div style="line-height:1.4">{text}</div>'
 
 
@@ -54,7 +47,7 @@ def shorten(value: Any, keep: int = 10) -> str:
 
 
 @cache
-def placeholder(width: int = PICTURE_WIDTH) -> bytes:
+def placeholder(width: int) -> bytes:
     """A dark grey 16:9 JPEG: the picture before there is one."""
     grey = np.full((width * 9 // 16 // 2 * 2, width, 3), 48, dtype=np.uint8)
     return encode_jpeg(av.VideoFrame.from_ndarray(grey, format="rgb24"))
@@ -81,17 +74,15 @@ class EventLog(w.Output):
         super().__init__(layout={"max_height": "220px", "overflow": "auto", "width": "100%",
                                  "border": "1px solid #ddd"})
         self.t0, self._lock = time.time(), threading.Lock()
-        self.lines: list[str] = []
 
     def say(self, text: str, at: float | None = None) -> None:
-        line = f"[{(time.time() if at is None else at) - self.t0:6.2f} s] {text}"
+        line = f"[{(time.time() if at is None else at) - self.t0:6.2f} s] {text}\n"
         with self._lock:  # not print(): a thread's print lands in whichever cell runs
-            self.lines.append(line)
-            self.append_stdout(line + "\n")
+            self.append_stdout(line)
 
 
 class FieldsView(w.HTML):
-    """A message (BookMarkReq, BookMarkResp, ...) as a table: field, value, meaning."""
+    """A message (BookMarkReq, BookMarkResp, ...) as a table of its fields."""
 
     def __init__(self, caption: str) -> None:
         super().__init__(compact(f"<b>{html.escape(caption)}</b><br><i>nothing yet</i>"))
@@ -102,10 +93,9 @@ class FieldsView(w.HTML):
     def show(self, fields: dict[str, Any]) -> None:
         self.fields = dict(fields)
         rows = [(f"<code>{html.escape(name)}</code>",
-                 f'<code title="{html.escape(str(value))}">{html.escape(shorten(value))}</code>',
-                 MEANINGS.get(name, "")) for name, value in self.fields.items()]
-        self.value = f"<b>{html.escape(self.caption)}</b>" + table(rows, ("field", "value",
-                                                                           "meaning"))
+                 f'<code title="{html.escape(str(value))}">{html.escape(shorten(value))}</code>')
+                for name, value in self.fields.items()]
+        self.value = f"<b>{html.escape(self.caption)}</b>" + table(rows, ("field", "value"))
 
 
 class Chart:
@@ -133,18 +123,16 @@ class Chart:
                           f'text-anchor="{anchor}" font-weight="{700 if bold else 400}">'
                           f"{html.escape(text)}{tip}</text>")
 
-    def glyph(self, x: float, y: float, glyph: str, color: str, title: str, size: int = 12
-              ) -> None:
+    def glyph(self, x: float, y: float, glyph: str, color: str, title: str, size: int = 12) -> None:
         """A marker (● ✕ ○ ▲ ▼ ◆) centred on ``(x, y)``, ``title`` as its tooltip."""
         self.text(self.x(x), self.y(y) + size * 0.35, glyph, color, size, "middle", True, title)
 
-    def band(self, xs: tuple[float, float], ys: tuple[float, float], color: str,
-             opacity: float) -> None:
-        """The rectangle ``xs`` by ``ys``, clipped to the x range."""
+    def band(self, xs: tuple[float, float], ys: tuple[float, float], color: str, op: float) -> None:
+        """The rectangle ``xs`` by ``ys`` at opacity ``op``, clipped to the x range."""
         left, right = self.x(max(xs[0], self.x0)), self.x(min(xs[1], self.x1))
         top, bottom = self.y(ys[1]), self.y(ys[0])
         self.parts.append(f'<rect x="{left:.1f}" y="{top:.1f}" width="{max(0.5, right - left):.1f}"'
-                          f' height="{bottom - top:.1f}" fill="{color}" opacity="{opacity}"/>')
+                          f' height="{bottom - top:.1f}" fill="{color}" opacity="{op}"/>')
 
     def line(self, points: Iterable[tuple[float, float]], color: str, dash: str = "none",
              width: float = 1.5) -> None:
@@ -172,8 +160,7 @@ class Chart:
         self.text(12, self.top - 8, y_label, "#555")
 
     def render(self, legend: Iterable[tuple[str, str]] = ()) -> str:
-        """The SVG (it shrinks with a narrow output, never grows), and a line below it of
-        ``(color, text)`` legend entries."""
+        """The SVG (shrinking with a narrow output) over the ``(color, text)`` legend."""
         keys = " &nbsp; ".join(f'<b style="color:{c}">{html.escape(t)}</b>' for c, t in legend)
         return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.width} '
                 f'{self.height}" style="font-family:sans-serif;background:#fff;width:100%;'

@@ -1,25 +1,25 @@
 """The stage: a :class:`~rtsp_resume.together.System` (streaming server, portal, outbox)
-running in the kernel, its events handed to subscribers on a thread that also refreshes
-the views. A new stage stops the one under the same key: re-running a cell never leaves
-old servers behind."""
+in the kernel, its events handed to subscribers on a thread that also refreshes the views.
+A new stage stops the one under the same key: a re-run cell leaves no servers behind."""
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from argparse import Namespace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rtsp_resume import sample
 from rtsp_resume.bookmark_outbox import Delivery
 from rtsp_resume.server import Interruption, ServerConfig
-from rtsp_resume.together import DEMO_USERS, System
+from rtsp_resume.together import System
 from rtsp_resume.widgets.display import EventLog, FieldsView
 
 REFRESH = 0.1  # seconds between view refreshes: ten pictures a second is plenty to watch
@@ -42,39 +42,28 @@ def stop_all() -> None:
 
 
 def sample_media() -> Path:
-    """``$RTSP_RESUME_MEDIA``, else ``sample_media`` in the repository (notebooks run in
-    ``notebooks/``), written there first if missing (as ``make sample`` does)."""
-    folder = Path(os.environ.get("RTSP_RESUME_MEDIA") or
-                  Path(__file__).resolve().parents[2] / "sample_media")
+    """The repository's ``sample_media``, made first if missing (as ``make sample`` does)."""
+    folder = Path(__file__).resolve().parents[2] / "sample_media"
     if not (folder / "sample.mp4").exists():
-        from argparse import Namespace
-
-        from rtsp_resume.sample import main as make_samples
-
-        make_samples(Namespace(out=folder, missing_only=True))
+        sample.main(Namespace(out=folder, missing_only=True))
     return folder
 
 
 class Stage:
     """The servers on background threads; a short heartbeat (claims 2, 8) by default.
-
-    Subscribers of ``on_interruption``, ``on_delivery`` and ``on_tick`` (ten times a
-    second) run on the stage's thread, where they may block; those of ``on_stop`` run
-    when it stops, before the servers do.
-    """
+    Subscribers run on the stage's thread, where they may block; ``on_stop`` runs first
+    when it stops."""
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
-                 heartbeat_timeout: float = 1.5, position: str = "confirmed",
-                 playout_allowance: float = 0.5, users: Iterable[tuple[str, str]] = DEMO_USERS,
-                 key: str = "stage", quiet: bool = True) -> None:
+                 heartbeat_timeout: float = 1.5, key: str = "stage", quiet: bool = True) -> None:
         if quiet:  # the stage's log tells the story; the servers' lines would land anywhere
             logging.getLogger("rtsp_resume").setLevel(logging.ERROR)
         self.key, self.log = key, EventLog()
         self.data = Path(tempfile.mkdtemp(prefix="rtsp-resume-notebook-"))
-        config = ServerConfig(heartbeat_interval=heartbeat_interval, position=position,
-                              heartbeat_timeout=heartbeat_timeout,
-                              playout_allowance=playout_allowance)
-        self.system = System(media or sample_media(), self.data, users, config=config)
+        config = ServerConfig(heartbeat_interval=heartbeat_interval,
+                              heartbeat_timeout=heartbeat_timeout)
+        self.system = System(media or sample_media(), self.data, config=config)
+        self.secret = self.system.secret  # the key the portal and the streaming server share
         self.interruptions: list[Interruption] = []
         self.deliveries: list[tuple[str, Delivery]] = []  # ("sent" or "answered", delivery)
         self.bookmark_req = FieldsView("BookMarkReq: streaming server → portal")
@@ -98,21 +87,16 @@ class Stage:
     def config(self) -> ServerConfig:  # changes apply to the sessions set up afterwards
         return self.system.streaming.config
 
-    @property
-    def secret(self) -> bytes:  # the key the portal and the streaming server share
-        return self.system.secret
-
     def start(self) -> Stage:
-        if not self.started:
-            self.system.start()
-            self.started = True
-            # First in line, so that the interruption is known before its BookMarkReq.
-            self.system.streaming.listeners.insert(0, self._interrupted)
-            assert self.system.outbox is not None
-            self.system.outbox.listeners.append(self._delivered)
-            self._thread.start()
-            self.log.say(f"portal {self.system.portal_url}/ and streaming server "
-                         f"{self.system.rtsp_url}/ running in this kernel")
+        self.system.start()
+        self.started = True
+        # First in line, so that the interruption is known before its BookMarkReq.
+        self.system.streaming.listeners.insert(0, self._interrupted)
+        assert self.system.outbox is not None
+        self.system.outbox.listeners.append(self._delivered)
+        self._thread.start()
+        self.log.say(f"portal {self.system.portal_url}/ and streaming server "
+                     f"{self.system.rtsp_url}/ running in this kernel")
         return self
 
     def stop(self) -> None:
@@ -136,8 +120,7 @@ class Stage:
         self.log.say("stopped: players, links, streaming server, portal and outbox")
 
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Wait until ``predicate()`` is true, re-checked after every event and tick; return
-        its value. Raises TimeoutError naming ``what`` after ``timeout`` seconds."""
+        """Wait until ``predicate()`` is true (checked after every event and tick); its value."""
         deadline = time.monotonic() + timeout
         # Checked without the lock: a predicate may ask the server's loop.
         while not (value := predicate()):

@@ -1,13 +1,9 @@
 """A terminal: one viewer's phone, with its radio link, its portal client and its player.
-
 On the stage's events it does what a phone does: gives up on an interrupted session, logs
-in again once the bookmark is saved and lists it; a bookmark's button resumes. Each
-``wait_for_*`` waits for one such step.
-"""
+in again once the bookmark is saved and lists it; a bookmark's button resumes."""
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,15 +16,16 @@ from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.player import Player, ShownFrame
 from rtsp_resume.position import format_clock
 from rtsp_resume.server import Interruption
-from rtsp_resume.widgets.display import FieldsView, compact, shorten
+from rtsp_resume.widgets.display import FieldsView, shorten
 from rtsp_resume.widgets.stage import Stage
-from rtsp_resume.widgets.timeline import HeartbeatTimeline, SessionTrace
 from rtsp_resume.widgets.views import (
     BookmarkTable,
     ComparisonView,
+    HeartbeatTimeline,
     LinkToggle,
     PlayerView,
     ResumeCheck,
+    SessionTrace,
 )
 
 PLOT_REFRESH = 0.25  # seconds between redraws of the heartbeat timeline
@@ -55,9 +52,7 @@ class Episode:
 
 
 class Terminal:
-    """A viewer's phone on a started :class:`Stage`. Its views: :attr:`view`, :attr:`link`,
-    :attr:`timeline`, :attr:`bookmarks`, :attr:`comparison`, :attr:`status`,
-    :attr:`interface_req` and :attr:`interface_resp`; :attr:`panel` shows the first three."""
+    """A viewer's phone on a started :class:`Stage`; each ``wait_for_*`` waits for a step."""
 
     def __init__(self, stage: Stage, user: str = "alice", transport: str = "tcp") -> None:
         if not stage.started:
@@ -71,9 +66,8 @@ class Terminal:
         self.bookmarks = BookmarkTable(self.resume)
         self.interface_req = FieldsView("request for the bookmark interface: terminal → portal")
         self.interface_resp = FieldsView("the bookmark interface: portal → terminal")
-        self.status = w.HTML()
-        self.status.add_class("rr-status")
-        self.portal: PortalClient | None = None
+        self.panel = w.VBox([self.view, self.link])
+        self.portal = PortalClient(stage.system.portal_url)
         self.player: Player | None = None
         self.players: list[Player] = []
         self.traces: list[SessionTrace] = []
@@ -87,17 +81,11 @@ class Terminal:
         stage.on_stop.append(self.close)
         stage.on_tick.append(self.refresh)
 
-    @property
-    def panel(self) -> w.VBox:  # picture, link toggle and status
-        return w.VBox([self.view, self.link, self.status])
-
-    def say(self, text: str) -> None:  # into the stage's log and the status line
+    def say(self, text: str) -> None:
         self.stage.log.say(f"{self.user}: {text}")
-        self.status.value = compact(f"<b>{html.escape(self.user)}</b>: {html.escape(text)}")
 
     def refresh(self) -> None:
         self.view.refresh()
-        self.link.refresh()
         if time.time() - self._drawn >= PLOT_REFRESH:
             self.draw_timeline()
 
@@ -115,17 +103,14 @@ class Terminal:
 
     def login(self) -> dict[str, Any]:
         """Log in to the portal (a new UserToken each time)."""
-        portal = PortalClient(self.stage.system.portal_url)
-        answer = portal.login(self.user, self.password)
-        self.portal = portal
-        self.say(f"logged in: UserID {answer['UserID']}, UserToken "
-                 f"{shorten(answer['UserToken'], 6)}")
+        answer = self.portal.login(self.user, self.password)
+        self.say(f"logged in: UserID {answer['UserID']}, "
+                 f"UserToken {shorten(answer['UserToken'], 6)}")
         return answer
 
     def _portal(self) -> PortalClient:
-        if self.portal is None:
+        if self.portal.user_token is None:
             self.login()
-        assert self.portal is not None
         return self.portal
 
     def list_bookmarks(self) -> list[dict[str, Any]]:
@@ -135,8 +120,7 @@ class Terminal:
         return found
 
     def play(self, content_id: str | None = None) -> Player:
-        """Ask the portal for a program's play URL (a signed play token in it; the first
-        program by default) and play it through the link."""
+        """Play a program (the first by default) from the portal's play URL (a play token)."""
         portal = self._portal()
         content_id = content_id or portal.contents()[0]["ContentID"]
         return self._start_player(portal.play(content_id)["url"], None, f"PLAY {content_id}")
@@ -157,19 +141,16 @@ class Terminal:
                         transport=self.transport, on_frame=on_frame, start=start)
         if episode is not None:
             episode.resumed_player = player
-        self.player = player.start()
+        self.player = self.view.player = player.start()
         self.players.append(player)
         self.traces.append(SessionTrace(player.session_id or "", time.time(), label))
-        self.view.player = player
         self.say(f"{label}: session {(player.session_id or '')[:8]} over {self.transport}; "
                  f"the server starts at {player.range_start or 0:.2f} s")
         return player
 
     def wait_for_play(self, seconds: float = 2.0, timeout: float = 15.0) -> ShownFrame:
-        """Wait until the player has shown ``seconds`` of the program since it started;
-        returns the frame on screen then."""
-        player = self.player
-        if player is None:
+        """Wait until the player has shown ``seconds`` since it started; returns that frame."""
+        if (player := self.player) is None:
             raise RuntimeError("play() first")
         target = (player.start_at or 0.0) + seconds - 1e-6
         if not player.wait_for(lambda: player.frames and player.frames[-1].pts >= target,
@@ -182,8 +163,6 @@ class Terminal:
         self.link_events.append((time.time(), kind))
         shown = self.player.last_frame if self.player else None
         self.say(f"THE LINK IS CUT; on screen: {shown}" if kind == "cut" else "link restored")
-
-    # -- the stage's events (on its thread) ----------------------------------------------
 
     def _interrupted(self, event: Interruption) -> None:
         player = next((p for p in self.players if p.session_id == event.session_id), None)
@@ -211,11 +190,8 @@ class Terminal:
                                      if b["ContentID"] == content), None)
             self.say(f"the portal lists a bookmark of {content}: press its Resume button")
 
-    # -- waits and the resume --------------------------------------------------------------
-
     def wait_for_interruption(self, timeout: float = 10.0) -> Interruption:
-        """Wait until the server declared the current session interrupted and the player
-        gave up; returns the server's :class:`~rtsp_resume.server.Interruption`."""
+        """Wait until the server declared the current session interrupted (claims 2, 8)."""
         player = self.player
         return self.stage.wait(lambda: next((e.interruption for e in self.episodes
                                              if e.player is player), None),
@@ -234,8 +210,7 @@ class Terminal:
         return self.stage.wait(listed, timeout, "bookmark")
 
     def ask_interface(self, bookmark: dict[str, Any]) -> dict[str, Any]:
-        """Ask the portal for the bookmark interface of a listed bookmark (claims 3, 4),
-        shown in :attr:`interface_req` and :attr:`interface_resp`."""
+        """Ask the portal for a listed bookmark's bookmark interface (claims 3, 4)."""
         portal = self._portal()
         self.interface_req.show(interface_request(bookmark, portal.user_token))
         answer = portal.bookmark_interface(bookmark)
@@ -244,7 +219,7 @@ class Terminal:
 
     def resume(self, bookmark: dict[str, Any]) -> None:
         """What a bookmark's button does: ask for its bookmark interface, then play from
-        ContentBM through the link. A failure is shown, and raised by wait_for_resume."""
+        ContentBM through the link. A failure is logged, and raised by wait_for_resume."""
         episode = next((e for e in reversed(self.episodes) if e.bookmark is not None
                         and e.bookmark["ContentID"] == bookmark["ContentID"]), None)
         try:
@@ -257,8 +232,7 @@ class Terminal:
             self.say(f"resume failed: {exc}")
 
     def wait_for_resume(self, timeout: float = 10.0) -> ResumeCheck:
-        """Wait for the first frame after the latest resume; returns its comparison with
-        the last frame shown before the interruption."""
+        """Wait for the first frame after the latest resume; returns how it compares."""
 
         def resumed() -> ResumeCheck | None:
             if self.error is not None:

@@ -1,6 +1,5 @@
 """Probes: requests sent on purpose, as a forger would, and what the servers answer; the
-token lab of claims 4 and 10 is a list of them. Also :func:`decode_token` and :func:`tamper`.
-"""
+token lab of claims 4 and 10 is a list of them."""
 
 from __future__ import annotations
 
@@ -22,8 +21,6 @@ from rtsp_resume.widgets.terminal import Terminal
 
 TOKEN_FIELDS = {"v": "version", "u": "UserID", "c": "ContentID", "s": "login session",
                 "b": "start (s)", "i": "issued", "e": "expires", "n": "nonce"}
-VERDICTS = {True: '<span class="rr-ok">as expected</span>',
-            False: '<span class="rr-bad">UNEXPECTED</span>'}
 
 
 def decode_token(token: str) -> dict[str, Any]:
@@ -61,15 +58,15 @@ class ProbeTable(w.HTML):
 
     def add(self, what: str, expected: str, got: str, ok: bool) -> bool:
         self.probes.append((what, expected, got, ok))
-        rows = [(html.escape(sent), html.escape(wanted), html.escape(answer),
-                 VERDICTS[as_expected]) for sent, wanted, answer, as_expected in self.probes]
+        rows = [(*(html.escape(text) for text in probe[:3]),
+                 '<span class="rr-ok">as expected</span>' if probe[3]
+                 else '<span class="rr-bad">UNEXPECTED</span>') for probe in self.probes]
         self.value = f"<b>{html.escape(self.caption)}</b>" + table(
             rows, ("sent", "expected", "answer", ""))
         return ok
 
-    def bookmark_set(self, what: str, portal_url: str, body: dict[str, Any],
-                     key: bytes | None, expect: int, nonce: str | None = None,
-                     signed_at: float | None = None) -> bool:
+    def bookmark_set(self, what: str, portal_url: str, body: dict[str, Any], key: bytes | None,
+                     expect: int, nonce: str | None = None, signed_at: float | None = None) -> bool:
         """POST a BookMarkReq signed with ``key`` (None: unsigned) at ``signed_at`` (now)
         with ``nonce`` (a new one); ``expect``: the ResultCode that should come back."""
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -98,8 +95,7 @@ class ProbeTable(w.HTML):
                         f"HTTP {status}: {seen}", word == expect)
 
     def play_url(self, what: str, url: str, expect: int | None) -> bool:
-        """Open an RTSP URL with the project's player; ``expect``: the RTSP status of the
-        refusal, or None when it should play."""
+        """Play an RTSP URL; ``expect``: the RTSP status of the refusal, None if it plays."""
         player = Player(url, request_timeout=3.0)
         try:
             player.start()
@@ -113,8 +109,8 @@ class ProbeTable(w.HTML):
 
 
 class TokenLab(w.VBox):
-    """Claims 4 and 10: forged tokens refused by the portal and by the streaming server,
-    the genuine ones accepted. Needs a terminal with a listed bookmark."""
+    """Claims 4 and 10: forged tokens refused by the portal and the streaming server, the
+    genuine ones accepted. Needs a terminal with a listed bookmark."""
 
     def __init__(self, terminal: Terminal, other_user: str = "bob") -> None:
         self.terminal, self.other_user = terminal, other_user
@@ -131,8 +127,7 @@ class TokenLab(w.VBox):
         return (self.error is None and self.portal_probes.all_as_expected
                 and self.stream_probes.all_as_expected)
 
-    def try_all(self, _: Any = None) -> None:
-        """Send every case once (what the button does); a failure lands in :attr:`error`."""
+    def try_all(self, _: Any = None) -> None:  # the button; a failure lands in self.error
         try:
             self.error = None
             self._portal_cases()
@@ -144,7 +139,7 @@ class TokenLab(w.VBox):
     def _portal_cases(self) -> None:
         t, bookmark = self.terminal, self.terminal.bookmarks.rows[0]
         url, mine = t.stage.system.portal_url, t.portal
-        if mine is None or mine.user_token is None:
+        if mine.user_token is None:
             raise RuntimeError("the terminal needs a listed bookmark first")
         logged_out, other = PortalClient(url), PortalClient(url)
         logged_out.login(t.user, t.password)
@@ -171,7 +166,6 @@ class TokenLab(w.VBox):
 
     def _stream_cases(self) -> None:
         t, content = self.terminal, self.terminal.bookmarks.rows[0]["ContentID"]
-        assert t.portal is not None  # the portal cases checked
         good = t.portal.play(content)
         token, base = good["EncryptToken"], good["url"].split("?", 1)[0]
         cases = [("the genuine play URL", good["url"], None), ("no token at all", base, 401),

@@ -1,20 +1,128 @@
-"""What a terminal shows: its player's picture, its link toggle, the portal's bookmark
-list with a Resume button per bookmark, and the frames before and after a resume
-(:class:`ResumeCheck` compares them)."""
+"""What a terminal shows: its player's picture, its link toggle, the heartbeat timeline
+(claims 2, 8: drawn from plain data, the server's heartbeat logs, link events and verdicts),
+the portal's bookmark list with a Resume button each, and the frames around a resume."""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import ipywidgets as w
+from IPython.display import HTML
 
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.player import Player, ShownFrame
 from rtsp_resume.position import format_clock
-from rtsp_resume.widgets.display import CSS, compact, image, picture
+from rtsp_resume.server import Interruption
+from rtsp_resume.widgets.display import CSS, Chart, compact, image, picture
+
+LogEntry = tuple[float, str, int | None]  # (Unix time, kind, CSeq), as the monitor logs
+GREEN, RED, CUT_RED, UP_GREEN = "#2e7d32", "#c62828", "#e53935", "#43a047"
+
+
+@dataclass
+class SessionTrace:
+    """One RTSP session of a terminal: its heartbeat log so far and, once judged, the
+    interruption; ``live`` until it ended or was judged."""
+
+    session_id: str
+    started_at: float  # Unix time the PLAY was answered
+    label: str
+    log: list[LogEntry] = field(default_factory=list)
+    interruption: Interruption | None = None
+    live: bool = True
+
+
+class HeartbeatOutcome(NamedTuple):
+    """One heartbeat (a server OPTIONS) and when its own answer came, if it did."""
+
+    cseq: int | None
+    sent_at: float
+    answered_at: float | None
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+
+def heartbeat_outcomes(log: Iterable[LogEntry]) -> list[HeartbeatOutcome]:
+    """Each heartbeat sent in a monitor log, paired with the answer of the same CSeq."""
+    entries = list(log)
+    answers = {cseq: t for t, kind, cseq in entries if kind == "answered"}
+    return [HeartbeatOutcome(n, t, answers.get(n)) for t, kind, n in entries if kind == "sent"]
+
+
+def timeline_svg(traces: Sequence[SessionTrace], link_events: Sequence[tuple[float, str]],
+                 interval: float, timeout: float, now: float, window: float = 24.0) -> str:
+    """The last ``window`` seconds of the sessions (oldest first) and of the link."""
+    origin = traces[0].started_at
+    end = max([now if any(t.live for t in traces) else origin]
+              + [t for trace in traces for t, _, _ in trace.log]
+              + [trace.interruption.detected_at for trace in traces if trace.interruption])
+    end = max(end + 0.3, origin + 6)
+    begin = max(origin, end - window)
+    chart = Chart((880, 210), (begin - origin, end - origin), (0, 4), (150, 15, 50, 30))
+    for y, lane in ((3.5, "radio link"), (2.5, "heartbeat OPTIONS"),
+                    (1.5, "other signs of life"), (0.5, "server's verdict")):
+        chart.text(8, chart.y(y) + 4, lane, size=12)
+        chart.line([(begin - origin, y), (end - origin, y)], "#f0f0f0", width=1)
+    cut, since = False, begin  # the link lane: green while up, red while cut
+    for t, kind in [*link_events, (end, "end")]:
+        if t > since:
+            chart.band((since - origin, t - origin), (3.4, 3.6), CUT_RED if cut else UP_GREEN,
+                       0.85)
+        cut, since = kind == "cut", max(t, since)
+    for trace in traces:
+        chart.vline(trace.started_at - origin, "#777", trace.label, "2,3", 14)
+        for beat in heartbeat_outcomes(trace.log):
+            at, name = beat.sent_at - origin, f"CSeq {beat.cseq}"
+            if beat.answered_at is not None and beat.sent_at >= begin:
+                rtt = (beat.answered_at - beat.sent_at) * 1000
+                chart.glyph(at, 2.5, "●", GREEN, f"{name}: answered after {rtt:.1f} ms")
+            elif trace.live and now - beat.sent_at < min(0.3, interval):
+                chart.glyph(at, 2.5, "○", "#999", f"{name}: waiting")
+            elif beat.sent_at >= begin:
+                chart.glyph(at, 2.5, "✕", RED, f"{name}: never answered")
+        for t, kind, _ in trace.log:
+            if kind == "life" and t >= begin:
+                chart.glyph(t - origin, 1.5, "●", "#607d8b", "keep-alive / RTCP", 8)
+        if (event := trace.interruption) is not None:
+            last, verdict = event.last_life - origin, event.detected_at - origin
+            chart.band((last, verdict), (0, 4), CUT_RED, 0.08)
+            chart.text((chart.x(max(last, begin - origin)) + chart.x(verdict)) / 2,
+                       chart.y(0.5) - 12, f"silent {verdict - last:.2f} s ≥ timeout", RED, 10,
+                       "middle")
+            chart.vline(verdict, "#111")
+            chart.glyph(verdict, 0.5, "◆", "#111", "interruption declared: bookmark sent")
+            chart.text(chart.x(verdict) + 9, chart.y(0.5) + 4, "interrupted", "#111", bold=True)
+    for t, kind in link_events:
+        cut = kind == "cut"
+        chart.vline(t - origin, CUT_RED if cut else UP_GREEN, kind, "5,3", 28 if cut else 41)
+    chart.axes("seconds since the first PLAY")
+    return chart.render([(GREEN, "● answered"), (RED, "✕ never answered"),
+                         ("#444", f"heartbeat every {interval:g} s, timeout {timeout:g} s")])
+
+
+class HeartbeatTimeline(w.HTML):
+    """Lanes: the link (up or cut), the heartbeats (answered or not), other signs of life
+    (keep-alives, RTCP) and the verdict: the silence that reached the timeout."""
+
+    def __init__(self) -> None:
+        super().__init__("<i>heartbeat timeline: no session yet</i>")
+        self.add_class("rr-timeline")
+        self.since: float | None = None  # show only the sessions started after this
+
+    def draw(self, traces: Sequence[SessionTrace], link_events: Sequence[tuple[float, str]],
+             interval: float, timeout: float) -> None:
+        if shown := [t for t in traces if self.since is None or t.started_at >= self.since]:
+            self.value = timeline_svg(shown, link_events, interval, timeout, time.time())
+
+    def snapshot(self) -> object:
+        """The timeline as drawn now, as a static picture for the notebook's output."""
+        return HTML(self.value)
 
 
 class PlayerView(w.VBox):
@@ -22,15 +130,13 @@ class PlayerView(w.VBox):
 
     def __init__(self, title: str) -> None:
         self.player: Player | None = None
-        self.image = image("rr-player")
-        self.label = w.Label("no player yet")
+        self.image, self.label = image("rr-player"), w.Label("no player yet")
         self.label.add_class("rr-frame")
         self._shown: ShownFrame | None = None
         super().__init__([w.HTML(f"<b>{html.escape(title)}</b>"), self.image, self.label])
 
     def refresh(self) -> None:
-        player = self.player
-        if player is None:
+        if (player := self.player) is None:
             return
         frame = player.last_frame
         if frame is not None and frame is not self._shown and frame.image is not None:
@@ -41,8 +147,7 @@ class PlayerView(w.VBox):
 
 
 class LinkToggle(w.VBox):
-    """A toggle that cuts and restores a :class:`~rtsp_resume.linkcut.LinkCutter`, with
-    its counters: cut, the link is silent both ways, as when the radio signal is lost."""
+    """Cuts and restores a :class:`~rtsp_resume.linkcut.LinkCutter`: silence both ways."""
 
     def __init__(self, cutter: LinkCutter) -> None:
         self.cutter = cutter
@@ -51,8 +156,7 @@ class LinkToggle(w.VBox):
                                      layout=w.Layout(width="200px"))
         self.toggle.add_class("rr-link-toggle")
         self.toggle.observe(self._pressed, "value")
-        self.counters = w.HTML()
-        super().__init__([self.toggle, self.counters])
+        super().__init__([self.toggle])
 
     def _pressed(self, change: dict[str, Any]) -> None:
         if change["new"]:
@@ -62,19 +166,9 @@ class LinkToggle(w.VBox):
         self.toggle.description = "Link cut: restore" if change["new"] else "Cut the link"
         self.toggle.button_style = "danger" if change["new"] else ""
 
-    def refresh(self) -> None:
-        c = self.cutter.counters()
-        self.counters.value = compact(
-            f'<span style="font-size:12px">link <b>{"CUT" if c.is_cut else "up"}</b> · cuts '
-            f"{c.cuts}<br>server→phone: {c.down.tcp_bytes / 1e6:.2f} MB relayed, "
-            f"{c.down.tcp_bytes_cut / 1e3:.0f} kB dropped<br>phone→server: "
-            f"{c.up.tcp_bytes / 1e3:.1f} kB relayed, {c.up.tcp_bytes_cut / 1e3:.1f} kB dropped"
-            "</span>")
-
 
 class BookmarkTable(w.VBox):
-    """The portal's bookmark page as the terminal sees it: a row per bookmark, each with
-    its button "Resume at m:ss.d" (the embodiment's step 4)."""
+    """The portal's bookmark list, each with a "Resume at m:ss.d" button (embodiment step 4)."""
 
     def __init__(self, on_resume: Callable[[dict[str, Any]], None]) -> None:
         self.on_resume = on_resume
@@ -117,8 +211,7 @@ class ResumeCheck:
     fps: float = 25.0
 
     @property
-    def step(self) -> int:
-        """Frames from the last one before to the first one after (1 is seamless)."""
+    def step(self) -> int:  # frames from the last one before to the first one after: 1 is seamless
         if self.before.index is not None and self.after.index is not None:
             return self.after.index - self.before.index
         return round((self.after.pts - self.before.pts) * self.fps)
@@ -151,22 +244,20 @@ class ComparisonView(w.VBox):
         self.width = width
         self.before, self.after = image("rr-before", width), image("rr-after", width)
         self.before_label = w.HTML(compact("last frame before the cut:<br>–"))
-        self.after_label = w.HTML(compact("first frame after the resume:<br>–"))
-        self.verdict = w.HTML()
+        self.after_label, self.verdict = w.HTML(), w.HTML()
         self.verdict.add_class("rr-verdict")
-        self.check: ResumeCheck | None = None
         super().__init__([w.HBox([w.VBox([self.before_label, self.before]),
                                   w.VBox([self.after_label, self.after])]), self.verdict])
+        self.show(None, None)
 
     def show(self, before: ShownFrame | None, after: ShownFrame | None,
              check: ResumeCheck | None = None) -> None:
-        if before is not None:
+        if before is not None:  # a resume shows the frame before again; none keeps it
             self.before.value = picture(before, self.width)
             self.before_label.value = compact(f"last frame before the cut:<br><b>{before}</b>")
         self.after.value = picture(after, self.width)
         self.after_label.value = compact(f"first frame after the resume:<br><b>{after or '–'}"
                                          "</b>")
-        self.check = check
         self.verdict.value = "" if check is None else compact(
             f'{CSS}<span class="{"rr-ok" if check.ok else "rr-bad"}">'
             f"{html.escape(check.describe())}</span> (resumed from ContentBM "
