@@ -33,13 +33,11 @@ def read_users_file(path: Path) -> list[tuple[str, str]]:
     """``NAME:PASSWORD`` per line; blank lines and lines starting with ``#`` are skipped."""
     users = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, password = line.partition(":")
-        if not sep or not name or not password:
-            raise ValueError(f"{path}:{number}: expected NAME:PASSWORD")
-        users.append((name, password))
+        name, sep, password = line.strip().partition(":")
+        if line.strip() and not line.strip().startswith("#"):
+            if not sep or not name or not password:
+                raise ValueError(f"{path}:{number}: expected NAME:PASSWORD")
+            users.append((name, password))
     return users
 
 
@@ -59,7 +57,7 @@ class PortalServer:
 
     ``secret`` is the key shared with the streaming server (default: read from, or created
     in, ``data_dir/secret``, where ``serve-rtsp --secret-file`` looks); ``kdf`` the password
-    hashing cost; ``clock`` replaces ``time.time``; ``settings`` go to :class:`.app.Settings`.
+    hashing cost; ``settings`` go to :class:`.app.Settings`.
     """
 
     def __init__(self, data_dir: Path, media_dir: Path | None, rtsp_url: str,
@@ -71,7 +69,8 @@ class PortalServer:
         try:
             self.secret = secret if secret is not None else tokens.load_or_create_secret(
                 self.data_dir / SECRET_FILE)
-            self.user_ids = [self.store.add_user(n, p, clock()) for n, p in users]
+            for name, password in users:
+                self.store.add_user(name, password, clock())
             self.catalogue = Catalogue(media_dir)
             self.app = create_app(self.store, self.catalogue, self.secret, rtsp_url,
                                   clock=clock, **settings)
@@ -84,7 +83,6 @@ class PortalServer:
             self.store.close()
             raise
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -93,27 +91,22 @@ class PortalServer:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> PortalServer:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._http.serve, name="portal-http",
-                                                daemon=True)
-                self._thread.start()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._http.serve, name="portal-http",
+                                            daemon=True)
+            self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (Ctrl-C), then close."""
-        try:
-            self._http.serve()
-        finally:
-            self.stop()
+        """Serve in the calling thread until interrupted (Ctrl-C); then call :meth:`stop`."""
+        self._http.serve()
 
     def stop(self) -> None:
-        with self._lock:
-            self._http.stop()
-            if self._thread is not None:
-                self._thread.join(timeout=10)
-                self._thread = None
-            self.store.close()
+        self._http.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.store.close()
 
     def __enter__(self) -> PortalServer:
         return self.start()
@@ -125,11 +118,8 @@ class PortalServer:
 def main(args: Any) -> int:
     """``python -m rtsp_resume serve-portal``: run in the foreground until Ctrl-C."""
     try:
-        users = list(args.user)
-        if args.users_file is not None:
-            users += read_users_file(args.users_file)
-        server = PortalServer(data_dir=args.data, media_dir=args.media, rtsp_url=args.rtsp_url,
-                              users=users, host=args.host, port=args.port)
+        users = list(args.user) + (read_users_file(args.users_file) if args.users_file else [])
+        server = PortalServer(args.data, args.media, args.rtsp_url, users, args.host, args.port)
     except (ValueError, OSError) as exc:
         print(f"portal: cannot start: {exc}", file=sys.stderr)
         return 2
