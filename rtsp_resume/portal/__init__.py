@@ -2,9 +2,9 @@
 bookmarks and the bookmark page. :mod:`.app` is the JSON API with the reverse interface,
 :mod:`.pages` the pages, :mod:`.store` the database, :mod:`.service` the server."""
 
-from rtsp_resume.portal.app import ResultCode, create_app
+from rtsp_resume.portal.app import ResultCode
 from rtsp_resume.portal.passwords import Kdf
 from rtsp_resume.portal.service import PortalServer, main, read_users_file
 from rtsp_resume.portal.store import Store
 
-__all__ = ["Kdf", "PortalServer", "ResultCode", "Store", "create_app", "main", "read_users_file"]
+__all__ = ["Kdf", "PortalServer", "ResultCode", "Store", "main", "read_users_file"]

@@ -1,11 +1,8 @@
-"""The portal's JSON API (``/api/...``), the reverse bookmark-set interface among it, and
-what every request goes through (the pages are :mod:`.pages`).
+"""The portal's JSON API (``/api/...``) with the reverse bookmark-set interface.
 
-Input is checked before it reaches the store; a refusal is a 4xx with ``{"error": <slug>,
-"detail": <text>}`` (a BookMarkResp on the reverse interface), a 503 means the database
-failed. The patent's **UserToken** is the bearer secret a login returns (only its SHA-256 is
-stored, beside a random *login session id*); its **EncryptToken** is the play token of
-:mod:`rtsp_resume.tokens`, naming user, content and login session id, which the streaming
+The patent's **UserToken** is the bearer secret a login returns (stored only as its SHA-256,
+beside a random *login session id*); its **EncryptToken** is a play token
+(:mod:`rtsp_resume.tokens`) naming user, content and login session id, which the streaming
 server sends as the BookMarkReq's ``UserToken`` (it never holds the viewer's secret). The
 **bookmark interface** (claims 3, 4, 9, 10) answers with an ``rtsp://`` URL whose fresh play
 token starts at the bookmark, so a player that does not seek still begins there.
@@ -23,25 +20,15 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import bottle
 
 from rtsp_resume import tokens
+from rtsp_resume.portal import checks
 from rtsp_resume.portal.catalogue import Catalogue, Program
-from rtsp_resume.portal.checks import (
-    MAX_BODY,
-    MAX_TEXT,
-    ApiError,
-    after_request,
-    before_request,
-    check_fields,
-    json_route,
-    parse_json_object,
-    request_header,
-)
+from rtsp_resume.portal.checks import MAX_BODY, ApiError
 from rtsp_resume.portal.pages import Pages, iso_time, render
 from rtsp_resume.portal.passwords import GuessBrake
 from rtsp_resume.portal.store import BookmarkWrite, LoginSession, StorageError, Store
@@ -52,6 +39,9 @@ log = logging.getLogger(__name__)
 OPENAPI = Path(__file__).parent / "openapi.yaml"
 POSITION_TOLERANCE = 1.0  # s: a position estimate may run a frame or so past the end
 _CHALLENGE = 'Bearer realm="rtsp-resume"'
+# The bookmark interface's request; a BookMarkReq adds UserID (and may add InterruptedAt).
+_BOOKMARK_FIELDS = {"EncryptToken": "text", "UserToken": "text", "ContentID": "text",
+                    "ContentBM": "number"}
 _SIGNED_HEADERS = (tokens.TIMESTAMP_HEADER, tokens.NONCE_HEADER, tokens.SIGNATURE_HEADER,
                    tokens.IDEMPOTENCY_HEADER)
 
@@ -102,13 +92,6 @@ class Settings:
     bookmark_grace: float = 24 * 3600.0
 
 
-def _slug(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return f"http_{status}"
-
-
 def _bookmark_resp(user_id: str, code: ResultCode, detail: str) -> dict[str, Any]:
     # Claim 6: UserID, the result and its description; the embodiment's UserToken field
     # "holding the UserID" is echoed as such.
@@ -125,8 +108,8 @@ class Portal:
         self.settings, self.clock = settings, clock
         self.brake = GuessBrake(clock)
         self.app = app = bottle.Bottle(catchall=True, autojson=True)
-        app.add_hook("before_request", before_request)
-        app.add_hook("after_request", after_request)
+        app.add_hook("before_request", checks.before_request)
+        app.add_hook("after_request", checks.after_request)
         app.default_error_handler = self._error_page  # type: ignore[method-assign]
         for method, path, handler in [
             ("POST", "/api/login", self.api_login), ("POST", "/api/logout", self.api_logout),
@@ -134,7 +117,7 @@ class Portal:
             ("GET", "/api/bookmarks", self.api_bookmarks),
             ("POST", "/api/bookmark/interface", self.api_bookmark_interface),
         ]:
-            app.route(path, method, json_route(handler))
+            app.route(path, method, checks.json_route(handler))
         app.route("/api/bookmark/set", "POST", self.api_bookmark_set)
         app.route("/api/openapi.yaml", "GET", self.api_openapi)
         self.pages = Pages(self)
@@ -152,7 +135,8 @@ class Portal:
             if path == "/api/bookmark/set":  # the streaming server reads a BookMarkResp
                 code = _R.STORAGE_ERROR if status >= 500 else _R.BAD_REQUEST
                 return json.dumps(_bookmark_resp("", code, detail or error.status_line))
-            return json.dumps({"error": _slug(status), "detail": detail or error.status_line})
+            slug = error.status_line.partition(" ")[2].lower().replace(" ", "_").replace("-", "_")
+            return json.dumps({"error": slug, "detail": detail or error.status_line})
         bottle.response.content_type = "text/html; charset=utf-8"
         return render("error.tpl", title=error.status_line, status=error.status_line,
                       detail=detail, user=None)
@@ -160,11 +144,11 @@ class Portal:
     def _json_body(self) -> dict[str, Any]:
         if bottle.request.content_type.split(";")[0].strip().lower() != "application/json":
             raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
-        return parse_json_object(bottle.request.body.read(MAX_BODY + 1))
+        return checks.parse_json_object(bottle.request.body.read(MAX_BODY + 1))
 
     def _bearer(self) -> LoginSession:
         """The login session named by ``Authorization: Bearer <UserToken>``, or 401."""
-        scheme, _, token = request_header("Authorization").partition(" ")
+        scheme, _, token = checks.request_header("Authorization").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "send Authorization: Bearer <UserToken>",
                            WWW_Authenticate=_CHALLENGE)
@@ -175,7 +159,7 @@ class Portal:
         return session
 
     def valid_session(self, user_token: str) -> LoginSession | None:
-        if not user_token or len(user_token) > MAX_TEXT:
+        if not user_token or len(user_token) > checks.MAX_TEXT:
             return None
         session = self.store.session_for_token(user_token)
         return session if session is not None and session.valid(self.clock()) else None
@@ -198,7 +182,7 @@ class Portal:
     # -- JSON API --
 
     def api_login(self) -> dict[str, Any]:
-        body = check_fields(self._json_body(), {"user": "text", "password": "text"})
+        body = checks.check_fields(self._json_body(), {"user": "text", "password": "text"})
         user_id, user_token = self.login(body["user"], body["password"])
         return {"UserID": user_id, "UserToken": user_token,
                 "expires_in": int(self.settings.login_ttl)}
@@ -215,7 +199,7 @@ class Portal:
 
     def api_play(self) -> dict[str, Any]:
         session = self._bearer()
-        body = check_fields(self._json_body(), {"ContentID": "text"})
+        body = checks.check_fields(self._json_body(), {"ContentID": "text"})
         program = self.catalogue.get(body["ContentID"])
         if program is None:
             raise ApiError(404, "unknown_content", "no such ContentID in the catalogue")
@@ -242,11 +226,10 @@ class Portal:
         return answer
 
     def api_bookmark_interface(self) -> dict[str, Any]:
-        body = check_fields(self._json_body(), {"EncryptToken": "text", "UserToken": "text",
-                                                "ContentID": "text", "ContentBM": "number"})
+        body = checks.check_fields(self._json_body(), _BOOKMARK_FIELDS)
         # The UserToken in the body is the credential (claims 4, 10); a bearer header is
         # optional, and when present must be a login of the same user.
-        bearer_user = self._bearer().user_id if request_header("Authorization") else None
+        bearer_user = self._bearer().user_id if checks.request_header("Authorization") else None
         return self.bookmark_interface(
             user_token=body["UserToken"], encrypt_token=body["EncryptToken"],
             content_id=body["ContentID"], content_bm=float(body["ContentBM"]),
@@ -303,12 +286,11 @@ class Portal:
                 raise BookmarkRefused(_SIGNATURE_CODES[exc.reason],
                                       f"signature refused: {exc}") from exc
             try:
-                body = parse_json_object(raw)
+                body = checks.parse_json_object(raw)
                 if isinstance(body.get("UserID"), str):
-                    user_id = body["UserID"][:MAX_TEXT]
-                check_fields(body, {"EncryptToken": "text", "UserToken": "text",
-                                    "ContentID": "text", "ContentBM": "number", "UserID": "text"},
-                             {"InterruptedAt": "number"})
+                    user_id = body["UserID"][:checks.MAX_TEXT]
+                checks.check_fields(body, _BOOKMARK_FIELDS | {"UserID": "text"},
+                                    {"InterruptedAt": "number"})
             except ApiError as exc:
                 raise BookmarkRefused(_R.BAD_REQUEST, exc.detail) from exc
             code, detail, current = self._set_bookmark(nonce, raw, body)
@@ -372,8 +354,3 @@ class Portal:
         kept = format_clock(outcome.current.position) if outcome.current else "?"
         return _R.SAVED, f"recorded in the history; the newer bookmark at {kept} was kept", False
 
-
-def create_app(store: Store, catalogue: Catalogue, secret: bytes, rtsp_url: str, *,
-               clock: Callable[[], float] = time.time, **settings: Any) -> bottle.Bottle:
-    """The portal as a WSGI application; ``settings`` are the fields of :class:`Settings`."""
-    return Portal(store, catalogue, secret, Settings(rtsp_url=rtsp_url, **settings), clock).app

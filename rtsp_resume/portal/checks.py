@@ -59,6 +59,7 @@ def after_request() -> None:
 
 def json_route(handler: Callable[[], Any]) -> Callable[[], Any]:
     """An API route: its answer as JSON, an ApiError or a failed database as a JSON refusal."""
+
     def route() -> Any:
         try:
             result = handler()
@@ -89,13 +90,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
-
-
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object from a request body, or ApiError 400 saying what is wrong."""
     try:
-        value = _JSON.decode(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys,
+                           parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise ApiError(400, "bad_json", "the body is not UTF-8") from exc
     except (ValueError, RecursionError) as exc:

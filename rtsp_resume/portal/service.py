@@ -1,8 +1,6 @@
-"""Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``.
-
-The HTTP server is cheroot's threaded WSGI server: HTTP/1.1 keep-alive, idle connections
-waiting in its selector rather than holding a thread.
-"""
+"""Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``,
+on cheroot's threaded WSGI server (HTTP/1.1 keep-alive; idle connections wait in its
+selector rather than holding a thread)."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ from typing import Any
 from cheroot import wsgi
 
 from rtsp_resume import tokens
-from rtsp_resume.portal.app import create_app
+from rtsp_resume.portal.app import Portal, Settings
 from rtsp_resume.portal.catalogue import Catalogue
 from rtsp_resume.portal.passwords import Kdf
 from rtsp_resume.portal.store import Store
@@ -44,21 +42,17 @@ def read_users_file(path: Path) -> list[tuple[str, str]]:
 class _Server(wsgi.Server):
     @classmethod
     def prepare_socket(cls, *args: Any, **kwargs: Any) -> socket.socket:
-        # cheroot sets SO_REUSEADDR only on fixed ports; set it on every listener, so that
-        # the connections of a portal that listened on an ephemeral port do not keep a new
-        # portal from taking over that port (a restart on the same address).
+        # cheroot sets SO_REUSEADDR only on fixed ports; a portal restarted on the port an
+        # earlier one took as ephemeral needs it too.
         sock = super().prepare_socket(*args, **kwargs)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return sock
 
 
 class PortalServer:
-    """The portal on a background thread: for tests, notebooks and the combined ``serve``.
-
-    ``secret`` is the key shared with the streaming server (default: read from, or created
-    in, ``data_dir/secret``, where ``serve-rtsp --secret-file`` looks); ``kdf`` the password
-    hashing cost; ``settings`` go to :class:`.app.Settings`.
-    """
+    """The portal on a background thread. ``secret`` is the key shared with the streaming
+    server (default: read from, or created in, ``data_dir/secret``, where ``serve-rtsp
+    --secret-file`` looks); ``settings`` go to :class:`.app.Settings`."""
 
     def __init__(self, data_dir: Path, media_dir: Path | None, rtsp_url: str,
                  users: Iterable[tuple[str, str]] = (), host: str = "127.0.0.1", port: int = 0,
@@ -72,8 +66,8 @@ class PortalServer:
             for name, password in users:
                 self.store.add_user(name, password, clock())
             self.catalogue = Catalogue(media_dir)
-            self.app = create_app(self.store, self.catalogue, self.secret, rtsp_url,
-                                  clock=clock, **settings)
+            self.app = Portal(self.store, self.catalogue, self.secret,
+                              Settings(rtsp_url, **settings), clock).app
             self._http = _Server((host, port), self.app, numthreads=THREADS,
                                  timeout=IDLE_TIMEOUT, request_queue_size=128)
             self._http.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
@@ -86,7 +80,7 @@ class PortalServer:
 
     @property
     def url(self) -> str:
-        """Base URL, without a trailing slash: ``http://127.0.0.1:PORT``."""
+        """Without a trailing slash: ``http://127.0.0.1:PORT``."""
         host, port = self._http.bind_addr[:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 

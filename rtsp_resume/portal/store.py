@@ -201,9 +201,8 @@ class Store:
                   now, session_id)
 
     def record_bookmark(self, req: BookmarkWrite) -> WriteOutcome:
-        """Store an accepted bookmark request: in the history, and as the current bookmark
-        if it is newer. Every accepted request is kept in the history, a position of 0
-        (nothing worth resuming) only there."""
+        """Keep an accepted bookmark request in the history and, if it is newer and its
+        position not 0 (nothing worth resuming), as the current bookmark."""
         values = tuple(vars(req).values())  # in field order (astuple would deep-copy them)
         with self._transaction() as cur:
             # Idempotency: the history takes each nonce once; a retry writes nothing.
