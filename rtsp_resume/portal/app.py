@@ -78,7 +78,7 @@ _SIGNATURE_CODES = {"missing": _R.UNSIGNED, "malformed": _R.BAD_SIGNATURE,
 
 
 class BookmarkRefused(Exception):
-    """A refused BookMarkReq: ``args`` are its ResultCode and why."""
+    """A refused BookMarkReq, raised as ``BookmarkRefused(code, detail)``."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class Portal:
         app.route("/api/openapi.yaml", "GET", self.api_openapi)
         self.pages = Pages(self)
 
-    # -- what every request goes through --
+    # -- shared by the routes --
 
     def _error_page(self, error: bottle.HTTPError) -> str:
         status, path = error.status_code, bottle.request.path
@@ -295,8 +295,9 @@ class Portal:
                 raise BookmarkRefused(_R.BAD_REQUEST, exc.detail) from exc
             code, detail, current = self._set_bookmark(nonce, raw, body)
         except BookmarkRefused as exc:
-            bottle.response.status = HTTP_STATUS[exc.args[0]]
-            return _bookmark_resp(user_id, *exc.args)
+            code, detail = exc.args
+            bottle.response.status = HTTP_STATUS[code]
+            return _bookmark_resp(user_id, code, detail)
         except StorageError as exc:
             log.error("portal: storage failed while setting a bookmark: %s", exc)
             bottle.response.status = 503
