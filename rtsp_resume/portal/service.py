@@ -31,11 +31,13 @@ def read_users_file(path: Path) -> list[tuple[str, str]]:
     """``NAME:PASSWORD`` per line; blank lines and lines starting with ``#`` are skipped."""
     users = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        name, sep, password = line.strip().partition(":")
-        if line.strip() and not line.strip().startswith("#"):
-            if not sep or not name or not password:
-                raise ValueError(f"{path}:{number}: expected NAME:PASSWORD")
-            users.append((name, password))
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, password = line.partition(":")
+        if not sep or not name or not password:
+            raise ValueError(f"{path}:{number}: expected NAME:PASSWORD")
+        users.append((name, password))
     return users
 
 
