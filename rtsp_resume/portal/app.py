@@ -1,18 +1,11 @@
-"""The portal's JSON API (``/api/...``), the reverse bookmark-set interface among it, and
-what every request goes through (the pages are :mod:`.pages`).
+"""The portal's JSON API (``/api/...``) with the reverse bookmark-set interface.
 
-Everything a request sends is checked before it reaches the store: size, JSON shape, field
-types, tokens and signatures. A refusal is a 4xx with a JSON body on the API (``{"error":
-<slug>, "detail": <text>}``, or a BookMarkResp on the reverse interface) and a readable page
-elsewhere; a 5xx means the portal itself is in trouble (503: the database).
-
-The patent's fields here (see also ``openapi.yaml``): the **UserToken** is the bearer secret
-a login returns (only its SHA-256 is stored, next to a random *login session id*); the
-**EncryptToken** is the play token of :mod:`rtsp_resume.tokens`, naming the user, the
-content and that login session id, which the streaming server puts in the ``UserToken``
-field of its BookMarkReq (it never holds the viewer's secret). The **bookmark interface**
-(claims 3, 4, 9, 10) answers an ``rtsp://`` URL with a fresh play token that starts at the
-bookmark, so a plain player that does not seek still begins there.
+The patent's **UserToken** is the bearer secret a login returns (stored only as its SHA-256,
+beside a random *login session id*); its **EncryptToken** is a play token
+(:mod:`rtsp_resume.tokens`) naming user, content and login session id, which the streaming
+server sends as the BookMarkReq's ``UserToken`` (it never holds the viewer's secret). The
+**bookmark interface** (claims 3, 4, 9, 10) answers with an ``rtsp://`` URL whose fresh play
+token starts at the bookmark, so a player that does not seek still begins there.
 """
 
 from __future__ import annotations
@@ -27,41 +20,38 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import bottle
 
 from rtsp_resume import tokens
-from rtsp_resume.portal.catalogue import Catalogue, Program, title_for
-from rtsp_resume.portal.checks import (
-    MAX_TEXT,
-    ApiError,
-    check_fields,
-    parse_json_object,
-    request_header,
-)
+from rtsp_resume.portal import checks
+from rtsp_resume.portal.catalogue import Catalogue, Program
+from rtsp_resume.portal.checks import MAX_BODY, ApiError
 from rtsp_resume.portal.pages import Pages, iso_time, render
 from rtsp_resume.portal.passwords import GuessBrake
-from rtsp_resume.portal.store import Bookmark, BookmarkWrite, LoginSession, StorageError, Store
+from rtsp_resume.portal.store import BookmarkWrite, LoginSession, StorageError, Store
 from rtsp_resume.position import format_clock
 
 log = logging.getLogger(__name__)
 
 OPENAPI = Path(__file__).parent / "openapi.yaml"
-MAX_BODY = 16 * 1024  # every request the portal takes is far smaller
 POSITION_TOLERANCE = 1.0  # s: a position estimate may run a frame or so past the end
-_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
 _CHALLENGE = 'Bearer realm="rtsp-resume"'
+# The bookmark interface's request; a BookMarkReq adds UserID (and may add InterruptedAt).
+_BOOKMARK_FIELDS = {"EncryptToken": "text", "UserToken": "text", "ContentID": "text",
+                    "ContentBM": "number"}
+_SIGNED_HEADERS = (tokens.TIMESTAMP_HEADER, tokens.NONCE_HEADER, tokens.SIGNATURE_HEADER,
+                   tokens.IDEMPOTENCY_HEADER)
 
 
 class ResultCode(IntEnum):
     """BookMarkResp.ResultCode of the reverse bookmark-set interface (claim 6).
 
-    0: stored. 1 (duplicate): a request with this nonce was stored already and nothing more
-    was written, so a retry may count it delivered. Every other code is a refusal a retry
-    cannot change, except 30 (the portal's database failed: retry later).
+    0: stored; 1: this nonce was stored already and nothing more was written (a retry may
+    count it delivered). The rest are refusals a retry cannot change, except 30 (the
+    database failed: retry later).
     """
 
     SAVED, DUPLICATE = 0, 1
@@ -77,22 +67,18 @@ class ResultCode(IntEnum):
 
 
 _R = ResultCode
-HTTP_STATUS = {_R.SAVED: 200, _R.DUPLICATE: 200, _R.BAD_REQUEST: 400, _R.UNSIGNED: 401,
-               _R.BAD_SIGNATURE: 403, _R.STALE: 403, _R.NONCE_REUSED: 409,
-               _R.BAD_PLAY_TOKEN: 403, _R.PLAY_TOKEN_EXPIRED: 403, _R.TOKEN_MISMATCH: 403,
-               _R.USER_MISMATCH: 403, _R.UNKNOWN_LOGIN: 403, _R.UNKNOWN_CONTENT: 404,
-               _R.POSITION_OUT_OF_RANGE: 422, _R.STORAGE_ERROR: 503}
+# The HTTP status of each ResultCode: 403 unless said otherwise.
+HTTP_STATUS = {code: 403 for code in ResultCode} | {
+    _R.SAVED: 200, _R.DUPLICATE: 200, _R.BAD_REQUEST: 400, _R.UNSIGNED: 401,
+    _R.NONCE_REUSED: 409, _R.UNKNOWN_CONTENT: 404, _R.POSITION_OUT_OF_RANGE: 422,
+    _R.STORAGE_ERROR: 503}
 # Why tokens.verify_request refused a reverse call, as a ResultCode.
 _SIGNATURE_CODES = {"missing": _R.UNSIGNED, "malformed": _R.BAD_SIGNATURE,
                     "bad signature": _R.BAD_SIGNATURE, "stale": _R.STALE}
 
 
 class BookmarkRefused(Exception):
-    """A refused BookMarkReq: its ResultCode, explained."""
-
-    def __init__(self, code: ResultCode, detail: str) -> None:
-        super().__init__(detail)
-        self.code, self.detail = code, detail
+    """A refused BookMarkReq, raised as ``BookmarkRefused(code, detail)``."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +92,11 @@ class Settings:
     bookmark_grace: float = 24 * 3600.0
 
 
-def _slug(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return f"http_{status}"
+def _bookmark_resp(user_id: str, code: ResultCode, detail: str) -> dict[str, Any]:
+    # Claim 6: UserID, the result and its description; the embodiment's UserToken field
+    # "holding the UserID" is echoed as such.
+    return {"UserID": user_id, "UserToken": user_id, "ResultCode": int(code),
+            "Result": code.slug, "ResultDesc": detail}
 
 
 class Portal:
@@ -122,8 +108,8 @@ class Portal:
         self.settings, self.clock = settings, clock
         self.brake = GuessBrake(clock)
         self.app = app = bottle.Bottle(catchall=True, autojson=True)
-        app.add_hook("before_request", self._before)
-        app.add_hook("after_request", self._after)
+        app.add_hook("before_request", checks.before_request)
+        app.add_hook("after_request", checks.after_request)
         app.default_error_handler = self._error_page  # type: ignore[method-assign]
         for method, path, handler in [
             ("POST", "/api/login", self.api_login), ("POST", "/api/logout", self.api_logout),
@@ -131,31 +117,12 @@ class Portal:
             ("GET", "/api/bookmarks", self.api_bookmarks),
             ("POST", "/api/bookmark/interface", self.api_bookmark_interface),
         ]:
-            app.route(path, method, self._api(handler))
+            app.route(path, method, checks.json_route(handler))
         app.route("/api/bookmark/set", "POST", self.api_bookmark_set)
         app.route("/api/openapi.yaml", "GET", self.api_openapi)
         self.pages = Pages(self)
 
-    # -- what every request goes through --
-
-    def _before(self) -> None:
-        # What the HTTP server lets through but the portal does not serve: other methods
-        # (RFC 9110 15.6.2) and chunked bodies (RFC 9112 6.1; no client of the portal sends one).
-        if bottle.request.method not in _METHODS:
-            raise bottle.HTTPError(501, f"method {bottle.request.method} not supported")
-        if request_header("Transfer-Encoding"):
-            raise bottle.HTTPError(411, "send the body with a Content-Length")
-        if bottle.request.content_length > MAX_BODY:
-            raise bottle.HTTPError(413, f"the body is larger than {MAX_BODY} bytes")
-
-    def _after(self) -> None:
-        headers = bottle.response.headers
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers.setdefault("Cache-Control", "no-store")  # tokens are in most answers
-        if not bottle.request.path.startswith("/api/"):
-            headers["Content-Security-Policy"] = (
-                "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+    # -- shared by the routes --
 
     def _error_page(self, error: bottle.HTTPError) -> str:
         status, path = error.status_code, bottle.request.path
@@ -167,40 +134,21 @@ class Portal:
             bottle.response.content_type = "application/json"
             if path == "/api/bookmark/set":  # the streaming server reads a BookMarkResp
                 code = _R.STORAGE_ERROR if status >= 500 else _R.BAD_REQUEST
-                return json.dumps(self._bookmark_resp("", code, detail or error.status_line))
-            return json.dumps({"error": _slug(status), "detail": detail or error.status_line})
+                return json.dumps(_bookmark_resp("", code, detail or error.status_line))
+            slug = error.status_line.partition(" ")[2].lower().replace(" ", "_").replace("-", "_")
+            return json.dumps({"error": slug, "detail": detail or error.status_line})
         bottle.response.content_type = "text/html; charset=utf-8"
         return render("error.tpl", title=error.status_line, status=error.status_line,
                       detail=detail, user=None)
 
-    def _api(self, handler: Callable[[], Any]) -> Callable[[], Any]:
-        def route() -> Any:
-            try:
-                result = handler()
-            except ApiError as exc:
-                bottle.response.status = exc.status
-                for name, value in exc.headers.items():
-                    bottle.response.set_header(name.replace("_", "-"), value)
-                result = {"error": exc.error, "detail": exc.detail}
-            except StorageError as exc:
-                log.error("portal: storage failed: %s", exc)
-                bottle.response.status = 503
-                result = {"error": "storage_error", "detail": "the database failed; retry"}
-            if isinstance(result, list):
-                bottle.response.content_type = "application/json"
-                return json.dumps(result)
-            return result
-
-        return route
-
     def _json_body(self) -> dict[str, Any]:
         if bottle.request.content_type.split(";")[0].strip().lower() != "application/json":
             raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
-        return parse_json_object(bottle.request.body.read(MAX_BODY + 1))
+        return checks.parse_json_object(bottle.request.body.read(MAX_BODY + 1))
 
     def _bearer(self) -> LoginSession:
         """The login session named by ``Authorization: Bearer <UserToken>``, or 401."""
-        scheme, _, token = request_header("Authorization").partition(" ")
+        scheme, _, token = checks.request_header("Authorization").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "send Authorization: Bearer <UserToken>",
                            WWW_Authenticate=_CHALLENGE)
@@ -211,31 +159,31 @@ class Portal:
         return session
 
     def valid_session(self, user_token: str) -> LoginSession | None:
-        if not user_token or len(user_token) > MAX_TEXT:
+        if not user_token or len(user_token) > checks.MAX_TEXT:
             return None
         session = self.store.session_for_token(user_token)
         return session if session is not None and session.valid(self.clock()) else None
 
-    def authenticate(self, name: str, password: str) -> str | None:
-        """The store's password check, behind the guessing brake (ApiError 429 meanwhile)."""
+    def login(self, name: str, password: str) -> tuple[str, str]:
+        """A new login session's UserID and UserToken; behind the guessing brake (ApiError
+        429 while it holds), and ApiError 401 for a wrong password."""
         keys = ("user:" + name, "addr:" + bottle.request.environ.get("REMOTE_ADDR", ""))
         wait = math.ceil(self.brake.attempt(*keys))
         if wait:
             raise ApiError(429, "too_many_attempts", f"too many wrong passwords; retry in "
                            f"{wait} s", Retry_After=str(wait))
         user_id = self.store.authenticate(name, password)
-        if user_id is not None:
-            self.brake.succeeded(*keys)
-        return user_id
+        if user_id is None:
+            raise ApiError(401, "bad_credentials", "unknown user or wrong password")
+        self.brake.succeeded(*keys)
+        _, user_token = self.store.create_session(user_id, self.settings.login_ttl, self.clock())
+        return user_id, user_token
 
     # -- JSON API --
 
     def api_login(self) -> dict[str, Any]:
-        body = check_fields(self._json_body(), {"user": "text", "password": "text"})
-        user_id = self.authenticate(body["user"], body["password"])
-        if user_id is None:
-            raise ApiError(401, "bad_credentials", "unknown user or wrong password")
-        _, user_token = self.store.create_session(user_id, self.settings.login_ttl, self.clock())
+        body = checks.check_fields(self._json_body(), {"user": "text", "password": "text"})
+        user_id, user_token = self.login(body["user"], body["password"])
         return {"UserID": user_id, "UserToken": user_token,
                 "expires_in": int(self.settings.login_ttl)}
 
@@ -251,7 +199,7 @@ class Portal:
 
     def api_play(self) -> dict[str, Any]:
         session = self._bearer()
-        body = check_fields(self._json_body(), {"ContentID": "text"})
+        body = checks.check_fields(self._json_body(), {"ContentID": "text"})
         program = self.catalogue.get(body["ContentID"])
         if program is None:
             raise ApiError(404, "unknown_content", "no such ContentID in the catalogue")
@@ -268,22 +216,20 @@ class Portal:
                 "ContentBM": round(start, 3), "expires_in": int(self.settings.play_ttl)}
 
     def api_bookmarks(self) -> list[dict[str, Any]]:
-        return [self._bookmark_json(b) for b in self.store.bookmarks(self._bearer().user_id)]
-
-    def _bookmark_json(self, b: Bookmark) -> dict[str, Any]:
-        program = self.catalogue.get(b.content_id)
-        return {"UserID": b.user_id, "ContentID": b.content_id,
-                "title": program.title if program else title_for(b.content_id),
-                "ContentBM": round(b.position, 3),
-                "duration": round(program.duration, 3) if program else None,
-                "saved_at": iso_time(b.saved_at), "EncryptToken": b.encrypt_token}
+        answer = []
+        for b in self.store.bookmarks(self._bearer().user_id):
+            title, duration = self.catalogue.describe(b.content_id)
+            answer.append({"UserID": b.user_id, "ContentID": b.content_id, "title": title,
+                           "ContentBM": round(b.position, 3),
+                           "duration": None if duration is None else round(duration, 3),
+                           "saved_at": iso_time(b.saved_at), "EncryptToken": b.encrypt_token})
+        return answer
 
     def api_bookmark_interface(self) -> dict[str, Any]:
-        body = check_fields(self._json_body(), {"EncryptToken": "text", "UserToken": "text",
-                                                "ContentID": "text", "ContentBM": "number"})
+        body = checks.check_fields(self._json_body(), _BOOKMARK_FIELDS)
         # The UserToken in the body is the credential (claims 4, 10); a bearer header is
         # optional, and when present must be a login of the same user.
-        bearer_user = self._bearer().user_id if request_header("Authorization") else None
+        bearer_user = self._bearer().user_id if checks.request_header("Authorization") else None
         return self.bookmark_interface(
             user_token=body["UserToken"], encrypt_token=body["EncryptToken"],
             content_id=body["ContentID"], content_bm=float(body["ContentBM"]),
@@ -291,12 +237,8 @@ class Portal:
 
     def bookmark_interface(self, *, user_token: str, encrypt_token: str, content_id: str,
                            content_bm: float, bearer_user: str | None = None) -> dict[str, Any]:
-        """Claims 3, 4, 9, 10: check the request against what is stored, then answer the
-        bookmark interface (a resume URL whose fresh play token starts at the bookmark).
-
-        The UserToken must be a valid login, the user must have a current bookmark for
-        ContentID, and the EncryptToken and ContentBM must be the ones stored with it.
-        """
+        """Claims 3, 4, 9, 10: a valid login's UserToken, and the EncryptToken and ContentBM
+        of its user's current bookmark for ContentID, get a resume URL starting there."""
         session = self.valid_session(user_token)
         if session is None:
             raise ApiError(403, "invalid_user_token",
@@ -334,41 +276,34 @@ class Portal:
         try:
             raw = bottle.request.body.read(MAX_BODY + 1)
             environ = bottle.request.environ
-            headers = {name: environ[key] for name in (
-                tokens.TIMESTAMP_HEADER, tokens.NONCE_HEADER, tokens.SIGNATURE_HEADER,
-                tokens.IDEMPOTENCY_HEADER) if (key := "HTTP_" + name.upper().replace("-", "_"))
-                in environ}
+            # Only the headers sent: a missing one is "unsigned", an empty one "malformed".
+            headers = {name: environ[key] for name in _SIGNED_HEADERS
+                       if (key := "HTTP_" + name.upper().replace("-", "_")) in environ}
             try:
-                tokens.verify_request(self.secret, raw, headers, self.clock(),
-                                      max_skew=self.settings.max_skew)
+                nonce = tokens.verify_request(self.secret, raw, headers, self.clock(),
+                                              max_skew=self.settings.max_skew)
             except tokens.InvalidSignature as exc:
                 raise BookmarkRefused(_SIGNATURE_CODES[exc.reason],
                                       f"signature refused: {exc}") from exc
             try:
-                body = parse_json_object(raw)
+                body = checks.parse_json_object(raw)
                 if isinstance(body.get("UserID"), str):
-                    user_id = body["UserID"][:MAX_TEXT]
-                check_fields(body, {"EncryptToken": "text", "UserToken": "text",
-                                    "ContentID": "text", "ContentBM": "number", "UserID": "text"},
-                             {"InterruptedAt": "number"})
+                    user_id = body["UserID"][:checks.MAX_TEXT]
+                checks.check_fields(body, _BOOKMARK_FIELDS | {"UserID": "text"},
+                                    {"InterruptedAt": "number"})
             except ApiError as exc:
                 raise BookmarkRefused(_R.BAD_REQUEST, exc.detail) from exc
-            code, detail, current = self._set_bookmark(headers[tokens.NONCE_HEADER], raw, body)
+            code, detail, current = self._set_bookmark(nonce, raw, body)
         except BookmarkRefused as exc:
-            bottle.response.status = HTTP_STATUS[exc.code]
-            return self._bookmark_resp(user_id, exc.code, exc.detail)
+            code, detail = exc.args
+            bottle.response.status = HTTP_STATUS[code]
+            return _bookmark_resp(user_id, code, detail)
         except StorageError as exc:
             log.error("portal: storage failed while setting a bookmark: %s", exc)
             bottle.response.status = 503
-            return self._bookmark_resp(user_id, _R.STORAGE_ERROR,
-                                       "the bookmark could not be stored; retry later")
-        return {**self._bookmark_resp(user_id, code, detail), "Current": current}
-
-    def _bookmark_resp(self, user_id: str, code: ResultCode, detail: str) -> dict[str, Any]:
-        # Claim 6: UserID, the result and its description; the embodiment's UserToken field
-        # "holding the UserID" is echoed as such.
-        return {"UserID": user_id, "UserToken": user_id, "ResultCode": int(code),
-                "Result": code.slug, "ResultDesc": detail}
+            return _bookmark_resp(user_id, _R.STORAGE_ERROR,
+                                  "the bookmark could not be stored; retry later")
+        return {**_bookmark_resp(user_id, code, detail), "Current": current}
 
     def _set_bookmark(self, nonce: str, raw: bytes, body: dict[str, Any]
                       ) -> tuple[ResultCode, str, bool]:
@@ -383,16 +318,13 @@ class Portal:
         login = self.store.session(grant.login_session)
         own_login = login is not None and login.user_id == grant.user_id  # so the user exists
         # Claim 5: UserID names the user, and must be the user the play token was issued to.
-        if body["UserID"] != grant.user_id or not (own_login
-                                                  or self.store.user_exists(grant.user_id)):
-            raise BookmarkRefused(_R.USER_MISMATCH,
-                                  "UserID is not the user the EncryptToken was issued to")
+        known = own_login or self.store.user_exists(grant.user_id)
+        if body["UserID"] != grant.user_id or not known:
+            raise BookmarkRefused(_R.USER_MISMATCH, "UserID is not the EncryptToken's user")
         if body["ContentID"] != grant.content_id:
-            raise BookmarkRefused(_R.TOKEN_MISMATCH,
-                                  "ContentID is not the content the EncryptToken was issued for")
+            raise BookmarkRefused(_R.TOKEN_MISMATCH, "ContentID is not the EncryptToken's content")
         if not hmac.compare_digest(body["UserToken"].encode(), grant.login_session.encode()):
-            raise BookmarkRefused(_R.TOKEN_MISMATCH,
-                                  "UserToken is not the login session of the EncryptToken")
+            raise BookmarkRefused(_R.TOKEN_MISMATCH, "UserToken is not the EncryptToken's login")
         if not own_login:
             raise BookmarkRefused(_R.UNKNOWN_LOGIN, "UserToken names no login session of this user")
         program = self.catalogue.get(grant.content_id)
@@ -404,8 +336,7 @@ class Portal:
                                   f"ContentBM {position:g} is outside 0..{program.duration:g} s")
         interrupted_at, skew = float(body.get("InterruptedAt", now)), self.settings.max_skew
         if "InterruptedAt" in body and not grant.issued - skew <= interrupted_at <= now + skew:
-            raise BookmarkRefused(_R.BAD_REQUEST,
-                                  "InterruptedAt must lie between the token's issue time and now")
+            raise BookmarkRefused(_R.BAD_REQUEST, "InterruptedAt is before the token or after now")
         outcome = self.store.record_bookmark(BookmarkWrite(
             user_id=grant.user_id, content_id=grant.content_id,
             position=round(min(position, program.duration), 3), encrypt_token=grant.token,
@@ -413,23 +344,14 @@ class Portal:
             interrupted_at=interrupted_at, saved_at=now, nonce=nonce,
             body_sha256=hashlib.sha256(raw).hexdigest()))
         if outcome.duplicate and not outcome.same_body:
-            raise BookmarkRefused(_R.NONCE_REUSED,
-                                  "this nonce was already used for a different request")
+            raise BookmarkRefused(_R.NONCE_REUSED, "this nonce was used for another request")
         if outcome.duplicate:
             return (_R.DUPLICATE,
                     "already stored by an earlier request with this nonce; nothing changed", False)
         if outcome.became_current:
-            detail = f"bookmark saved at {format_clock(position)}"
-        elif position <= 0:
-            detail = "recorded in the history; a position of 0 makes no bookmark"
-        else:
-            kept = format_clock(outcome.current.position) if outcome.current else "?"
-            detail = f"recorded in the history; the newer bookmark at {kept} was kept"
-        return _R.SAVED, detail, outcome.became_current
+            return _R.SAVED, f"bookmark saved at {format_clock(position)}", True
+        if position <= 0:
+            return _R.SAVED, "recorded in the history; a position of 0 makes no bookmark", False
+        kept = format_clock(outcome.current.position) if outcome.current else "?"
+        return _R.SAVED, f"recorded in the history; the newer bookmark at {kept} was kept", False
 
-
-def create_app(store: Store, catalogue: Catalogue, secret: bytes, rtsp_url: str, *,
-               clock: Callable[[], float] = time.time, **settings: Any) -> bottle.Bottle:
-    """The portal as a WSGI application (a :class:`bottle.Bottle`); ``settings`` are the
-    fields of :class:`Settings` (``login_ttl``, ``play_ttl``, ``max_skew``, ``bookmark_grace``)."""
-    return Portal(store, catalogue, secret, Settings(rtsp_url=rtsp_url, **settings), clock).app

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import bottle
 
-from rtsp_resume.portal.catalogue import title_for
 from rtsp_resume.portal.checks import MAX_TEXT, ApiError
 from rtsp_resume.portal.store import LoginSession
 from rtsp_resume.position import format_clock
@@ -42,7 +41,11 @@ def iso_time(epoch: float) -> str:
 def render(name: str, **values: Any) -> str:
     values.setdefault("csrf", "")
     return bottle.template(name, template_lookup=[str(VIEWS)], fmt_pos=format_clock,
-                           fmt_dur=format_duration, **values)
+                           fmt_dur=format_duration, iso_time=iso_time, **values)
+
+
+def _form(name: str) -> str:
+    return bottle.request.forms.getunicode(name, "") or ""
 
 
 class Pages:
@@ -62,8 +65,7 @@ class Pages:
                          lambda name: bottle.static_file(name, root=str(STATIC)))
 
     def _page_session(self) -> LoginSession | None:
-        token = bottle.request.get_cookie(SESSION_COOKIE)
-        return self.portal.valid_session(token) if token else None
+        return self.portal.valid_session(bottle.request.get_cookie(SESSION_COOKIE) or "")
 
     def _require_page_session(self, *, form: bool = False) -> LoginSession:
         """The signed-in user's session (else off to /login); for a form, its CSRF checked."""
@@ -71,8 +73,8 @@ class Pages:
         if session is None:
             bottle.redirect("/login")
         assert session is not None
-        if form and not hmac.compare_digest(bottle.request.forms.get("csrf", "").encode(),
-                                            self.csrf_token(session).encode()):
+        csrf = bottle.request.forms.get("csrf", "").encode()
+        if form and not hmac.compare_digest(csrf, self.csrf_token(session).encode()):
             raise bottle.HTTPError(403, "The form has expired. Go back, reload and try again.")
         return session
 
@@ -98,38 +100,33 @@ class Pages:
                       user=None)
 
     def page_login_post(self) -> str | None:
-        forms = bottle.request.forms
         expected = bottle.request.get_cookie(LOGIN_CSRF_COOKIE) or ""
-        if not expected or not hmac.compare_digest(forms.get("csrf", "").encode(),
-                                                    expected.encode()):
+        csrf = bottle.request.forms.get("csrf", "").encode()
+        if not expected or not hmac.compare_digest(csrf, expected.encode()):
             bottle.response.status = 400
             return self.page_login(error="The form has expired; please try again.")
-        name = forms.getunicode("user", "") or ""
-        password = forms.getunicode("password", "") or ""
-        user_id = None
-        if 0 < len(name) <= 64 and 0 < len(password) <= MAX_TEXT:
-            try:
-                user_id = self.portal.authenticate(name, password)
-            except ApiError as exc:  # the guessing brake
-                bottle.response.status = exc.status
+        name, password = _form("user"), _form("password")
+        try:
+            if not (0 < len(name) <= 64 and 0 < len(password) <= MAX_TEXT):
+                raise ApiError(401, "bad_credentials", "")
+            _, user_token = self.portal.login(name, password)
+        except ApiError as exc:
+            bottle.response.status = exc.status
+            if exc.status == 429:  # the guessing brake
                 bottle.response.set_header("Retry-After", exc.headers["Retry_After"])
-                return self.page_login(error=f"Too many wrong passwords: {exc.detail}.",
-                                       user=name[:64])
-        if user_id is None:
-            bottle.response.status = 401
-            return self.page_login(error="Unknown user or wrong password.", user=name[:64])
-        ttl = self.portal.settings.login_ttl
-        _, user_token = self.portal.store.create_session(user_id, ttl, self.portal.clock())
+            return self.page_login(user=name[:64], error=(
+                f"Too many wrong passwords: {exc.detail}." if exc.status == 429
+                else "Unknown user or wrong password."))
         bottle.response.set_cookie(SESSION_COOKIE, user_token, httponly=True, samesite="lax",
-                                   path="/", max_age=int(ttl))
+                                   path="/", max_age=int(self.portal.settings.login_ttl))
         bottle.response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
         bottle.redirect("/bookmarks", 303)
         return None
 
     def page_logout(self) -> None:
         if self._page_session() is not None:
-            session = self._require_page_session(form=True)
-            self.portal.store.revoke_session(session.session_id, self.portal.clock())
+            session_id = self._require_page_session(form=True).session_id
+            self.portal.store.revoke_session(session_id, self.portal.clock())
         bottle.response.delete_cookie(SESSION_COOKIE, path="/")
         bottle.redirect("/login", 303)
 
@@ -141,17 +138,13 @@ class Pages:
 
     def page_bookmarks(self) -> str:
         session = self._require_page_session()
-        items = []
-        for b in self.portal.store.bookmarks(session.user_id):
-            program = self.portal.catalogue.get(b.content_id)
-            items.append((b, program.title if program else title_for(b.content_id),
-                          program.duration if program else None))
-        return self._page("bookmarks.tpl", session, "My bookmarks", items=items,
-                          iso_time=iso_time)
+        items = [(b, *self.portal.catalogue.describe(b.content_id))
+                 for b in self.portal.store.bookmarks(session.user_id)]
+        return self._page("bookmarks.tpl", session, "My bookmarks", items=items)
 
     def page_play(self) -> str:
         session = self._require_page_session(form=True)
-        program = self.portal.catalogue.get(bottle.request.forms.getunicode("ContentID", "") or "")
+        program = self.portal.catalogue.get(_form("ContentID"))
         if program is None:
             raise bottle.HTTPError(404, "No such program.")
         return self._page("play.tpl", session, f"Play {program.title}", program=program,
@@ -159,16 +152,13 @@ class Pages:
 
     def page_resume(self) -> str:
         session = self._require_page_session(form=True)
-        forms = bottle.request.forms
-        try:
-            content_bm = float(forms.get("ContentBM", ""))
-        except ValueError:
-            raise bottle.HTTPError(400, "Bad bookmark position.") from None
         try:
             play = self.portal.bookmark_interface(
                 user_token=bottle.request.get_cookie(SESSION_COOKIE) or "",
-                encrypt_token=forms.getunicode("EncryptToken", "") or "",
-                content_id=forms.getunicode("ContentID", "") or "", content_bm=content_bm)
+                encrypt_token=_form("EncryptToken"), content_id=_form("ContentID"),
+                content_bm=float(bottle.request.forms.get("ContentBM", "")))
+        except ValueError:
+            raise bottle.HTTPError(400, "Bad bookmark position.") from None
         except ApiError as exc:
             raise bottle.HTTPError(exc.status, f"Cannot resume: {exc.detail}.") from None
         program = self.portal.catalogue.get(play["ContentID"])

@@ -14,11 +14,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Kdf:
-    """scrypt parameters for password hashes; the cost is stored in each hash.
-
-    The default (n=2**15, r=8: 32 MiB, about 70 ms here) makes a guess expensive and a
-    login still quick. Tests pass a cheaper one.
-    """
+    """scrypt's cost, stored in each hash. The default (32 MiB, about 70 ms here) makes a
+    guess expensive and a login still quick; tests pass a cheaper one."""
 
     n: int = 2**15
     r: int = 8
@@ -27,7 +24,8 @@ class Kdf:
     def hash(self, password: str) -> str:
         salt = secrets.token_bytes(16)
         digest = _scrypt(password, salt, self.n, self.r, self.p)
-        return f"scrypt${self.n}${self.r}${self.p}${_b64(salt)}${_b64(digest)}"
+        return "$".join(["scrypt", str(self.n), str(self.r), str(self.p),
+                         base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
 
     @staticmethod
     def verify(password: str, encoded: str) -> bool:
@@ -47,23 +45,16 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
                           maxmem=256 * n * r + 2**20, dklen=32)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def token_hash(token: str) -> str:
     """How a bearer secret is stored: its SHA-256 (the secret itself never hits the disk)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class GuessBrake:
-    """A brake on password guessing: after ``free`` failures in a row for a key (an account,
-    a client address), the key must wait ``base * 2**n`` seconds, at most ``cap``, before
-    its next try (the portal answers 429 with Retry-After, RFC 6585 section 4).
-
-    The cap keeps an attacker from locking a user out for long; what it still allows is
-    about one guess per ``cap`` seconds per account and per address.
-    """
+    """After ``free`` failures in a row for a key (an account, a client address), the key
+    waits ``base * 2**n`` seconds, at most ``cap``, before its next try (the portal answers
+    429 with Retry-After, RFC 6585 section 4). The cap keeps a user from being locked out
+    for long; it still allows only about one guess per ``cap`` seconds per key."""
 
     def __init__(self, clock: Callable[[], float], free: int = 5, base: float = 1.0,
                  cap: float = 30.0) -> None:

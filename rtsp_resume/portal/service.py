@@ -1,8 +1,6 @@
-"""Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``.
-
-The HTTP server is cheroot's threaded WSGI server: HTTP/1.1 keep-alive, idle connections
-waiting in its selector rather than holding a thread.
-"""
+"""Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``,
+on cheroot's threaded WSGI server (HTTP/1.1 keep-alive; idle connections wait in its
+selector rather than holding a thread)."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ from typing import Any
 from cheroot import wsgi
 
 from rtsp_resume import tokens
-from rtsp_resume.portal.app import create_app
+from rtsp_resume.portal.app import Portal, Settings
 from rtsp_resume.portal.catalogue import Catalogue
 from rtsp_resume.portal.passwords import Kdf
 from rtsp_resume.portal.store import Store
@@ -46,21 +44,17 @@ def read_users_file(path: Path) -> list[tuple[str, str]]:
 class _Server(wsgi.Server):
     @classmethod
     def prepare_socket(cls, *args: Any, **kwargs: Any) -> socket.socket:
-        # cheroot sets SO_REUSEADDR only on fixed ports; set it on every listener, so that
-        # the connections of a portal that listened on an ephemeral port do not keep a new
-        # portal from taking over that port (a restart on the same address).
+        # cheroot sets SO_REUSEADDR only on fixed ports; a portal restarted on the port an
+        # earlier one took as ephemeral needs it too.
         sock = super().prepare_socket(*args, **kwargs)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return sock
 
 
 class PortalServer:
-    """The portal on a background thread: for tests, notebooks and the combined ``serve``.
-
-    ``secret`` is the key shared with the streaming server (default: read from, or created
-    in, ``data_dir/secret``, where ``serve-rtsp --secret-file`` looks); ``kdf`` the password
-    hashing cost; ``clock`` replaces ``time.time``; ``settings`` go to :class:`.app.Settings`.
-    """
+    """The portal on a background thread. ``secret`` is the key shared with the streaming
+    server (default: read from, or created in, ``data_dir/secret``, where ``serve-rtsp
+    --secret-file`` looks); ``settings`` go to :class:`.app.Settings`."""
 
     def __init__(self, data_dir: Path, media_dir: Path | None, rtsp_url: str,
                  users: Iterable[tuple[str, str]] = (), host: str = "127.0.0.1", port: int = 0,
@@ -71,10 +65,11 @@ class PortalServer:
         try:
             self.secret = secret if secret is not None else tokens.load_or_create_secret(
                 self.data_dir / SECRET_FILE)
-            self.user_ids = [self.store.add_user(n, p, clock()) for n, p in users]
+            for name, password in users:
+                self.store.add_user(name, password, clock())
             self.catalogue = Catalogue(media_dir)
-            self.app = create_app(self.store, self.catalogue, self.secret, rtsp_url,
-                                  clock=clock, **settings)
+            self.app = Portal(self.store, self.catalogue, self.secret,
+                              Settings(rtsp_url, **settings), clock).app
             self._http = _Server((host, port), self.app, numthreads=THREADS,
                                  timeout=IDLE_TIMEOUT, request_queue_size=128)
             self._http.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
@@ -84,36 +79,30 @@ class PortalServer:
             self.store.close()
             raise
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        """Base URL, without a trailing slash: ``http://127.0.0.1:PORT``."""
+        """Without a trailing slash: ``http://127.0.0.1:PORT``."""
         host, port = self._http.bind_addr[:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> PortalServer:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._http.serve, name="portal-http",
-                                                daemon=True)
-                self._thread.start()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._http.serve, name="portal-http",
+                                            daemon=True)
+            self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (Ctrl-C), then close."""
-        try:
-            self._http.serve()
-        finally:
-            self.stop()
+        """Serve in the calling thread until interrupted (Ctrl-C); then call :meth:`stop`."""
+        self._http.serve()
 
     def stop(self) -> None:
-        with self._lock:
-            self._http.stop()
-            if self._thread is not None:
-                self._thread.join(timeout=10)
-                self._thread = None
-            self.store.close()
+        self._http.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.store.close()
 
     def __enter__(self) -> PortalServer:
         return self.start()
@@ -125,11 +114,8 @@ class PortalServer:
 def main(args: Any) -> int:
     """``python -m rtsp_resume serve-portal``: run in the foreground until Ctrl-C."""
     try:
-        users = list(args.user)
-        if args.users_file is not None:
-            users += read_users_file(args.users_file)
-        server = PortalServer(data_dir=args.data, media_dir=args.media, rtsp_url=args.rtsp_url,
-                              users=users, host=args.host, port=args.port)
+        users = list(args.user) + (read_users_file(args.users_file) if args.users_file else [])
+        server = PortalServer(args.data, args.media, args.rtsp_url, users, args.host, args.port)
     except (ValueError, OSError) as exc:
         print(f"portal: cannot start: {exc}", file=sys.stderr)
         return 2

@@ -1,10 +1,10 @@
 """The portal's storage: accounts, login sessions and bookmarks in one SQL database.
 
-A bookmark answered with ResultCode 0 must outlive a ``kill -9``: SQLite runs in WAL mode
-with ``synchronous=FULL``, one transaction per request, answered after its COMMIT; one
-connection under a lock serves every thread. The statements are portable DB-API (the
-dialect's differences: SQLITE), ready for PostgreSQL. The bookmark rules (claims 1, 5) are
-one statement each, in :meth:`Store.record_bookmark`.
+A bookmark answered with ResultCode 0 outlives a ``kill -9``: SQLite in WAL mode with
+``synchronous=FULL``, one transaction per request, answered after its COMMIT, one connection
+under a lock for every thread. The statements are portable (the dialect's differences are
+in SQLITE); the bookmark rules (claims 1, 5) are one statement each, in
+:meth:`Store.record_bookmark`.
 """
 
 from __future__ import annotations
@@ -123,8 +123,7 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        """One transaction (DB-API: begun by the first write), committed when the block
-        ends, else rolled back."""
+        """One transaction (begun by the first write), committed when the block ends."""
         with self._lock:
             if self._db is None:
                 raise StorageError("the store is closed")
@@ -138,11 +137,9 @@ class Store:
         with self._transaction() as cur:
             return cur.execute(sql, params).fetchone()
 
-    def _all(self, sql: str, *params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """The column names and rows of a query."""
+    def _all(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with self._transaction() as cur:
-            rows = cur.execute(sql, params).fetchall()
-            return [d[0] for d in cur.description], rows
+            return cur.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self._lock:
@@ -177,11 +174,10 @@ class Store:
         return self._one("SELECT 1 FROM users WHERE user_id = ?", user_id) is not None
 
     def users(self) -> list[str]:
-        return [row[0] for row in self._all("SELECT user_id FROM users ORDER BY user_id")[1]]
+        return [row[0] for row in self._all("SELECT user_id FROM users ORDER BY user_id")]
 
     def create_session(self, user_id: str, ttl: float, now: float) -> tuple[LoginSession, str]:
-        """Start a login session; return it and its bearer secret, the UserToken. Only the
-        token's hash is stored; the session id is no secret (play tokens name it)."""
+        """A new login session and its UserToken (a bearer secret, stored only hashed)."""
         user_token = secrets.token_urlsafe(32)
         session = LoginSession("ls-" + secrets.token_urlsafe(12), user_id, now, now + ttl, None)
         self._one(f"INSERT INTO login_sessions ({_SESSION}, token_hash) VALUES (?, ?, ?, ?, ?, ?)",
@@ -195,7 +191,7 @@ class Store:
         return LoginSession(*row) if row else None
 
     def session(self, session_id: str) -> LoginSession | None:
-        """A login session by its id (not a secret), whatever its state."""
+        """A login session by its id (no secret: play tokens name it), whatever its state."""
         row = self._one(f"SELECT {_SESSION} FROM login_sessions WHERE session_id = ?", session_id)
         return LoginSession(*row) if row else None
 
@@ -205,9 +201,8 @@ class Store:
                   now, session_id)
 
     def record_bookmark(self, req: BookmarkWrite) -> WriteOutcome:
-        """Store an accepted bookmark request: in the history, and as the current bookmark
-        if it is newer. Every accepted request is kept in the history, a position of 0
-        (nothing worth resuming) only there."""
+        """Keep an accepted bookmark request in the history and, if it is newer and its
+        position not 0 (nothing worth resuming), as the current bookmark."""
         values = tuple(vars(req).values())  # in field order (astuple would deep-copy them)
         with self._transaction() as cur:
             # Idempotency: the history takes each nonce once; a retry writes nothing.
@@ -239,9 +234,9 @@ class Store:
 
     def bookmarks(self, user_id: str) -> list[Bookmark]:
         """All current bookmarks of a user, the most recently saved first (claim 1)."""
-        _, rows = self._all(f"SELECT {_BOOKMARK} FROM bookmarks WHERE user_id = ?"
-                            " ORDER BY saved_at DESC, history_id DESC", user_id)
-        return [Bookmark(*row) for row in rows]
+        return [Bookmark(*row) for row in self._all(
+            f"SELECT {_BOOKMARK} FROM bookmarks WHERE user_id = ?"
+            " ORDER BY saved_at DESC, history_id DESC", user_id)]
 
     def bookmark(self, user_id: str, content_id: str) -> Bookmark | None:
         with self._transaction() as cur:
@@ -249,9 +244,10 @@ class Store:
 
     def history(self, user_id: str) -> list[dict[str, Any]]:
         """Every accepted bookmark request of a user, oldest first."""
-        names, rows = self._all("SELECT * FROM bookmark_history WHERE user_id = ? ORDER BY id",
-                                user_id)
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        with self._transaction() as cur:
+            rows = cur.execute("SELECT * FROM bookmark_history WHERE user_id = ? ORDER BY id",
+                               (user_id,)).fetchall()
+            return [dict(zip([d[0] for d in cur.description], row, strict=True)) for row in rows]
 
 
 def _current(cur: sqlite3.Cursor, user_id: str, content_id: str) -> Bookmark | None:
