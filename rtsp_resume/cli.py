@@ -41,6 +41,11 @@ def _add_heartbeat_flags(p: argparse.ArgumentParser) -> None:
                    help="subtracted from the confirmed position for the player's buffer")
 
 
+def _add_play_token_ttl(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--play-token-ttl", type=float, default=300.0, metavar="S",
+                   help="how long a play token may start sessions (a running one plays on)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rtsp_resume", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -76,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an account (repeatable)")
     p.add_argument("--users-file", type=Path, default=None,
                    help="file of NAME:PASSWORD lines")
+    _add_play_token_ttl(p)
 
     p = sub.add_parser("serve", **defaults, help="portal and streaming server in one process")
     p.add_argument("--media", type=Path, default=Path("sample_media"),
@@ -88,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
                    help="an account (repeatable; none given: alice:wonderland and bob:builder)")
     _add_heartbeat_flags(p)
+    _add_play_token_ttl(p)
 
     p = sub.add_parser("linkcut", **defaults,
                        help="a relay in front of the server whose link you can cut")

@@ -98,7 +98,8 @@ def main(args: Any) -> int:
         position=args.position, playout_allowance=args.playout_allowance,
     )
     system = System(args.media, args.data, args.user or DEMO_USERS, host=args.host,
-                    rtsp_port=args.rtsp_port, portal_port=args.portal_port, config=config)
+                    rtsp_port=args.rtsp_port, portal_port=args.portal_port, config=config,
+                    play_ttl=args.play_token_ttl)
     system.start()
     print(f"portal:    {system.portal_url}/")
     print(f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)")

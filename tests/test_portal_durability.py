@@ -28,11 +28,11 @@ START_DEADLINE = 30.0
 
 
 class PortalProcess:
-    def __init__(self, data: Path, media: Path, users_file: Path) -> None:
+    def __init__(self, data: Path, media: Path, users_file: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rtsp_resume", "serve-portal", "--port", "0",
              "--data", str(data), "--media", str(media), "--user", "alice:alice-pw",
-             "--users-file", str(users_file)],
+             "--users-file", str(users_file), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.output: list[str] = []
@@ -159,6 +159,20 @@ def test_acknowledged_bookmarks_survive_kill_9(folders: tuple[Path, Path],
         (cost,) = db.execute("SELECT password_hash FROM users WHERE user_id = 'alice'").fetchone()
     assert positions == sorted([1.0 + i for i in range(16)] + [4.2])
     assert cost.startswith("scrypt$32768$8$1$")  # the real cost was used above
+
+
+def test_play_token_life_is_set_on_the_command_line(folders: tuple[Path, Path],
+                                                    sample_dir: Path) -> None:
+    data, users = folders
+    process = PortalProcess(data, sample_dir, users, "--play-token-ttl", "42")
+    try:
+        portal = client(process, data)
+        play = portal.play(portal.login("bob", "bob-pw"), "sample")
+        grant = tokens.verify_play_token(portal.secret, play["EncryptToken"], time.time())
+        assert play["expires_in"] == 42 and grant.expires - grant.issued == pytest.approx(42)
+    finally:
+        process.proc.kill()
+        process.proc.wait(10)
 
 
 def test_ctrl_c_and_sigterm_stop_cleanly(folders: tuple[Path, Path], sample_dir: Path) -> None:

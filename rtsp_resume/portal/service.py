@@ -115,7 +115,8 @@ def main(args: Any) -> int:
     """``python -m rtsp_resume serve-portal``: run in the foreground until Ctrl-C."""
     try:
         users = list(args.user) + (read_users_file(args.users_file) if args.users_file else [])
-        server = PortalServer(args.data, args.media, args.rtsp_url, users, args.host, args.port)
+        server = PortalServer(args.data, args.media, args.rtsp_url, users, args.host, args.port,
+                              play_ttl=args.play_token_ttl)
     except (ValueError, OSError) as exc:
         print(f"portal: cannot start: {exc}", file=sys.stderr)
         return 2
