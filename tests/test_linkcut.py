@@ -169,7 +169,7 @@ def test_echo_server_behind_the_relay(relay: LinkCutter, upstream: Upstream) -> 
         sent += len(message)
     counters = relay.counters()
     assert (counters.up.tcp_bytes, counters.down.tcp_bytes) == (sent, sent)
-    assert counters.connections == 1 and counters.accepted == 1
+    assert counters.connections == 1
     client.close()
 
 
@@ -449,7 +449,6 @@ def test_setup_over_udp_rewrites_ports_and_relays_rtp_and_rtcp_both_ways(
 
         counters = cutter.counters()
         assert (counters.up.udp_datagrams, counters.down.udp_datagrams) == (2, 2)
-        assert counters.up.udp_bytes == len(b"receiver report") + len(b"hole punch")
 
 
 def test_a_cut_silences_udp_too_and_what_it_dropped_never_arrives(upstream: Upstream) -> None:
