@@ -1,10 +1,9 @@
 """A relay in front of the streaming server whose radio link can be cut (claim 2's break).
 
-Players connect to :class:`LinkCutter` instead of the server. It relays the RTSP connection
-message by message (interleaved frames too, RFC 2326 §10.12) and the RTP/RTCP datagrams of
-the UDP transports whose SETUP it rewrote (§12.39). A cut is a lost signal: what either side
-sends is read and dropped, whole messages at a time; no socket closes, and a close waits for
-the restore.
+Players connect to :class:`LinkCutter` instead of the server. It relays RTSP message by
+message (interleaved frames too, RFC 2326 §10.12) and the RTP/RTCP datagrams of the UDP
+transports its SETUPs negotiated (§12.39). A cut is a lost signal: what either side sends is
+read and dropped, whole messages at a time; no socket closes, a close waits for the restore.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from functools import partial
+from functools import partial, partialmethod
 from typing import Any
 
 from rtsp_resume import rtsp
@@ -29,6 +28,7 @@ from rtsp_resume.ports import bind_udp_pair
 log = logging.getLogger(__name__)
 UP, DOWN = "up", "down"  # terminal -> server, server -> terminal
 Pair = tuple[socket.socket, socket.socket]  # RTP and RTCP
+_HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit"
 
 
 @dataclasses.dataclass
@@ -66,12 +66,10 @@ class LinkCounters:
 
 
 class LinkCutter:
-    """A relay to the streaming server at ``to`` whose link can be cut; players connect to
-    :attr:`port` on ``listen`` (port 0 picks one). ``delay`` adds seconds each way, order
-    kept; ``loss`` drops that share of UDP datagrams (``seed`` repeats it). What waits beyond
-    ``max_buffer`` bytes for a receiver that does not read is dropped, as a router's queue
-    drops it. ``on_event`` hears ``"cut"`` and ``"restored"``.
-    """
+    """A relay to the server at ``to``; players connect to :attr:`port` on ``listen``. It adds
+    ``delay`` seconds each way, drops a ``loss`` share of datagrams (``seed`` repeats it) and,
+    as a router's queue, what a receiver leaves unread beyond ``max_buffer`` bytes.
+    ``on_event`` hears ``"cut"`` and ``"restored"``."""
 
     def __init__(self, listen: tuple[str, int] = ("127.0.0.1", 0),
                  to: tuple[str, int] = ("127.0.0.1", 8554), delay: float = 0.0,
@@ -79,8 +77,7 @@ class LinkCutter:
                  on_event: Callable[[str], None] | None = None) -> None:
         self.listen, self.to = (listen[0], int(listen[1])), (to[0], int(to[1]))
         self.delay, self.loss, self.max_buffer, self.on_event = delay, loss, max_buffer, on_event
-        # A unit (message, frame, datagram) carries the epoch it came in and is delivered
-        # only if the epoch is still the same: no cut came in between.
+        # A unit (message, frame, datagram) is delivered only if no cut came since it came in.
         self._epoch: int | None = 0  # None while cut, else how many cuts there were
         self._cuts, self._rng = 0, random.Random(seed)
         self._lock = threading.Lock()  # cut, restore and counters() come from any thread
@@ -100,14 +97,6 @@ class LinkCutter:
     def is_cut(self) -> bool:
         return self._epoch is None
 
-    def cut(self) -> None:
-        """Drop everything from now on, both ways; every socket stays open."""
-        self.toggle(True)
-
-    def restore(self) -> None:
-        """Forward again; what was dropped stays lost, a close held back goes through."""
-        self.toggle(False)
-
     def toggle(self, cut: bool | None = None) -> bool:
         """Cut a working link or restore a cut one (or make it ``cut``); returns the state."""
         with self._lock:
@@ -121,6 +110,9 @@ class LinkCutter:
             if self.on_event is not None:
                 self.on_event(event)
         return cut
+
+    cut = partialmethod(toggle, True)  # drop everything from now on; every socket stays open
+    restore = partialmethod(toggle, False)  # forward again; what was dropped stays lost
 
     def counters(self) -> LinkCounters:
         with self._lock:
@@ -180,8 +172,8 @@ class LinkCutter:
         try:
             server_in, server = await asyncio.open_connection(*self.to)
             setups = _Setups(self, player, server)
-            await asyncio.gather(self._pump(UP, player_in, server, setups),
-                                 self._pump(DOWN, server_in, player, setups))
+            await asyncio.gather(self._pump(UP, player_in, server, setups.offer),
+                                 self._pump(DOWN, server_in, player, setups.answer))
             player = server = None  # both sides closed, and the closes are on their way
         except (OSError, rtsp.RtspProtocolError, asyncio.CancelledError) as exc:
             log.info("linkcut: connection to %s ended: %r", self.to, exc)  # or stop()
@@ -194,7 +186,7 @@ class LinkCutter:
                 setups.close(*setups.sockets)
 
     async def _pump(self, way: str, source: asyncio.StreamReader, dest: asyncio.StreamWriter,
-                    setups: _Setups) -> None:
+                    rewrite: Callable[[rtsp.Event], None]) -> None:
         count, parser, mark = self._counts[way], rtsp.RtspParser(), None
         with contextlib.suppress(ConnectionError):  # a reset travels on as a close
             while data := await source.read(65536):
@@ -204,8 +196,8 @@ class LinkCutter:
                 for event in parser.feed(data):
                     if isinstance(event, rtsp.BadInput):  # not RTSP: end it as a server would
                         raise rtsp.RtspProtocolError(event.status, f"{way}: {event.reason}")
-                    if mark is not None and mark == now:
-                        setups.rewrite(way, event)
+                    with contextlib.suppress(rtsp.RtspProtocolError, OSError):  # left as is
+                        rewrite(event)
                     self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
                     mark = now
         while self.is_cut:  # a close waits for the restore, as a FIN would
@@ -245,18 +237,10 @@ class _Setups:
         self.offers: dict[int | None, tuple[tuple[int, int], Pair]] = {}  # by CSeq
         self.sockets: set[socket.socket] = set()
 
-    def rewrite(self, way: str, event: rtsp.Event) -> None:
-        """Put the relay's ports in a SETUP's Transport and in its answer, so that RTP and
-        RTCP cross the relay too; a header that cannot be read passes as it is."""
-        try:
-            if way == UP and isinstance(event, rtsp.Request) and event.method == "SETUP":
-                self._offer(event)
-            elif way == DOWN and isinstance(event, rtsp.Response) and event.cseq in self.offers:
-                self._answer(event, *self.offers.pop(event.cseq))
-        except (rtsp.RtspProtocolError, OSError) as exc:
-            log.warning("linkcut: Transport header left as it was: %s", exc)
-
-    def _offer(self, request: rtsp.Request) -> None:
+    def offer(self, request: rtsp.Event) -> None:
+        """In a SETUP asking for UDP, the relay's ports stand for the player's."""
+        if not isinstance(request, rtsp.Request) or request.method != "SETUP":
+            return
         specs = rtsp.parse_transport(request.headers.get("Transport") or "")
         udp = [spec for spec in specs if spec.client_port and not spec.is_tcp
                and spec.cast != "multicast"]
@@ -267,7 +251,11 @@ class _Setups:
                 spec.client_port = _ports(pair)
             request.headers["Transport"] = ",".join(map(str, specs))
 
-    def _answer(self, response: rtsp.Response, ports: tuple[int, int], pair: Pair) -> None:
+    def answer(self, response: rtsp.Event) -> None:
+        """In the answer, the player's ports again, and the relay's for the server's."""
+        if not isinstance(response, rtsp.Response) or response.cseq not in self.offers:
+            return
+        ports, pair = self.offers.pop(response.cseq)
         text = response.headers.get("Transport")
         specs = rtsp.parse_transport(text) if text and response.status < 300 else []
         if not specs or specs[0].client_port != _ports(pair):
@@ -311,9 +299,6 @@ def _ports(pair: Pair) -> tuple[int, int]:
     return pair[0].getsockname()[1], pair[1].getsockname()[1]
 
 
-_HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit"
-
-
 def _command(cutter: LinkCutter, line: str) -> bool:
     """Run one console command; False means quit."""
     name, *rest = line.split() or [""]
@@ -345,7 +330,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"linkcut: players open {cutter.url()}<path>; relaying to {args.to[0]}:{args.to[1]}"
           f" (delay {cutter.delay} s, loss {cutter.loss})")
     # Toggled on the relay's thread: a handler that printed could break into a print.
-    old = signal.signal(signal.SIGUSR1, lambda *_: cutter._loop.call_soon_threadsafe(cutter.toggle))
+    signal.signal(signal.SIGUSR1, lambda *_: cutter._loop.call_soon_threadsafe(cutter.toggle))
     console = sys.stdin is not None and sys.stdin.isatty()
     print(_HELP if console else "send SIGUSR1 to cut or restore the link, Ctrl-C to stop")
     with contextlib.suppress(KeyboardInterrupt, EOFError):
@@ -353,7 +338,6 @@ def main(args: argparse.Namespace) -> int:
             threading.Event().wait()  # until Ctrl-C
         while _command(cutter, input()):
             pass
-    signal.signal(signal.SIGUSR1, old)
     cutter.stop()
     print(cutter.counters().format())
     return 0
