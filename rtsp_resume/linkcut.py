@@ -28,7 +28,7 @@ from rtsp_resume.ports import bind_udp_pair
 log = logging.getLogger(__name__)
 UP, DOWN = "up", "down"  # terminal -> server, server -> terminal
 Pair = tuple[socket.socket, socket.socket]  # RTP and RTCP
-_HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit"
+_HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit (SIGUSR1 toggles)"
 
 
 @dataclasses.dataclass
@@ -38,7 +38,6 @@ class DirectionCounters:
     tcp_bytes_received: int = 0
     tcp_bytes: int = 0  # relayed
     tcp_bytes_cut: int = 0
-    tcp_bytes_overflow: int = 0  # the receiver did not read and ``max_buffer`` was full
     udp_datagrams_received: int = 0
     udp_datagrams: int = 0  # relayed
     udp_datagrams_cut: int = 0
@@ -60,23 +59,22 @@ class LinkCounters:
                  f"{self.connections} connections"]
         for name, c in (("terminal->server", self.up), ("server->terminal", self.down)):
             lines.append(f"  {name}: tcp {c.tcp_bytes} B relayed, {c.tcp_bytes_cut} B cut, "
-                         f"{c.tcp_bytes_overflow} B overflow; udp {c.udp_datagrams} dgrams "
+                         f"udp {c.udp_datagrams} dgrams "
                          f"relayed, {c.udp_datagrams_cut} cut, {c.udp_datagrams_lost} lost")
         return "\n".join(lines)
 
 
 class LinkCutter:
     """A relay to the server at ``to``; players connect to :attr:`port` on ``listen``. It adds
-    ``delay`` seconds each way, drops a ``loss`` share of datagrams (``seed`` repeats it) and,
-    as a router's queue, what a receiver leaves unread beyond ``max_buffer`` bytes.
+    ``delay`` seconds each way and drops a ``loss`` share of datagrams (``seed`` repeats it).
     ``on_event`` hears ``"cut"`` and ``"restored"``."""
 
     def __init__(self, listen: tuple[str, int] = ("127.0.0.1", 0),
                  to: tuple[str, int] = ("127.0.0.1", 8554), delay: float = 0.0,
-                 loss: float = 0.0, *, seed: int | None = None, max_buffer: int = 1 << 20,
+                 loss: float = 0.0, *, seed: int | None = None,
                  on_event: Callable[[str], None] | None = None) -> None:
         self.listen, self.to = (listen[0], int(listen[1])), (to[0], int(to[1]))
-        self.delay, self.loss, self.max_buffer, self.on_event = delay, loss, max_buffer, on_event
+        self.delay, self.loss, self.on_event = delay, loss, on_event
         # A unit (message, frame, datagram) is delivered only if no cut came since it came in.
         self._epoch: int | None = 0  # None while cut, else how many cuts there were
         self._cuts, self._rng = 0, random.Random(seed)
@@ -138,7 +136,7 @@ class LinkCutter:
             self._server = asyncio.run_coroutine_threadsafe(serving, self._loop).result()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *_exc_info: object) -> None:
         """Close every socket and end the thread; safe to call more than once."""
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -153,15 +151,11 @@ class LinkCutter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def __enter__(self) -> LinkCutter:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    __enter__, __exit__ = start, stop
 
     def _later(self, action: Callable[[], object]) -> None:
-        """Run ``action`` after ``delay``, in the order of the calls."""
-        # Timers due at the same moment run in any order, so each is due after the last.
+        """Run ``action`` after ``delay``, strictly after the one before: timers due at one
+        moment run in any order."""
         self._last = max(self._loop.time() + self.delay, self._last + 1e-6)
         self._loop.call_at(self._last, action)
 
@@ -209,8 +203,6 @@ class LinkCutter:
         with self._lock:  # what counters() shows has been written
             if mark is None or mark != self._epoch:
                 count.tcp_bytes_cut += len(data)
-            elif dest.transport.get_write_buffer_size() + len(data) > self.max_buffer:
-                count.tcp_bytes_overflow += len(data)
             elif not dest.is_closing():
                 dest.write(data)
                 count.tcp_bytes += len(data)
@@ -245,7 +237,8 @@ class _Setups:
         udp = [spec for spec in specs if spec.client_port and not spec.is_tcp
                and spec.cast != "multicast"]
         if udp:  # the first one's ports are the player's (players offer one UDP transport)
-            pair = self._bind(self.server)
+            pair = bind_udp_pair(self.server.get_extra_info("sockname")[0])
+            self.sockets.update(pair)
             self.offers[request.cseq] = (udp[0].client_port, pair)
             for spec in udp:
                 spec.client_port = _ports(pair)
@@ -261,7 +254,9 @@ class _Setups:
         if not specs or specs[0].client_port != _ports(pair):
             self.close(*pair)  # refused, or another transport chosen
             return
-        spec, mine, loop = specs[0], self._bind(self.player), self.relay._loop
+        spec, loop = specs[0], self.relay._loop
+        mine = bind_udp_pair(self.player.get_extra_info("sockname")[0])
+        self.sockets.update(mine)
         player = self.player.get_extra_info("peername")[0]
         server = spec.source or self.server.get_extra_info("peername")[0]
         for k in (0, 1):
@@ -272,11 +267,6 @@ class _Setups:
         spec.client_port, spec.server_port = ports, _ports(mine)
         spec.source = spec.source and self.player.get_extra_info("sockname")[0]
         response.headers["Transport"] = str(spec)
-
-    def _bind(self, near: asyncio.StreamWriter) -> Pair:
-        pair = bind_udp_pair(near.get_extra_info("sockname")[0])
-        self.sockets.update(pair)
-        return pair
 
     def _datagrams(self, way: str, sock: socket.socket, out: socket.socket, to: Any) -> None:
         relay, count = self.relay, self.relay._counts[way]
@@ -318,7 +308,7 @@ def _command(cutter: LinkCutter, line: str) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Relay until Ctrl-C (cli.main turns SIGTERM into it) or ``quit``; SIGUSR1 toggles."""
+    """Relay until Ctrl-C (cli.main turns SIGTERM into it) or ``quit``."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     try:
         cutter = LinkCutter(args.listen, args.to, args.delay, args.loss,
@@ -331,13 +321,11 @@ def main(args: argparse.Namespace) -> int:
           f" (delay {cutter.delay} s, loss {cutter.loss})")
     # Toggled on the relay's thread: a handler that printed could break into a print.
     signal.signal(signal.SIGUSR1, lambda *_: cutter._loop.call_soon_threadsafe(cutter.toggle))
-    console = sys.stdin is not None and sys.stdin.isatty()
-    print(_HELP if console else "send SIGUSR1 to cut or restore the link, Ctrl-C to stop")
-    with contextlib.suppress(KeyboardInterrupt, EOFError):
-        if not console:
-            threading.Event().wait()  # until Ctrl-C
-        while _command(cutter, input()):
-            pass
+    print(_HELP)
+    with contextlib.suppress(KeyboardInterrupt):
+        # Commands until quit; once the input ends (or there is none), until Ctrl-C.
+        if all(_command(cutter, line) for line in sys.stdin or ()):
+            threading.Event().wait()
     cutter.stop()
     print(cutter.counters().format())
     return 0
