@@ -58,9 +58,9 @@ class LinkCounters:
         lines = [f"link {'CUT' if self.is_cut else 'up'}; cuts {self.cuts}; "
                  f"{self.connections} connections"]
         for name, c in (("terminal->server", self.up), ("server->terminal", self.down)):
-            lines.append(f"  {name}: tcp {c.tcp_bytes} B relayed, {c.tcp_bytes_cut} B cut, "
-                         f"udp {c.udp_datagrams} dgrams "
-                         f"relayed, {c.udp_datagrams_cut} cut, {c.udp_datagrams_lost} lost")
+            lines.append(f"  {name}: tcp {c.tcp_bytes} B relayed, {c.tcp_bytes_cut} B cut; udp "
+                         f"{c.udp_datagrams} relayed, {c.udp_datagrams_cut} cut, "
+                         f"{c.udp_datagrams_lost} lost")
         return "\n".join(lines)
 
 
@@ -234,8 +234,7 @@ class _Setups:
         if not isinstance(request, rtsp.Request) or request.method != "SETUP":
             return
         specs = rtsp.parse_transport(request.headers.get("Transport") or "")
-        udp = [spec for spec in specs if spec.client_port and not spec.is_tcp
-               and spec.cast != "multicast"]
+        udp = [t for t in specs if t.client_port and not t.is_tcp and t.cast != "multicast"]
         if udp:  # the first one's ports are the player's (players offer one UDP transport)
             pair = bind_udp_pair(self.server.get_extra_info("sockname")[0])
             self.sockets.update(pair)
