@@ -194,6 +194,9 @@ class LinkCutter:
                         rewrite(event)
                     self._later(partial(self._send_tcp, dest, count, bytes(event), mark))
                     mark = now
+                # A receiver that does not read holds its sender back, as TCP would, rather
+                # than the relay's memory growing without bound.
+                await dest.drain()
         while self.is_cut:  # a close waits for the restore, as a FIN would
             await asyncio.sleep(0.05)
         self._later(dest.close)
