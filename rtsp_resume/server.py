@@ -59,7 +59,7 @@ class _Connection:
     transport: asyncio.WriteTransport
     peer: tuple[str, int]
     task: asyncio.Task[None] | None
-    sessions: set[str] = field(default_factory=set)
+    sessions: set[sm.Session] = field(default_factory=set)
 
     def send(self, data: bytes) -> None:
         if not self.transport.is_closing():
@@ -175,7 +175,7 @@ class StreamingServer:
         except OSError:
             pass  # the peer reset the connection: its sessions end below
         finally:
-            for session in list(filter(None, map(self.sessions.get, connection.sessions))):
+            for session in list(connection.sessions):
                 session.connection = None
                 self._end_session(session, "control connection closed")
             writer.close()
@@ -184,17 +184,17 @@ class StreamingServer:
     def _received(self, connection: _Connection, events: list[rtsp.Event]) -> bool:
         """Handle what a connection's bytes said; False when it must be closed."""
         for event in events:
-            now, sessions = time.monotonic(), map(self.sessions.get, connection.sessions)
+            now, sessions = time.monotonic(), list(connection.sessions)
             if isinstance(event, rtsp.Request):
                 response, action = self.rtsp.handle(event, connection.peer[0], now, time.time())
                 if action is not None:
                     self._apply(connection, action)
                 connection.send(bytes(response))
             elif isinstance(event, rtsp.Response):
-                for session in filter(None, list(sessions)):
+                for session in sessions:
                     session.answered(event.cseq, now)
             elif isinstance(event, rtsp.InterleavedFrame):
-                for session in filter(None, list(sessions)):
+                for session in sessions:
                     if any(event.channel - 1 == t.channel for t in session.tracks.values()):
                         session.rtcp(event.data, now)
             else:  # BadInput: what was whole before the junk has been handled
@@ -211,7 +211,7 @@ class StreamingServer:
         pacing: _Pacing = session.io
         if action.kind == "watch":
             session.connection = connection
-            connection.sessions.add(session.id)
+            connection.sessions.add(session)
             session.io = _Pacing(loop.create_task(self._watch(session)))
         elif action.kind == "end":
             self._end_session(session, "TEARDOWN")
@@ -233,7 +233,7 @@ class StreamingServer:
         session.closed, pacing = True, session.io
         pacing.stop(units=True, watch=True)
         if session.connection is not None:
-            session.connection.sessions.discard(session.id)
+            session.connection.sessions.discard(session)
         # The pacing figures go into the log so a load test can read them from outside.
         log.info("session %s ended: %s; %d RTP packets sent, %d late by more than %d ms",
                  session.id, why, pacing.packets_sent, pacing.late_packets, LATE * 1000)
@@ -375,18 +375,14 @@ def main(args: Any) -> int:
     names = ("host", "port", "heartbeat_interval", "heartbeat_timeout", "position",
              "playout_allowance")
     config = ServerConfig(token_key=key, **{name: getattr(args, name) for name in names})
-    server = StreamingServer(args.media, config, listeners)
     try:
-        server.start()
+        with StreamingServer(args.media, config, listeners) as server:
+            for media in server.library.list():
+                print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
+            threading.Event().wait()
     except OSError as exc:  # e.g. the port is taken: say so, without a traceback
         print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    try:
-        for media in server.library.list():
-            print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
-        threading.Event().wait()
     except KeyboardInterrupt:
         print("stopped")
-    finally:
-        server.stop()
     return 0

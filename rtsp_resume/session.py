@@ -320,9 +320,7 @@ class RtspSessions:
         return None
 
     def _do_play(self, request: rtsp.Request) -> Result:
-        session = self._session(request, setup_first=True)
-        if not session.tracks:
-            raise rtsp.RtspProtocolError(455, "Method Not Valid in This State")
+        session = self._session(request, setup_first=True)  # has a track: SETUP made it
         value = request.headers.get("Range")
         start = rtsp.parse_range(value)[0] if value is not None else None
         if not session.played and session.grant is not None and not start:
