@@ -142,8 +142,8 @@ class StreamingServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def url(self, content_id: str, token: str | None = None, host: str | None = None) -> str:
-        base = f"rtsp://{host or self.config.host}:{self.port}/{content_id}"
+    def url(self, content_id: str, token: str | None = None) -> str:
+        base = f"rtsp://{self.config.host}:{self.port}/{content_id}"
         return f"{base}?token={token}" if token else base
 
     def call(self, fn: Callable[[], Any]) -> Any:
@@ -200,8 +200,7 @@ class StreamingServer:
             else:  # BadInput: what was whole before the junk has been handled
                 response = rtsp.Response(event.status, event.phrase, {"Server": sm.SERVER_NAME})
                 connection.send(bytes(response))
-                log.info("closing %s:%d after malformed input: %s", *connection.peer,
-                         event.reason)
+                log.info("closing %s:%d after bad input: %s", *connection.peer, event.reason)
                 return False
         return True
 
