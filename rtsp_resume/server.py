@@ -176,7 +176,6 @@ class StreamingServer:
             pass  # the peer reset the connection: its sessions end below
         finally:
             for session in list(connection.sessions):
-                session.connection = None
                 self._end_session(session, "control connection closed")
             writer.close()
             self._connections.discard(connection)
