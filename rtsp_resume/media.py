@@ -1,18 +1,16 @@
-"""Reading real media with PyAV: tracks, access units and keyframes.
+"""Reading real media with PyAV: tracks, coded access units (never decoded) and keyframes.
 
-A :class:`MediaFile` is probed once (tracks, codec configuration, duration, keyframe
-times); each :meth:`MediaFile.access_units` opens a demuxer of its own, so any number of
-sessions read one file at once. Only demuxing, never decoding: the server forwards coded
-access units as they are. Times are seconds from the first video frame (the first
-track's start without video); audio shares that origin so the two stay in sync.
+A :class:`MediaFile` is probed once; each :meth:`MediaFile.access_units` opens a demuxer of
+its own, so many sessions read one file at once. Times are seconds from the first video
+frame (the first track's start without video), shared by audio so the two stay in sync.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import os
-import threading
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -25,9 +23,6 @@ from rtsp_resume.payload import NAL_AUD, NAL_PPS, NAL_SPS, nal_type
 log = logging.getLogger(__name__)
 
 MEDIA_SUFFIXES = (".mp4", ".mov", ".mkv")
-
-# NAL unit types (ITU-T H.264 table 7-1) that matter here.
-
 _EPSILON = 5e-4  # seconds of rounding slack when time bases become float seconds
 _MAX_BUFFERED = 256  # a track that goes quiet must not grow the merge buffer unbounded
 
@@ -35,7 +30,6 @@ _MAX_BUFFERED = 256  # a track that goes quiet must not grow the merge buffer un
 @dataclass(frozen=True)
 class Track:
     """One playable elementary stream of a file, as the SDP will announce it."""
-
     index: int  # position in MediaFile.tracks
     kind: str  # "video" or "audio"
     codec: str  # "h264" or "aac"
@@ -54,7 +48,6 @@ class Track:
 @dataclass(frozen=True)
 class AccessUnit:
     """One coded picture or one AAC frame, with times in seconds from the file's start."""
-
     track: int
     pts: float
     dts: float
@@ -69,7 +62,6 @@ class UnplayableMedia(Exception):
 @dataclass(frozen=True)
 class AvcConfig:
     """What an MP4/MKV H.264 track's extradata says (ISO 14496-15 5.3.3.1, "avcC")."""
-
     length_size: int  # bytes of the big-endian length before each NAL unit
     sps: tuple[bytes, ...]
     pps: tuple[bytes, ...]
@@ -96,30 +88,26 @@ class AvcConfig:
 
 def split_length_prefixed(data: bytes, length_size: int) -> list[bytes]:
     """NAL units of an MP4/MKV sample: each preceded by its length (ISO 14496-15)."""
-    units, pos = [], 0
-    while pos + length_size <= len(data):
-        size = int.from_bytes(data[pos : pos + length_size], "big")
-        pos += length_size
+    units, pos = [], length_size
+    while pos <= len(data):
+        size = int.from_bytes(data[pos - length_size : pos], "big")
         if pos + size > len(data):
             raise ValueError(f"NAL unit of {size} bytes overruns the {len(data)}-byte sample")
         units.append(data[pos : pos + size])
-        pos += size
+        pos += size + length_size
     return [u for u in units if u]
 
 
 def split_annexb(data: bytes) -> list[bytes]:
     """NAL units of an Annex B byte stream: separated by 00 00 01 start codes."""
     parts = data.split(b"\x00\x00\x01")[1:]
-    # Zero bytes before a start code belong to it (4-byte start codes,
-    # trailing_zero_8bits), never to the NAL unit before.
+    # Zeros before a start code belong to it (4-byte start codes), not to the unit before.
     return [u for u in [p.rstrip(b"\x00") for p in parts[:-1]] + parts[-1:] if u]
 
 
 @dataclass(frozen=True)
 class _Source:
     """How to turn one demuxed stream's packets into access units of one Track."""
-
-    stream_index: int  # in the container
     track: int  # in MediaFile.tracks
     kind: str
     time_base: float  # seconds per tick
@@ -127,11 +115,8 @@ class _Source:
 
 
 class MediaFile:
-    """A media file probed once: tracks, duration, keyframe table; read many times.
-
-    Raises UnplayableMedia when the file cannot be opened or has no H.264/AAC track.
-    Tracks in other codecs are left out; ``skipped`` says which and why (also logged).
-    """
+    """A media file probed once, read many times; UnplayableMedia when it has no H.264/AAC
+    track. Tracks in other codecs are left out; ``skipped`` says which and why."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -139,16 +124,12 @@ class MediaFile:
         self.tracks: list[Track] = []
         self.skipped: list[str] = []
         self.duration = 0.0  # seconds
-        self._sources: list[_Source] = []
+        self._sources: dict[int, _Source] = {}  # by container stream index
         self._origin = 0.0  # seconds on the container's clock that map to 0.0
-        self._keyframes: list[float] = []
+        self.keyframes: list[float] = []  # every video keyframe time, ascending
         self._seek_stream: int | None = None  # container index of the video we seek on
         with self._open() as container:
             self._probe(container)
-
-    def __repr__(self) -> str:
-        kinds = ", ".join(f"{t.control}={t.codec}" for t in self.tracks)
-        return f"MediaFile({self.content_id!r}, {self.duration:.2f} s, {kinds})"
 
     def _open(self) -> av.container.InputContainer:
         try:
@@ -176,9 +157,9 @@ class MediaFile:
             raise UnplayableMedia("; ".join([
                 f"{self.path.name}: no playable track (H.264 video or AAC audio)",
                 *self.skipped]))
-        video = next((s.stream_index for s in self._sources if s.kind == "video"), None)
+        video = next((i for i, s in self._sources.items() if s.kind == "video"), None)
         self._seek_stream = video
-        first = container.streams[self._sources[0].stream_index if video is None else video]
+        first = container.streams[next(iter(self._sources)) if video is None else video]
         if first.start_time is not None:
             self._origin = first.start_time * float(first.time_base)
         self._scan(container, unresolved)
@@ -186,7 +167,7 @@ class MediaFile:
             start = container.start_time or 0
             self.duration = max(0.0, (start + container.duration) / av.time_base - self._origin)
         else:
-            self.duration = self._keyframes[-1] if self._keyframes else 0.0
+            self.duration = self.keyframes[-1] if self.keyframes else 0.0
 
     def _add_video(self, stream: av.stream.Stream, unresolved: dict[int, int]) -> None:
         ctx = stream.codec_context
@@ -208,16 +189,14 @@ class MediaFile:
             index=index, kind="video", codec="h264", clock_rate=90_000,
             control=f"track{index + 1}", sps=sps[0] if sps else b"", pps=pps[0] if pps else b"",
             width=ctx.width, height=ctx.height, fps=float(rate) if rate else 0.0))
-        self._sources.append(
-            _Source(stream.index, index, "video", float(stream.time_base), length_size))
+        self._sources[stream.index] = _Source(index, "video", float(stream.time_base), length_size)
         if not sps or not pps:
             unresolved[stream.index] = index
 
     def _add_audio(self, stream: av.stream.Stream) -> None:
         ctx = stream.codec_context
         config = bytes(ctx.extradata or b"")
-        if not config:
-            # RFC 3640 needs the AudioSpecificConfig for the SDP; ADTS-only AAC lacks it.
+        if not config:  # RFC 3640 needs it for the SDP; ADTS-only AAC lacks it
             self._skip(stream, "AAC without an AudioSpecificConfig")
             return
         index = len(self.tracks)
@@ -225,14 +204,13 @@ class MediaFile:
             index=index, kind="audio", codec="aac", clock_rate=ctx.sample_rate,
             control=f"track{index + 1}", sample_rate=ctx.sample_rate, channels=ctx.channels,
             config=config))
-        self._sources.append(_Source(stream.index, index, "audio", float(stream.time_base), 0))
+        self._sources[stream.index] = _Source(index, "audio", float(stream.time_base), 0)
 
     def _scan(self, container: av.container.InputContainer, unresolved: dict[int, int]) -> None:
         """One pass over the packets (no decoding): keyframe times, in-band SPS/PPS."""
         wanted = {s for s in (self._seek_stream, *unresolved) if s is not None}
         if not wanted:
             return
-        sources = {s.stream_index: s for s in self._sources}
         found: dict[int, tuple[bytes, bytes]] = {}
         keyframes = []
         try:
@@ -241,40 +219,32 @@ class MediaFile:
                     continue
                 index = packet.stream.index
                 if index == self._seek_stream and packet.is_keyframe:
-                    keyframes.append(packet.pts * sources[index].time_base - self._origin)
+                    keyframes.append(packet.pts * self._sources[index].time_base - self._origin)
                 if index in unresolved and index not in found:
                     sets = {nal_type(u): u for u in reversed(split_annexb(bytes(packet)))}
                     if sets.get(NAL_SPS) and sets.get(NAL_PPS):
                         found[index] = (sets[NAL_SPS], sets[NAL_PPS])
-        except av.FFmpegError as exc:
-            # A damaged tail: keep what was readable, as players do.
+        except av.FFmpegError as exc:  # a damaged tail: keep what was readable, as players do
             log.warning("%s: stopped reading at a damaged packet: %s", self.path.name, exc)
-        self._keyframes = sorted(set(keyframes))
+        self.keyframes = sorted(set(keyframes))
         for stream_index, track_index in unresolved.items():
             if stream_index not in found:
                 raise UnplayableMedia(f"{self.path.name}: H.264 track without SPS/PPS")
             sps, pps = found[stream_index]
             self.tracks[track_index] = replace(self.tracks[track_index], sps=sps, pps=pps)
-        if self._seek_stream is not None and not self._keyframes:
+        if self._seek_stream is not None and not self.keyframes:
             raise UnplayableMedia(f"{self.path.name}: the video track has no keyframe")
 
     def keyframe_at_or_before(self, t: float) -> float:
         """The last keyframe not later than ``t`` (the first if t is before it). Without
         video any audio frame can start playback: ``t`` itself, kept within the file."""
-        if not self._keyframes:
+        if not self.keyframes:
             return min(max(0.0, t), self.duration)
-        i = bisect_right(self._keyframes, t + _EPSILON)
-        return self._keyframes[max(0, i - 1)]
-
-    @property
-    def keyframes(self) -> list[float]:
-        """Every keyframe time of the video track, ascending."""
-        return list(self._keyframes)
+        return self.keyframes[max(0, bisect_right(self.keyframes, t + _EPSILON) - 1)]
 
     def access_units(self, start: float = 0.0) -> Iterator[AccessUnit]:
-        """Every track's access units from the keyframe at or before ``start``, in decode
-        order (by dts across tracks); earlier audio is dropped. The generator owns its
-        demuxer, closed with it. Raises UnplayableMedia when the file cannot be read."""
+        """Access units of every track in decode order from the keyframe at or before
+        ``start``, read by a demuxer of their own (closed with the generator)."""
         with self._open() as container:
             try:
                 yield from self._read(container, self.keyframe_at_or_before(start))
@@ -282,21 +252,19 @@ class MediaFile:
                 raise UnplayableMedia(f"{self.path.name}: read error: {exc}") from exc
 
     def _read(self, container: av.container.InputContainer, begin: float) -> Iterator[AccessUnit]:
-        sources = {s.stream_index: s for s in self._sources}
-        if self._seek_stream is not None and begin > self._keyframes[0] + _EPSILON:
+        if self._seek_stream is not None and begin > self.keyframes[0] + _EPSILON:
             seek_stream = container.streams[self._seek_stream]
             target = round((begin + self._origin) / float(seek_stream.time_base))
             container.seek(target, stream=seek_stream, backward=True)
         elif self._seek_stream is None and begin > 0:
             container.seek(round((begin + self._origin) * av.time_base), backward=True)
-        # Video of each stream starts at its first keyframe at or after `begin`: a demuxer
-        # may land a keyframe early (coarse index), and pictures before it are useless.
+        # Video starts at its first keyframe from `begin` (a coarse index may land early).
         started: set[int] = set()
         last_dts: dict[int, float] = {}
-        # k-way merge: every stream's packets come in its own decode order, so the
-        # smallest head is safe to send once every stream still going has one queued.
-        pending = dict.fromkeys(sources, 0)  # units queued per stream
-        live = set(sources)
+        # k-way merge: each stream is in decode order, so the smallest head is safe to send
+        # once every stream still going has one queued.
+        pending = dict.fromkeys(self._sources, 0)  # units queued per stream
+        live = set(self._sources)
         heap: list[tuple[float, int, int, AccessUnit]] = []  # (dts, arrival, stream, unit)
 
         def ready() -> Iterator[AccessUnit]:
@@ -306,7 +274,8 @@ class MediaFile:
                 pending[stream_index] -= 1
                 yield unit
 
-        for number, packet in enumerate(container.demux([container.streams[i] for i in sources])):
+        streams = [container.streams[i] for i in self._sources]
+        for number, packet in enumerate(container.demux(streams)):
             index = packet.stream.index
             if packet.size == 0:  # end of this stream
                 live.discard(index)
@@ -314,10 +283,9 @@ class MediaFile:
                 continue
             if packet.pts is None:
                 continue
-            source = sources[index]
+            source = self._sources[index]
             pts = packet.pts * source.time_base - self._origin
-            # Before the start (with a leading picture of an open GOP, which refers to
-            # what was skipped), or video still waiting for its keyframe.
+            # Before the start (as an open GOP's leading pictures), or video before a keyframe.
             if pts < begin - _EPSILON or (source.kind == "video" and index not in started
                                           and not packet.is_keyframe):
                 continue
@@ -338,8 +306,8 @@ class MediaFile:
     def _payload(source: _Source, data: bytes) -> tuple[bytes, ...]:
         if source.kind == "audio":
             return (data,)
-        length = source.length_size
-        units = split_length_prefixed(data, length) if length else split_annexb(data)
+        units = (split_length_prefixed(data, source.length_size) if source.length_size
+                 else split_annexb(data))
         # Access unit delimiters carry nothing RTP does not already say with its marker.
         return tuple(u for u in units if nal_type(u) != NAL_AUD)
 
@@ -350,15 +318,20 @@ def valid_content_id(content_id: str) -> bool:
         c in content_id for c in "/\\\x00")
 
 
+@functools.lru_cache(maxsize=256)
+def _probe(path: str, mtime_ns: int, size: int) -> MediaFile | UnplayableMedia:
+    """One probe per version (modification time, size) of a file; its error is kept too."""
+    try:
+        return MediaFile(Path(path))
+    except UnplayableMedia as exc:
+        return exc
+
+
 class MediaLibrary:
-    """Every .mp4/.mov/.mkv file of one folder, probed on demand and cached until its
-    modification time or size changes. Thread-safe; probing happens outside the lock."""
+    """Every .mp4/.mov/.mkv file of one folder, probed on demand, again once it changes."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._lock = threading.Lock()
-        # content_id -> ((path, mtime_ns, size), MediaFile or the error it raised)
-        self._cache: dict[str, tuple[tuple[str, int, int], MediaFile | UnplayableMedia]] = {}
 
     def _find(self, content_id: str) -> Path | None:
         for suffix in MEDIA_SUFFIXES:
@@ -375,26 +348,18 @@ class MediaLibrary:
         not a plain name or no such file exists (RTSP 404). Raises UnplayableMedia when
         nothing in it can be played (RTSP 415)."""
         path = self._find(content_id) if valid_content_id(content_id) else None
-        return None if path is None else self._load(content_id, path)
+        return None if path is None else self._load(path)
 
-    def _load(self, content_id: str, path: Path) -> MediaFile:
+    @staticmethod
+    def _load(path: Path) -> MediaFile:
         try:
             stat = os.stat(path)
         except OSError:
             raise UnplayableMedia(f"{path.name}: vanished while being opened") from None
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            cached = self._cache.get(content_id)
-        if cached is None or cached[0] != key:
-            try:
-                cached = (key, MediaFile(path))
-            except UnplayableMedia as exc:
-                cached = (key, exc)
-            with self._lock:
-                self._cache[content_id] = cached
-        if isinstance(cached[1], UnplayableMedia):
-            raise cached[1]
-        return cached[1]
+        found = _probe(str(path), stat.st_mtime_ns, stat.st_size)
+        if isinstance(found, UnplayableMedia):
+            raise found
+        return found
 
     def list(self) -> list[MediaFile]:
         """Every playable file, sorted by content_id; unplayable ones are logged, skipped."""
@@ -403,15 +368,13 @@ class MediaLibrary:
         except OSError as exc:
             log.warning("cannot list %s: %s", self.directory, exc)
             return []
-        files: dict[str, MediaFile] = {}
+        files = []
         for path in entries:
-            content_id = path.stem
-            if (path.suffix.lower() not in MEDIA_SUFFIXES or content_id in files
-                    or not valid_content_id(content_id)
-                    or self._find(content_id) != path):  # an earlier suffix wins, as in get()
+            if (path.suffix.lower() not in MEDIA_SUFFIXES or not valid_content_id(path.stem)
+                    or self._find(path.stem) != path):  # an earlier suffix wins, as in get()
                 continue
             try:
-                files[content_id] = self._load(content_id, path)
+                files.append(self._load(path))
             except UnplayableMedia as exc:
                 log.warning("skipping %s", exc)
-        return [files[k] for k in sorted(files)]
+        return sorted(files, key=lambda media: media.content_id)

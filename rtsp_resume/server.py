@@ -1,11 +1,7 @@
-"""The streaming server: RTSP 1.0 (RFC 2326) control, RTP/RTCP (RFC 3550) media.
-
-The thin I/O layer of the patent's streaming half: sockets, pacing and timers on one
-asyncio loop; :mod:`rtsp_resume.session` decides what to answer and do. Writes never
-block (a client that stops reading has its media dropped), so one stalled client cannot
-hold up the others. When the heartbeat declares an abnormal interruption (claim 2) the
-session ends at once and its :class:`Interruption` goes to every listener.
-"""
+"""The streaming server, RTSP 1.0 (RFC 2326) and RTP/RTCP (RFC 3550): sockets, pacing and
+timers on one asyncio loop around :mod:`rtsp_resume.session`. Writes never block (a client
+that stops reading has its media dropped). When the heartbeat declares an abnormal
+interruption (claim 2) the session ends and its :class:`Interruption` goes to the listeners."""
 
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +43,7 @@ class _Pacing:
     late_packets: int = 0
 
     def stop(self, units: bool = False, watch: bool = False) -> None:
-        """Stop pacing (and with ``watch`` the heartbeat); with ``units`` close the file
-        now, not when the garbage is collected."""
+        """Stop pacing (``watch``: the heartbeat too; ``units``: close the file now)."""
         for task in (self.play_task, self.watch_task if watch else None):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -58,21 +53,17 @@ class _Pacing:
             self.units = self.pending = None
 
 
+@dataclass(eq=False)  # hashed by identity, kept in a set
 class _Connection:
     """One RTSP control connection: where responses, heartbeats and TCP media go."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.transport = writer.transport
-        self.peer: tuple[str, int] = writer.get_extra_info("peername")[:2]
-        self.sessions: set[str] = set()
-        self.task = asyncio.current_task()
+    transport: asyncio.WriteTransport
+    peer: tuple[str, int]
+    task: asyncio.Task[None] | None
+    sessions: set[sm.Session] = field(default_factory=set)
 
     def send(self, data: bytes) -> None:
         if not self.transport.is_closing():
             self.transport.write(data)
-
-    def write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size()
 
 
 class StreamingServer:
@@ -151,8 +142,8 @@ class StreamingServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def url(self, content_id: str, token: str | None = None, host: str | None = None) -> str:
-        base = f"rtsp://{host or self.config.host}:{self.port}/{content_id}"
+    def url(self, content_id: str, token: str | None = None) -> str:
+        base = f"rtsp://{self.config.host}:{self.port}/{content_id}"
         return f"{base}?token={token}" if token else base
 
     def call(self, fn: Callable[[], Any]) -> Any:
@@ -165,12 +156,10 @@ class StreamingServer:
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One control connection: requests to the state machine, responses back."""
-        connection, parser = _Connection(writer), rtsp.RtspParser()
+        """One control connection (asyncio sets TCP_NODELAY: small RTP writes never wait)."""
+        peer, parser = writer.get_extra_info("peername")[:2], rtsp.RtspParser()
+        connection = _Connection(writer.transport, peer, asyncio.current_task())
         self._connections.add(connection)
-        with contextlib.suppress(OSError):  # small RTP-over-TCP writes must not wait
-            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT * 4)
         try:
             while True:
                 try:
@@ -186,8 +175,7 @@ class StreamingServer:
         except OSError:
             pass  # the peer reset the connection: its sessions end below
         finally:
-            for session in list(filter(None, map(self.sessions.get, connection.sessions))):
-                session.connection = None
+            for session in list(connection.sessions):
                 self._end_session(session, "control connection closed")
             writer.close()
             self._connections.discard(connection)
@@ -195,35 +183,33 @@ class StreamingServer:
     def _received(self, connection: _Connection, events: list[rtsp.Event]) -> bool:
         """Handle what a connection's bytes said; False when it must be closed."""
         for event in events:
-            now, sessions = time.monotonic(), map(self.sessions.get, connection.sessions)
+            now, sessions = time.monotonic(), list(connection.sessions)
             if isinstance(event, rtsp.Request):
                 response, action = self.rtsp.handle(event, connection.peer[0], now, time.time())
                 if action is not None:
                     self._apply(connection, action)
                 connection.send(bytes(response))
             elif isinstance(event, rtsp.Response):
-                for session in filter(None, list(sessions)):
+                for session in sessions:
                     session.answered(event.cseq, now)
             elif isinstance(event, rtsp.InterleavedFrame):
-                for session in filter(None, list(sessions)):
+                for session in sessions:
                     if any(event.channel - 1 == t.channel for t in session.tracks.values()):
                         session.rtcp(event.data, now)
             else:  # BadInput: what was whole before the junk has been handled
                 response = rtsp.Response(event.status, event.phrase, {"Server": sm.SERVER_NAME})
                 connection.send(bytes(response))
-                log.info("closing %s:%d after malformed input: %s", *connection.peer,
-                         event.reason)
+                log.info("closing %s:%d after bad input: %s", *connection.peer, event.reason)
                 return False
         return True
 
     def _apply(self, connection: _Connection, action: sm.Action) -> None:
-        """Do what the state machine asked before its response is written. A play task
-        runs from the next loop turn: the response to PLAY precedes the first RTP packet."""
+        """Do what the state machine asked; a play task starts next turn, after the response."""
         session, loop = action.session, asyncio.get_running_loop()
         pacing: _Pacing = session.io
         if action.kind == "watch":
             session.connection = connection
-            connection.sessions.add(session.id)
+            connection.sessions.add(session)
             session.io = _Pacing(loop.create_task(self._watch(session)))
         elif action.kind == "end":
             self._end_session(session, "TEARDOWN")
@@ -245,7 +231,7 @@ class StreamingServer:
         session.closed, pacing = True, session.io
         pacing.stop(units=True, watch=True)
         if session.connection is not None:
-            session.connection.sessions.discard(session.id)
+            session.connection.sessions.discard(session)
         # The pacing figures go into the log so a load test can read them from outside.
         log.info("session %s ended: %s; %d RTP packets sent, %d late by more than %d ms",
                  session.id, why, pacing.packets_sent, pacing.late_packets, LATE * 1000)
@@ -283,15 +269,13 @@ class StreamingServer:
             await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.001)
 
     async def _stream(self, session: sm.Session) -> None:
-        """Send access units in decode order, each at its DTS on the wall clock; those
-        between a seek's keyframe and the position asked for go at once (to decode)."""
+        """Send access units at their DTS; from a seek's keyframe up to the position asked
+        for, at once. The unit waited for stays ``pending``, where a PAUSE resumes."""
         pacing: _Pacing = session.io
         assert pacing.units is not None
         packetizer, loop = H264Packetizer(self.config.mtu), asyncio.get_running_loop()
         origin: float | None = None
         while not session.closed:
-            # The unit waited for stays in `pending`: a PAUSE (which cancels this task
-            # mid-sleep) resumes exactly there.
             if pacing.pending is None:
                 pacing.pending = next(pacing.units, None)
                 if pacing.pending is None:
@@ -301,9 +285,7 @@ class StreamingServer:
             unit = pacing.pending
             setup = session.tracks.get(unit.track)
             if setup is not None:  # else a track the client did not SETUP
-                if origin is None:
-                    # The clock starts with the first unit in hand, after the file is
-                    # opened and sought, so opening it never makes a unit late.
+                if origin is None:  # from the first unit in hand: opening the file is never late
                     origin = max(unit.dts, pacing.catch_up_to)
                     pacing.clock = (loop.time(), origin)
                 due = pacing.clock[0] + (unit.dts - origin)
@@ -326,24 +308,23 @@ class StreamingServer:
         if setup.track.codec == "h264":
             nals = unit.nals
             if unit.keyframe and setup.track.sps and nals and nal_type(nals[0]) != NAL_SPS:
-                # Parameter sets in-band before each IDR: a player that missed or ignores
-                # the SDP's sprop-parameter-sets can still start at any keyframe.
+                # Parameter sets before each IDR, for players that ignore the SDP's.
                 nals = (setup.track.sps, setup.track.pps, *nals)
             payloads = packetizer.packetize(nals)
         first_seq = stream.next_sequence
         packets = [bytes(stream.packet(data, ticks, marker)) for data, marker in payloads]
         pacing.packets_sent += len(packets)
         connection = session.connection
-        if setup.channel is None or (connection is not None
-                                     and connection.write_buffer_size() <= WRITE_BUFFER_LIMIT):
+        tcp_full = setup.channel is not None and (
+            connection is None or connection.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT)
+        if not tcp_full:
             self._send_rtp(session, setup, packets)
             if unit.track == session.video_index:  # a frame dropped never reached the viewer
                 session.position.frame_sent(unit.pts, first_seq, stream.next_sequence - 1)
         now = time.time()
         if now - setup.last_sr >= SR_INTERVAL and not session.closed:
             setup.last_sr = now
-            # RFC 3550 §6.4.1: the RTP time of this instant is the media time the pacing
-            # clock reached (the same on every track), not that of the unit at hand.
+            # RFC 3550 §6.4.1: RTP time of now, the pacing clock's media time (every track's).
             media_now = pacing.clock[1] + asyncio.get_running_loop().time() - pacing.clock[0]
             paced = round(media_now * rate) + setup.tick_offset
             report = stream.rtcp_report(now, paced, sm.SERVER_NAME)
@@ -353,8 +334,7 @@ class StreamingServer:
     def _send_rtp(self, session: sm.Session, setup: sm.TrackSetup, packets: list[bytes],
                   rtcp: bool = False) -> None:
         if setup.channel is not None and session.connection is not None:
-            # One write per access unit, not per packet: the system calls, not the bytes,
-            # were most of the server's time under load.
+            # One write per access unit: system calls, not bytes, were the cost under load.
             session.connection.send(b"".join(
                 bytes(rtsp.InterleavedFrame(setup.channel + rtcp, data)) for data in packets))
         elif setup.client_addr is not None and self._udp is not None:
@@ -393,18 +373,14 @@ def main(args: Any) -> int:
     names = ("host", "port", "heartbeat_interval", "heartbeat_timeout", "position",
              "playout_allowance")
     config = ServerConfig(token_key=key, **{name: getattr(args, name) for name in names})
-    server = StreamingServer(args.media, config, listeners)
     try:
-        server.start()
+        with StreamingServer(args.media, config, listeners) as server:
+            for media in server.library.list():
+                print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
+            threading.Event().wait()
     except OSError as exc:  # e.g. the port is taken: say so, without a traceback
         print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    try:
-        for media in server.library.list():
-            print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
-        threading.Event().wait()
     except KeyboardInterrupt:
         print("stopped")
-    finally:
-        server.stop()
     return 0

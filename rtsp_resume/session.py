@@ -1,10 +1,7 @@
-"""RTSP sessions as a pure state machine (RFC 2326 §10, Appendix A.2), in h11's manner.
-
-:meth:`RtspSessions.handle` takes a parsed request and the time and returns the response
-and what the I/O layer must do next. A :class:`Session` turns heartbeat answers and RTCP
-reports into life and delivery proofs (claims 2, 8) and, once the heartbeat gives up, into
-the :class:`Interruption` a reverse bookmark is made of (claim 1). No sockets, no clock.
-"""
+"""RTSP sessions as a pure state machine (RFC 2326 §10, A.2): request and time in, response
+and what the I/O layer must do out. A :class:`Session` turns heartbeat answers and RTCP into
+life and delivery proofs (claims 2, 8) and, once the heartbeat gives up, into the
+:class:`Interruption` a reverse bookmark is made of (claim 1). No sockets, no clock."""
 
 from __future__ import annotations
 
@@ -127,8 +124,7 @@ class Session:
         return bytes(rtsp.Request("OPTIONS", "*", {"CSeq": str(cseq), "Session": self.id}))
 
     def answered(self, cseq: int | None, now: float) -> None:
-        """A response from the terminal: life, and over TCP proof that it read every
-        packet sent before the heartbeat it answers (one ordered byte stream)."""
+        """A response: life, and over TCP (one ordered stream) all sent before it arrived."""
         answered = self.monitor.response_received(cseq, now)
         if answered is not None and self.transport == "tcp":
             self.position.mark_answered(answered)
@@ -141,14 +137,12 @@ class Session:
             return
         self.monitor.life_seen(now, "rtcp")
         video = self.tracks.get(self.video_index)  # type: ignore[arg-type]
-        for packet in packets:
-            for block in packet.reports if isinstance(packet, ReceiverReport) else ():
-                if video is not None and block.ssrc == video.stream.ssrc:
-                    self.position.receiver_report(block.highest_sequence)
+        for block in (b for p in packets if isinstance(p, ReceiverReport) for b in p.reports):
+            if video is not None and block.ssrc == video.stream.ssrc:
+                self.position.receiver_report(block.highest_sequence)
 
     def interruption(self, estimator: str, now: float, wall: float) -> Interruption:
-        """The bookmark material once the heartbeat declared the session interrupted;
-        ``now`` is the heartbeat's clock, ``wall`` Unix time at the same instant."""
+        """Claim 1's bookmark material; ``now`` on the heartbeat's clock, ``wall`` Unix time."""
         shift, grant, monitor = wall - now, self.grant, self.monitor
         frames_sent, confirmed = self.position.frames_sent(), self.position.confirmed()
         return Interruption(
@@ -163,8 +157,7 @@ Result = tuple[dict[str, str], bytes, Action | None]
 
 
 class RtspSessions:
-    """Every session of one server: a request and the time in, a response and an action
-    out. ``rtp_port`` is the server's RTP port (RTCP is the one above it)."""
+    """Every session of one server; ``rtp_port`` is its RTP port (RTCP is the one above)."""
 
     def __init__(self, library: MediaLibrary, config: ServerConfig, rtp_port: int = 0) -> None:
         self.library, self.config, self.rtp_port = library, config, rtp_port
@@ -173,8 +166,7 @@ class RtspSessions:
 
     def handle(self, request: rtsp.Request, peer: str, now: float,
                wall: float) -> tuple[rtsp.Response, Action | None]:
-        """Answer ``request`` from host ``peer`` at ``now`` (the heartbeat clock) and
-        ``wall`` (Unix time, for play tokens). Bad input gets a 4xx, a bug a 500."""
+        """Answer ``request`` from host ``peer``: bad input gets a 4xx, a bug a 500."""
         self._peer, self._now, self._wall = peer, now, wall
         cseq = request.headers.get("CSeq")
         headers = rtsp.Headers({"CSeq": cseq} if cseq is not None else {})
@@ -229,8 +221,7 @@ class RtspSessions:
         return grant
 
     def _session(self, request: rtsp.Request, setup_first: bool = False) -> Session:
-        """The session named (a request is life). ``setup_first``: without a Session header
-        the resource is in the Init state, where PLAY and PAUSE are not valid (A.2)."""
+        """The session named (a request is life); ``setup_first``: PLAY/PAUSE need one (A.2)."""
         value = request.headers.get("Session")
         if value is None and setup_first:
             self._target(request)  # unknown content is still a 404
@@ -267,8 +258,7 @@ class RtspSessions:
         parts = urlsplit(request.uri)
         base = f"{parts.scheme}://{parts.netloc}/{media.content_id}"
         query = f"?token={token}" if token else ""
-        # Absolute control URLs: a client then never has to join a query string onto
-        # a base URL (FFmpeg would append "/track1" after "?token=...").
+        # Absolute control URLs: FFmpeg would append "/track1" after "?token=...".
         text = sdp.describe(
             media.tracks, media.duration, session_id=secrets.randbits(32),
             server_address=self.config.host, control=lambda t: f"{base}/{t.control}{query}",
@@ -305,9 +295,8 @@ class RtspSessions:
 
     def _transport(self, session: Session, setup: TrackSetup,
                    offers: list[rtsp.Transport]) -> str | None:
-        """Take the first offer we can serve: TCP interleaved or unicast UDP (§12.39).
-        Media only goes to the control connection's host: a ``destination`` parameter
-        would let anyone aim our stream at a third party."""
+        """The first offer we serve, TCP interleaved or unicast UDP (§12.39), always to the
+        control connection's host (a ``destination`` could aim our stream at anyone)."""
         for offer in offers:
             if offer.cast == "multicast" or not offer.supported:
                 continue
@@ -331,14 +320,11 @@ class RtspSessions:
         return None
 
     def _do_play(self, request: rtsp.Request) -> Result:
-        session = self._session(request, setup_first=True)
-        if not session.tracks:
-            raise rtsp.RtspProtocolError(455, "Method Not Valid in This State")
+        session = self._session(request, setup_first=True)  # has a track: SETUP made it
         value = request.headers.get("Range")
         start = rtsp.parse_range(value)[0] if value is not None else None
         if not session.played and session.grant is not None and not start:
-            # A resume URL (claims 3, 9): a player that does not seek starts at the bookmark.
-            start = session.grant.start or start
+            start = session.grant.start or start  # a resume URL (claims 3, 9)
         duration = session.media.duration
         if start is None and session.state == "playing" and not session.at_end:
             # PLAY without a Range while playing changes nothing (RFC 2326 §10.5).
@@ -356,8 +342,7 @@ class RtspSessions:
         for setup in sorted(session.tracks.values(), key=lambda s: s.track.index):
             ticks = round(begin * setup.track.clock_rate)
             if not resume:
-                # After a seek RTP time continues where the last PLAY stopped, so
-                # timestamps never go back; RTP-Info maps it to the new position.
+                # RTP time goes on from the last PLAY; RTP-Info maps it to the new position.
                 setup.tick_offset = setup.next_ticks - ticks
             rtptime = setup.stream.rtp_timestamp(ticks + setup.tick_offset)
             rtp_info.append((setup.url, setup.stream.next_sequence, rtptime))

@@ -818,7 +818,7 @@ def test_a_client_that_stops_reading_does_not_stall_another(sample_dir: Path) ->
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
             def queued() -> list[int]:
-                return [server.sessions[i].connection.write_buffer_size()  # type: ignore[union-attr]
+                return [server.sessions[i].connection.transport.get_write_buffer_size()  # type: ignore[union-attr]
                         for i in stalled_ids]
 
             server.call(shrink_send_buffers)
