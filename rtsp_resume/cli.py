@@ -1,19 +1,23 @@
 """Command line: ``python -m rtsp_resume COMMAND``.
 
-Every command parses its flags here and hands them to the module that does the work,
-imported only when that command runs so that ``make-sample`` never loads Bottle and
-``serve-portal`` never loads the RTP code. The command names and flags are contracts
-(users, scripts and notebooks rely on them); add new ones, never rename.
+Every command's flags are parsed here, and the commands that start the patent's parties
+(``serve-rtsp``, ``serve-portal``, ``serve``, ``demo``) are wired here too; the tools
+(``make-sample``, ``linkcut``) hand over to their module's ``main``. Modules are imported
+only when their command runs, so ``make-sample`` never loads Bottle and ``serve-portal``
+never loads the RTP code. The command names and flags are contracts (users, scripts and
+notebooks rely on them); add new ones, never rename.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -117,11 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Each command's module, whose main(args) does the work.
-COMMANDS = {"make-sample": "sample", "serve-rtsp": "server", "serve-portal": "portal",
-            "serve": "together", "linkcut": "linkcut", "demo": "demo"}
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -135,6 +134,114 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    # Imported only now, so that make-sample never loads Bottle, serve-portal never RTP.
-    module = importlib.import_module(f"rtsp_resume.{COMMANDS[args.command]}")
-    return int(module.main(args))
+    return COMMANDS[args.command](args)
+
+
+def _server_config(args: argparse.Namespace, **settings: Any) -> Any:
+    from rtsp_resume.session import ServerConfig
+
+    return ServerConfig(heartbeat_interval=args.heartbeat_interval,
+                        heartbeat_timeout=args.heartbeat_timeout, position=args.position,
+                        playout_allowance=args.playout_allowance, **settings)
+
+
+def serve_rtsp(args: argparse.Namespace) -> int:
+    """Serve a folder until Ctrl-C; with ``--portal-url``, bookmark interruptions there."""
+    from rtsp_resume import tokens
+    from rtsp_resume.server import StreamingServer
+
+    if not args.media.is_dir():
+        print(f"serve-rtsp: {args.media} is not a folder of media files", file=sys.stderr)
+        return 2
+    key, listeners = None, []
+    if args.portal_url:
+        from rtsp_resume.bookmark_outbox import BookmarkOutbox
+
+        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
+        outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db")
+        listeners.append(outbox.start().submit)
+    config = _server_config(args, host=args.host, port=args.port, token_key=key)
+    try:
+        with StreamingServer(args.media, config, listeners) as server:
+            for media in server.library.list():
+                print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
+            threading.Event().wait()
+    except OSError as exc:  # e.g. the port is taken: say so, without a traceback
+        print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopped")
+    return 0
+
+
+def serve_portal(args: argparse.Namespace) -> int:
+    """Run the portal in the foreground until Ctrl-C."""
+    from rtsp_resume.portal import PortalServer, read_users_file
+
+    try:
+        users = list(args.user) + (read_users_file(args.users_file) if args.users_file else [])
+        server = PortalServer(args.data, args.media, args.rtsp_url, users, args.host, args.port,
+                              play_ttl=args.play_token_ttl)
+    except (ValueError, OSError) as exc:
+        print(f"portal: cannot start: {exc}", file=sys.stderr)
+        return 2
+    # Ctrl-C may come as soon as the first line is out, and must still stop cleanly.
+    try:
+        accounts = ", ".join(server.store.users()) or (
+            "none yet: add --user NAME:PASSWORD or --users-file FILE")
+        print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)\n"
+              f"portal: data in {server.data_dir.resolve()}, shared secret in "
+              f"{(server.data_dir / 'secret').resolve()}\n"
+              f"portal: play URLs under {args.rtsp_url}\nportal: accounts: {accounts}\n"
+              "portal: press Ctrl-C to stop", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("portal: stopped", flush=True)
+    finally:
+        server.stop()
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Both servers in one process (claim 7's system) until Ctrl-C."""
+    from rtsp_resume.together import DEMO_USERS, System
+
+    config = _server_config(args)
+    users = args.user or DEMO_USERS
+    system = System(args.media, args.data, users, host=args.host, rtsp_port=args.rtsp_port,
+                    portal_port=args.portal_port, config=config, play_ttl=args.play_token_ttl)
+    system.start()
+    print(f"portal:    {system.portal_url}/\n"
+          f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)\n"
+          "accounts:  " + ", ".join(f"{name} / {password}" for name, password in users) + "\n"
+          f"heartbeat: every {config.heartbeat_interval:g} s, interrupted after "
+          f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        system.stop()
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from rtsp_resume.demo import run
+
+    if not args.verbose:  # the timeline tells the story; the servers' logs would drown it
+        logging.getLogger("rtsp_resume").setLevel(logging.ERROR)
+    return run(str(args.media), args.transport, args.play_seconds, _server_config(args))
+
+
+def _tool(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from importlib import import_module
+
+        return int(import_module(f"rtsp_resume.{module}").main(args))
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "make-sample": _tool("sample"), "linkcut": _tool("linkcut"), "serve-rtsp": serve_rtsp,
+    "serve-portal": serve_portal, "serve": serve, "demo": demo}

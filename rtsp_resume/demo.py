@@ -16,7 +16,6 @@ Everything is real: sockets on the loopback, RTSP/RTP, the SQLite portal, H.264 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import tempfile
 import threading
@@ -181,13 +180,3 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
         finally:
             cutter.stop()
             system.stop()
-
-
-def main(args: Any) -> int:
-    if not args.verbose:  # the timeline tells the story; the servers' logs would drown it
-        logging.getLogger("rtsp_resume").setLevel(logging.ERROR)
-    config = ServerConfig(
-        heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
-        position=args.position, playout_allowance=args.playout_allowance,
-    )
-    return run(str(args.media), args.transport, args.play_seconds, config)

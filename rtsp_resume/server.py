@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import itertools
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtsp_resume import rtsp, tokens
+from rtsp_resume import rtsp
 from rtsp_resume import session as sm
 from rtsp_resume.media import AccessUnit, MediaLibrary
 from rtsp_resume.payload import NAL_SPS, H264Packetizer, aac_payload, nal_type
@@ -355,32 +354,3 @@ class StreamingServer:
                 if any(t.client_addr == (addr[0], addr[1] - 1) for t in session.tracks.values()):
                     session.rtcp(data, time.monotonic())
                     return
-
-
-def main(args: Any) -> int:
-    """``python -m rtsp_resume serve-rtsp``: serve a folder until Ctrl-C."""
-    if not Path(args.media).is_dir():
-        print(f"serve-rtsp: {args.media} is not a folder of media files", file=sys.stderr)
-        return 2
-    key, listeners = None, []  # type: ignore[var-annotated]
-    if args.portal_url:
-        from rtsp_resume.bookmark_outbox import BookmarkOutbox
-
-        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
-        outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db")
-        listeners.append(outbox.submit)
-        outbox.start()
-    names = ("host", "port", "heartbeat_interval", "heartbeat_timeout", "position",
-             "playout_allowance")
-    config = ServerConfig(token_key=key, **{name: getattr(args, name) for name in names})
-    try:
-        with StreamingServer(args.media, config, listeners) as server:
-            for media in server.library.list():
-                print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
-            threading.Event().wait()
-    except OSError as exc:  # e.g. the port is taken: say so, without a traceback
-        print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped")
-    return 0

@@ -12,7 +12,6 @@ secret key (play tokens and request signatures) and this module, which starts th
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -89,29 +88,3 @@ class System:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def main(args: Any) -> int:
-    """``python -m rtsp_resume serve``: both servers until Ctrl-C."""
-    config = ServerConfig(
-        heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
-        position=args.position, playout_allowance=args.playout_allowance,
-    )
-    system = System(args.media, args.data, args.user or DEMO_USERS, host=args.host,
-                    rtsp_port=args.rtsp_port, portal_port=args.portal_port, config=config,
-                    play_ttl=args.play_token_ttl)
-    system.start()
-    print(f"portal:    {system.portal_url}/")
-    print(f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)")
-    print("accounts:  " + ", ".join(f"{name} / {password}"
-                                     for name, password in (args.user or DEMO_USERS)))
-    print(f"heartbeat: every {config.heartbeat_interval:g} s, interrupted after "
-          f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping")
-    finally:
-        system.stop()
-    return 0

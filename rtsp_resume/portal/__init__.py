@@ -4,7 +4,7 @@ bookmarks and the bookmark page. :mod:`.app` is the JSON API with the reverse in
 
 from rtsp_resume.portal.app import ResultCode
 from rtsp_resume.portal.passwords import Kdf
-from rtsp_resume.portal.service import PortalServer, main, read_users_file
+from rtsp_resume.portal.service import PortalServer, read_users_file
 from rtsp_resume.portal.store import Store
 
-__all__ = ["Kdf", "PortalServer", "ResultCode", "Store", "main", "read_users_file"]
+__all__ = ["Kdf", "PortalServer", "ResultCode", "Store", "read_users_file"]

@@ -5,7 +5,6 @@ selector rather than holding a thread)."""
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -109,29 +108,3 @@ class PortalServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def main(args: Any) -> int:
-    """``python -m rtsp_resume serve-portal``: run in the foreground until Ctrl-C."""
-    try:
-        users = list(args.user) + (read_users_file(args.users_file) if args.users_file else [])
-        server = PortalServer(args.data, args.media, args.rtsp_url, users, args.host, args.port,
-                              play_ttl=args.play_token_ttl)
-    except (ValueError, OSError) as exc:
-        print(f"portal: cannot start: {exc}", file=sys.stderr)
-        return 2
-    # Ctrl-C may come as soon as the first line is out, and must still stop cleanly.
-    try:
-        accounts = ", ".join(server.store.users()) or (
-            "none yet: add --user NAME:PASSWORD or --users-file FILE")
-        print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)\n"
-              f"portal: data in {server.data_dir.resolve()}, shared secret in "
-              f"{(server.data_dir / SECRET_FILE).resolve()}\n"
-              f"portal: play URLs under {args.rtsp_url}\nportal: accounts: {accounts}\n"
-              "portal: press Ctrl-C to stop", flush=True)
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("portal: stopped", flush=True)
-    finally:
-        server.stop()
-    return 0
