@@ -22,7 +22,7 @@ from rtsp_resume.client import PortalClient, PortalError
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.media import MediaFile
 from rtsp_resume.payload import H264Packetizer, aac_payload
-from rtsp_resume.player import USER_AGENT, Player, PlayerError, answer_server_request
+from rtsp_resume.player import USER_AGENT, Player, PlayerError, encode_jpeg
 from rtsp_resume.receiver import TrackReceiver, match_rtp_info
 from rtsp_resume.rtp import RtpPacket, RtpStream
 from rtsp_resume.sample import read_frame_index
@@ -116,10 +116,8 @@ def test_plays_every_frame_in_order_with_program_time(server: StreamingServer,
     # Only the newest picture is kept alive.
     assert player.frames[-1].image is not None
     assert all(f.image is None for f in list(player.frames)[:-1])
-    assert player.frames[-1].to_png().startswith(b"\x89PNG\r\n\x1a\n")
-    assert player.frames[-1].to_jpeg().startswith(b"\xff\xd8")
-    with pytest.raises(ValueError):
-        player.frames[0].to_png()
+    image = player.frames[-1].image
+    assert image is not None and encode_jpeg(image).startswith(b"\xff\xd8")
 
     player.stop()
     assert player.state == "stopped" and player.error is None
@@ -414,21 +412,6 @@ def test_a_server_that_never_answers_fails_start_within_its_deadline(
 
 # ---------------------------------------------------------------------------------------
 # Sans-I/O parts
-
-
-def test_server_requests_get_ffmpegs_answers() -> None:
-    """OPTIONS and GET_PARAMETER (heartbeat, keep-alive probes) get 200, anything else
-    501; CSeq and Session are echoed, since the server matches its heartbeat by them."""
-    for method, status in (("OPTIONS", 200), ("GET_PARAMETER", 200), ("SET_PARAMETER", 501),
-                           ("ANNOUNCE", 501)):
-        request = rtsp.Request(method, "*", {"CSeq": "41", "Session": "s"})
-        reply = answer_server_request(request)
-        assert reply.status == status
-        assert (reply.headers["CSeq"], reply.headers["Session"]) == ("41", "s")
-        assert reply.headers["User-Agent"] == USER_AGENT
-        assert rtsp.Response.parse(bytes(reply)).status == status  # well formed on the wire
-    bare = answer_server_request(rtsp.Request("OPTIONS", "*", {}))
-    assert bare.headers.get("CSeq") is None and bare.headers.get("Session") is None
 
 
 def test_rtp_info_is_matched_to_the_track_control_url() -> None:
