@@ -105,10 +105,9 @@ class Player:
                  request_timeout: float = 5.0, teardown_timeout: float = 1.0,
                  max_frames: int = 10_000) -> None:
         parts = urlsplit(url)
-        if transport not in ("tcp", "udp"):
-            raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
-        if parts.scheme.lower() != "rtsp" or not parts.hostname:
-            raise ValueError(f"expected an rtsp://host[:port]/... URL, got {url!r}")
+        if transport not in ("tcp", "udp") or parts.scheme.lower() != "rtsp" or not parts.hostname:
+            raise ValueError(f"need an rtsp://host[:port]/... URL and tcp or udp: {url!r}, "
+                             f"{transport!r}")
         if (start is not None and not start >= 0) or not rr_interval > 0:
             raise ValueError(f"need start >= 0 and rr_interval > 0: {start!r}, {rr_interval!r}")
         self.url, self.transport, self.on_frame, self.on_event = url, transport, on_frame, on_event
@@ -145,37 +144,33 @@ class Player:
         try:
             self._sock = socket.create_connection(self.address, self.request_timeout)
         except OSError as exc:
-            self._fail(f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}")
+            self.error = f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}"
             self._end()
-            raise PlayerError(str(self.error)) from exc
+            raise PlayerError(self.error) from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = threading.Thread(target=self._read, name="rtsp-player", daemon=True)
         self._reader.start()
         try:
             self._handshake()
         except Exception as exc:  # a bug (or no UDP port) must not leave the reader behind
-            status = exc.status if isinstance(exc, PlayerError) else None
-            if self.error is None:
-                self._fail(str(exc) if isinstance(exc, PlayerError) else f"internal error: {exc!r}")
+            known = isinstance(exc, PlayerError)
+            self.error = self.error or (str(exc) if known else f"internal error: {exc!r}")
             self._finish(teardown=False)
-            raise PlayerError(str(self.error), status) from exc
+            raise PlayerError(self.error, exc.status if known else None) from exc
         return self
 
     def pause(self) -> None:
         """PAUSE (RFC 2326 §10.6); returns once the server has answered."""
-        self._may("pause")
         self._request("PAUSE", self.aggregate_url, on_answer=lambda _: self._set_state("paused"))
 
     def resume(self) -> None:
         """PLAY without Range: carry on from where PAUSE stopped."""
-        self._may("resume")
         self._play(None)
 
     def seek(self, t: float) -> float:
         """PLAY from ``t``; returns where the server starts (the keyframe at or before)."""
         if not t >= 0:
             raise ValueError(f"cannot seek to {t!r}")
-        self._may("seek")
         self._play(float(t))
         return float(self.range_start or 0.0)
 
@@ -335,16 +330,13 @@ class Player:
             return cseq, answer
 
     def _write(self, data: bytes) -> None:
-        assert self._sock is not None
+        if self._sock is None or self.state not in ("starting", "playing", "paused"):
+            raise PlayerError(f"the player is {self.state}")
         try:
             with self._wire:
                 self._sock.sendall(data)
         except OSError as exc:  # includes the send timeout of a link that stopped
             raise PlayerError(f"cannot write to the server: {exc}") from exc
-
-    def _may(self, name: str) -> None:
-        if self.state not in ("playing", "paused") or self._closing:
-            raise PlayerError(f"cannot {name}: the player is {self.state}")
 
     def _read(self) -> None:
         """Read until the connection ends: media first, then RTSP, then the timers."""
@@ -364,28 +356,23 @@ class Player:
                 if self._sock in ready and not self._read_control(parser):
                     return
                 self._timers(time.monotonic())
-        except PlayerError as exc:
+        except (PlayerError, OSError) as exc:
             if not self._closing:
-                self._fail(str(exc))
+                self.error = str(exc)
         except Exception as exc:  # a bug must end the player cleanly, never silently
             log.exception("player failed")
-            self._fail(f"internal error: {exc!r}")
+            self.error = f"internal error: {exc!r}"
         finally:
             self._end()
 
     def _read_control(self, parser: rtsp.RtspParser) -> bool:
         """One read of the RTSP connection; False when it has ended after stop()."""
         assert self._sock is not None
-        try:
-            data = self._sock.recv(1 << 16)
-        except OSError as exc:
-            data, why = b"", f"control connection failed: {exc}"
-        else:
-            why = "the server closed the control connection"
+        data = self._sock.recv(1 << 16)  # an OSError ends the reader
         if not data:
             if self._closing:
                 return False
-            raise PlayerError(why)
+            raise PlayerError("the server closed the control connection")
         now = time.monotonic()
         for event in parser.feed(data):
             if isinstance(event, rtsp.BadInput):
@@ -492,14 +479,8 @@ class Player:
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(self.teardown_timeout + 2.0)
 
-    def _fail(self, message: str) -> None:
-        self.error = message
-        self._set_state("failed")
-        log.info("player: %s", message)
-        self._emit("error", {"message": message})
-
     def _end(self) -> None:
-        """Close every socket, fail what still awaits an answer, then say "closed"."""
+        """Close every socket, fail what still awaits an answer, say why it ended."""
         for sock in [self._sock, *(s for t in self.tracks for s in (t.rtp_socket, t.rtcp_socket))]:
             if sock is not None:
                 sock.close()
@@ -507,6 +488,9 @@ class Player:
             waiting, self._waiting = self._waiting, {}
         for _, _, waiter in waiting.values():
             waiter.set_exception(PlayerError(self.error or "the player stopped"))
+        if self.error:
+            log.info("player: %s", self.error)
+            self._emit("error", {"message": self.error})
         self._set_state("failed" if self.error else "stopped")
         self._emit("closed", {"reason": self.error or "stopped"})
         self._ended = True
