@@ -169,8 +169,6 @@ class Player:
 
     def seek(self, t: float) -> float:
         """PLAY from ``t``; returns where the server starts (the keyframe at or before)."""
-        if not t >= 0:
-            raise ValueError(f"cannot seek to {t!r}")
         self._play(float(t))
         return float(self.range_start or 0.0)
 
@@ -206,8 +204,8 @@ class Player:
             return replace(self._counters, packets_lost=sum(t.lost for t in self.tracks))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """Wait at most ``timeout`` s for ``predicate()`` (checked at each frame, heartbeat,
-        report, change of state, and when the player ends); return its last value."""
+        """Wait at most ``timeout`` s for ``predicate()``, checked whenever the player moves
+        on (a frame, heartbeat, report, change of state, its end); return its last value."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (result := predicate()) and not self._ended:
@@ -273,10 +271,10 @@ class Player:
 
     def _play(self, start: float | None) -> None:
         """PLAY (§10.5) from ``start``; None once playing carries on from the pause point."""
+        headers = {"Range": rtsp.format_range(start)} if start is not None else {}
         moves = start is not None or self.state == "starting"  # not a resume
         for track in self.tracks:
             track.play_sent(moves)
-        headers = {"Range": rtsp.format_range(start)} if start is not None else {}
         self._request("PLAY", self.aggregate_url, headers,
                       lambda answer: self._played(answer, start, moves))
 
@@ -493,7 +491,7 @@ class Player:
             self._emit("error", {"message": self.error})
         self._set_state("failed" if self.error else "stopped")
         self._emit("closed", {"reason": self.error or "stopped"})
-        self._ended = True
+        self._ended = True  # after "closed": whoever waits for the end sees it said
         self._notify()
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
@@ -509,8 +507,7 @@ class Player:
 
 
 def _datagram(sock: socket.socket) -> bytes:
-    """A waiting datagram, or b"" when none waits (or an ICMP error surfaced here)."""
-    try:
+    try:  # none waiting, or an ICMP error surfacing here: b""
         return sock.recv(1 << 16)
     except OSError:
         return b""
