@@ -507,7 +507,7 @@ class Player:
 
 
 def _datagram(sock: socket.socket) -> bytes:
-    try:  # none waiting, or an ICMP error surfacing here: b""
+    try:
         return sock.recv(1 << 16)
-    except OSError:
+    except OSError:  # none waiting, or an ICMP error surfacing here
         return b""
