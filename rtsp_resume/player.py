@@ -304,20 +304,16 @@ class Player:
                  ) -> rtsp.Response:
         """Send a request and wait for its 2xx answer, matched by CSeq (§12.17)."""
         timeout = timeout or self.request_timeout
-        cseq, waiter = self._send(method, uri, headers or {}, on_answer)
-        try:
-            answer = waiter.result(timeout)
+        try:  # an answer that comes too late is still applied when it comes
+            answer = self._send(method, uri, headers or {}, on_answer).result(timeout)
         except TimeoutError:
             raise PlayerError(f"{method}: no answer within {timeout:.1f} s") from None
-        finally:
-            with self._wire:
-                self._waiting.pop(cseq, None)  # an answer that comes too late is ignored
         if not 200 <= answer.status < 300:
             raise PlayerError(f"{method} refused: {answer.status} {answer.reason}", answer.status)
         return answer
 
     def _send(self, method: str, uri: str, headers: dict[str, str],
-              on_answer: OnAnswer | None = None) -> tuple[int, Future[rtsp.Response]]:
+              on_answer: OnAnswer | None = None) -> Future[rtsp.Response]:
         """Write a request, in the session once SETUP has named it (§12.37)."""
         with self._wire:
             cseq, answer = next(self._cseqs), Future[rtsp.Response]()
@@ -325,7 +321,7 @@ class Player:
             session = {"Session": self.session_id} if self.session_id else {}
             out = {**headers, **session, "CSeq": str(cseq), "User-Agent": USER_AGENT}
             self._write(bytes(rtsp.Request(method, uri, out)))
-            return cseq, answer
+            return answer
 
     def _write(self, data: bytes) -> None:
         if self._sock is None or self.state not in ("starting", "playing", "paused"):
@@ -392,7 +388,7 @@ class Player:
         return True
 
     def _answered(self, answer: rtsp.Response) -> None:
-        with self._wire:  # an unknown CSeq: an answer that came too late, or to nothing
+        with self._wire:  # an unknown CSeq: an answer to nothing we asked
             method, on_answer, waiter = self._waiting.pop(answer.cseq or 0, ("", None, None))
         if waiter is None:
             return
