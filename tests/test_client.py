@@ -299,9 +299,11 @@ class ScriptedServer:
     """Accepts one player, answers its setup like a real server, then runs ``script``
     with the connection and the parser of what the player sends."""
 
-    def __init__(self, media: MediaFile, script: Any) -> None:
+    def __init__(self, media: MediaFile, script: Any, session_timeout: int = 60,
+                 public: str | None = None) -> None:
         self.media = media
         self.script = script
+        self.session_timeout, self.public = session_timeout, public
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.failure: BaseException | None = None
@@ -349,12 +351,14 @@ class ScriptedServer:
         headers = rtsp.Headers({"CSeq": request.headers["CSeq"]})
         body = b""
         base = f"rtsp://127.0.0.1:{self.port}/sample"
-        if request.method == "DESCRIBE":
+        if request.method == "OPTIONS" and self.public is not None:
+            headers["Public"] = self.public
+        elif request.method == "DESCRIBE":
             headers["Content-Type"] = "application/sdp"
             headers["Content-Base"] = base + "/"
             body = sdp.describe(self.media.tracks[:1], self.media.duration, 1).encode()
         elif request.method == "SETUP":
-            headers["Session"] = "abc;timeout=60"
+            headers["Session"] = f"abc;timeout={self.session_timeout}"
             headers["Transport"] = "RTP/AVP/TCP;unicast;interleaved=0-1"
         elif request.method == "PLAY":
             headers["Session"] = "abc"
@@ -397,6 +401,32 @@ def test_server_requests_are_answered_and_malformed_input_ends_the_player(
     assert events.count("heartbeat") == 3
     assert "error" in events and events[-1] == "closed"
     assert player.state == "failed"
+
+
+@pytest.mark.parametrize(("public", "keepalive"), [
+    (None, "GET_PARAMETER"),
+    ("OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN", "GET_PARAMETER"),
+    ("OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN", "OPTIONS"),  # as FFmpeg: what it has
+])
+def test_keepalive_at_half_the_session_timeout(sample_dir: Path, player_factory: Any,
+                                              public: str | None, keepalive: str) -> None:
+    seen: list[tuple[rtsp.Request, float]] = []
+
+    def script(conn: socket.socket, parser: rtsp.RtspParser) -> None:
+        played = time.monotonic()
+        for _ in range(2):
+            request = peer.next_request(conn, parser)
+            seen.append((request, time.monotonic() - played))
+            conn.sendall(bytes(peer.answer(request)))
+
+    peer = ScriptedServer(MediaFile(sample_dir / "sample.mp4"), script, session_timeout=1,
+                          public=public)
+    player_factory(f"rtsp://127.0.0.1:{peer.port}/sample").start()
+    peer.thread.join(10)
+    assert peer.failure is None, peer.failure
+    assert [r.method for r, _ in seen] == [keepalive, keepalive]
+    assert all(r.headers["Session"] == "abc" for r, _ in seen)
+    assert 0.4 <= seen[0][1] < 3.0  # half of "timeout=1", not of the default 60 s
 
 
 def test_a_server_that_never_answers_fails_start_within_its_deadline(
