@@ -155,7 +155,7 @@ class Player:
         except Exception as exc:  # a bug (or no UDP port) must not leave the reader behind
             known = isinstance(exc, PlayerError)
             self.error = self.error or (str(exc) if known else f"internal error: {exc!r}")
-            self._finish(teardown=False)
+            self.close_abruptly()
             raise PlayerError(self.error, exc.status if known else None) from exc
         return self
 
@@ -172,13 +172,22 @@ class Player:
         self._play(float(t))
         return float(self.range_start or 0.0)
 
-    def stop(self) -> None:
-        """TEARDOWN (§10.7) and close; idempotent, back within about ``teardown_timeout``."""
-        self._finish(teardown=True)
+    def stop(self, teardown: bool = True) -> None:
+        """TEARDOWN (§10.7) if ``teardown``, and close; idempotent, quick (``teardown_timeout``)."""
+        with self._cond:
+            first, self._closing = not self._closing, True
+        if first and teardown and self.state in ("playing", "paused"):
+            with contextlib.suppress(PlayerError):  # closed all the same
+                self._request("TEARDOWN", self.aggregate_url, timeout=self.teardown_timeout)
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # the reader reads the end and leaves
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(self.teardown_timeout + 2.0)
 
     def close_abruptly(self) -> None:
         """Close the connection without TEARDOWN (as a crashing player would)."""
-        self._finish(teardown=False)
+        self.stop(teardown=False)
 
     @property
     def running(self) -> bool:
@@ -460,18 +469,6 @@ class Player:
     def _notify(self) -> None:
         with self._cond:
             self._cond.notify_all()
-
-    def _finish(self, teardown: bool) -> None:
-        with self._cond:
-            first, self._closing = not self._closing, True
-        if first and teardown and self.state in ("playing", "paused"):
-            with contextlib.suppress(PlayerError):  # closed all the same
-                self._request("TEARDOWN", self.aggregate_url, timeout=self.teardown_timeout)
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)  # the reader reads the end and leaves
-        if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(self.teardown_timeout + 2.0)
 
     def _end(self) -> None:
         """Close every socket, fail what still awaits an answer, say why it ended."""
