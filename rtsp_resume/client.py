@@ -1,9 +1,7 @@
-"""The terminal (the patent's mobile terminal): a portal client and a player.
-
-:class:`PortalClient` talks to the web portal's JSON API (claims 1, 3, 7, 9): log in, list
-programs, get a play URL, list the reverse bookmarks the streaming server left, and ask
-the bookmark interface for a resume URL. The player (:mod:`rtsp_resume.player`) is
-re-exported, so ``from rtsp_resume.client import PortalClient, Player`` is the terminal::
+"""The patent's mobile terminal: the portal client, which with :mod:`rtsp_resume.player`
+is the terminal. :class:`PortalClient` speaks the web portal's JSON API (claims 1, 3, 7,
+9): log in, list programs, get a play URL, list the reverse bookmarks, ask the bookmark
+interface for a resume URL::
 
     portal = PortalClient("http://127.0.0.1:8080")
     portal.login("alice", "alice-pw")
@@ -16,16 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from rtsp_resume.httpjson import request_json
-from rtsp_resume.player import Player, PlayerCounters, PlayerError, ShownFrame
-
-__all__ = ["Player", "PlayerCounters", "PlayerError", "PortalClient", "PortalError",
-           "ShownFrame"]
 
 
 class PortalError(Exception):
     """The portal refused or could not be reached: ``status`` is the HTTP status (None
-    without an answer), ``body`` the JSON answer (the portal's ``{"error", "detail"}``, read
-    by :attr:`error` and :attr:`detail`) or its text when it was not JSON."""
+    without an answer), ``body`` its JSON ``{"error", "detail"}`` or its text."""
 
     def __init__(self, status: int | None, body: Any) -> None:
         self.status = status

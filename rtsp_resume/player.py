@@ -2,11 +2,10 @@
 
 CN101662474A's mobile terminal, as far as playing goes. :meth:`Player.start` runs the RFC
 2326 handshake (OPTIONS, DESCRIBE, SETUP per track, PLAY) as blocking requests; one reader
-thread takes everything that arrives: answers, media (TCP interleaved or UDP), and the
-server's heartbeat requests (claims 2, 8), and keeps the session alive with keep-alives
-and RTCP receiver reports. Exact resume: asked to start at ``t``, the server starts at
-the keyframe before; the player decodes from there but first shows the frame nearest
-``t`` (the earlier one at a tie).
+thread takes the answers, the media (TCP interleaved or UDP) and the server's heartbeat
+requests (claims 2, 8), and sends keep-alives and RTCP receiver reports. Exact resume:
+asked to start at ``t``, the server starts at the keyframe before; the player decodes
+from there but first shows the frame nearest ``t`` (the earlier one at a tie).
 """
 
 from __future__ import annotations
@@ -55,7 +54,7 @@ class PlayerError(RuntimeError):
 class ShownFrame:
     """A picture shown: ``index`` drawn into the sample (None elsewhere), ``pts`` in npt
     seconds, ``wallclock`` when shown; only the newest of :attr:`Player.frames` keeps its
-    ``image`` (``to_png``, ``to_jpeg``)."""
+    decoded ``image``."""
 
     index: int | None
     pts: float
@@ -66,65 +65,28 @@ class ShownFrame:
         number = f"frame {self.index}" if self.index is not None else "a frame"
         return f"{number} (npt {self.pts:.2f} s)"
 
-    def to_png(self) -> bytes:
-        return encode_png(self._need_image())
-
-    def to_jpeg(self) -> bytes:
-        return encode_jpeg(self._need_image())
-
-    def _need_image(self) -> av.VideoFrame:
-        if self.image is None:
-            raise ValueError("this frame's picture was released; only the latest is kept")
-        return self.image
-
-
-def _encode_still(frame: av.VideoFrame, codec: str, pix_fmt: str) -> bytes:
-    encoder = av.CodecContext.create(codec, "w")
-    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, pix_fmt
-    encoder.time_base = Fraction(1, 25)
-    picture = frame.reformat(format=pix_fmt)
-    picture.pts = 0
-    return b"".join(bytes(p) for p in encoder.encode(picture) + encoder.encode(None))
-
-
-def encode_png(frame: av.VideoFrame) -> bytes:
-    """PNG bytes of a decoded picture (for ``ipywidgets.Image``; no Pillow needed)."""
-    return _encode_still(frame, "png", "rgb24")
-
 
 def encode_jpeg(frame: av.VideoFrame) -> bytes:
     """JPEG bytes of a decoded picture (PyAV's mjpeg encoder, full-range YUV)."""
-    return _encode_still(frame, "mjpeg", "yuvj420p")
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    picture = frame.reformat(format="yuvj420p")
+    picture.pts = 0
+    return b"".join(bytes(p) for p in encoder.encode(picture) + encoder.encode(None))
 
 
 @dataclass
 class PlayerCounters:
     """A snapshot of what the player has done so far (see :meth:`Player.counters`)."""
 
-    packets_received: int = 0
     packets_lost: int = 0
-    malformed_packets: int = 0
-    frames_decoded: int = 0
     frames_shown: int = 0
     frames_hidden: int = 0  # decoded but before the requested start (exact resume)
-    decode_errors: int = 0
     audio_frames: int = 0
     audio_samples: int = 0
     heartbeats_answered: int = 0
-    keepalives_sent: int = 0
     receiver_reports_sent: int = 0
-    sender_reports_received: int = 0
-
-
-def answer_server_request(request: rtsp.Request) -> rtsp.Response:
-    """Our reply to the server's request (its heartbeat), as FFmpeg's: 200 to OPTIONS and
-    GET_PARAMETER, else 501; CSeq and Session echoed (the server matches them)."""
-    headers = rtsp.Headers({"User-Agent": USER_AGENT})
-    for name in ("CSeq", "Session"):
-        if request.headers.get(name) is not None:
-            headers[name] = request.headers[name]
-    status = 200 if request.method in ("OPTIONS", "GET_PARAMETER") else 501
-    return rtsp.Response(status, "", headers)
 
 
 class Player:
@@ -133,8 +95,7 @@ class Player:
     ``transport``: ``"tcp"`` (interleaved) or ``"udp"``. ``on_frame(ShownFrame)`` and
     ``on_event(name, data)`` run on the reader thread; their exceptions are logged.
     ``start``: PLAY with ``Range: npt=start-``, and with ``exact`` nothing earlier shown.
-    Events: connected, described, setup, playing, paused, resumed, seeked, heartbeat
-    (method, cseq, session, status, time), keepalive, receiver_report, error, closed.
+    Events: connected, described, setup, playing, heartbeat, error, closed.
     """
 
     def __init__(self, url: str, transport: str = "tcp",
@@ -144,16 +105,15 @@ class Player:
                  request_timeout: float = 5.0, teardown_timeout: float = 1.0,
                  max_frames: int = 10_000) -> None:
         parts = urlsplit(url)
-        if transport not in ("tcp", "udp"):
-            raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
-        if parts.scheme.lower() != "rtsp" or not parts.hostname:
-            raise ValueError(f"expected an rtsp://host[:port]/... URL, got {url!r}")
+        if transport not in ("tcp", "udp") or parts.scheme.lower() != "rtsp" or not parts.hostname:
+            raise ValueError(f"need an rtsp://host[:port]/... URL and tcp or udp: {url!r}, "
+                             f"{transport!r}")
         if (start is not None and not start >= 0) or not rr_interval > 0:
             raise ValueError(f"need start >= 0 and rr_interval > 0: {start!r}, {rr_interval!r}")
         self.url, self.transport, self.on_frame, self.on_event = url, transport, on_frame, on_event
         self.start_at, self.exact, self.rr_interval = start, exact, rr_interval
         self.request_timeout, self.teardown_timeout = request_timeout, teardown_timeout
-        self.host, self.port = parts.hostname, parts.port or 554
+        self.address = (parts.hostname, parts.port or 554)
         self.state = "new"  # new, starting, playing, paused, stopped, failed
         self.error: str | None = None
         self.session_id: str | None = None
@@ -163,82 +123,71 @@ class Player:
         self.tracks: list[TrackReceiver] = []
         self.aggregate_url = url
         self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
-        self._counters = PlayerCounters()
-        # Only the reader thread changes frames and counters; the condition guards the
-        # frames and wakes wait_for at each frame, heartbeat, report and change of state.
-        self._cond = threading.Condition()
+        self._counters = PlayerCounters()  # changed by the reader thread only
+        self._cond = threading.Condition()  # guards the frames; wakes wait_for
         self._wire = threading.RLock()  # one writer at a time; guards the waiting requests
         self._waiting: dict[int, tuple[str, OnAnswer | None, Future[rtsp.Response]]] = {}
         self._cseqs = itertools.count(1)
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
-        self._deadline = math.inf  # of the whole handshake
         self._closing = self._ended = False  # once closing, the link's end is no error
-        self._close_reason = "stopped"
         self._show_from: float | None = None
         self._keepalive = "GET_PARAMETER"
         self._next_rr = self._next_keepalive = math.inf
         self._ssrc = secrets.randbits(32)
 
-    def start(self, timeout: float | None = None) -> Player:
-        """Connect and play; return once PLAY is answered. Raises :class:`PlayerError` (and
-        sets :attr:`error`) when a step fails or all take over ``timeout``."""
+    def start(self) -> Player:
+        """Connect and play; return once PLAY is answered, else raise :class:`PlayerError`."""
         if self.state != "new":
             raise RuntimeError("a Player can be started only once")
         self._set_state("starting")
-        self._deadline = time.monotonic() + (timeout or 4 * self.request_timeout)
         try:
-            self._sock = socket.create_connection((self.host, self.port), self.request_timeout)
+            self._sock = socket.create_connection(self.address, self.request_timeout)
         except OSError as exc:
-            self._fail(f"cannot connect to {self.host}:{self.port}: {exc}")
+            self.error = f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}"
             self._end()
-            raise PlayerError(str(self.error)) from exc
+            raise PlayerError(self.error) from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = threading.Thread(target=self._read, name="rtsp-player", daemon=True)
         self._reader.start()
         try:
             self._handshake()
         except Exception as exc:  # a bug (or no UDP port) must not leave the reader behind
-            status = exc.status if isinstance(exc, PlayerError) else None
-            if self.error is None:
-                self._fail(str(exc) if isinstance(exc, PlayerError) else f"internal error: {exc!r}")
-            self._finish(teardown=False)
-            raise PlayerError(str(self.error), status) from exc
-        self._deadline = math.inf
+            known = isinstance(exc, PlayerError)
+            self.error = self.error or (str(exc) if known else f"internal error: {exc!r}")
+            self.close_abruptly()
+            raise PlayerError(self.error, exc.status if known else None) from exc
         return self
 
     def pause(self) -> None:
         """PAUSE (RFC 2326 §10.6); returns once the server has answered."""
-        self._may("pause")
-        self._ok(self._request("PAUSE", self.aggregate_url, {"Session": self.session_id or ""},
-                               self._paused), "pause")
+        self._request("PAUSE", self.aggregate_url, on_answer=lambda _: self._set_state("paused"))
 
     def resume(self) -> None:
         """PLAY without Range: carry on from where PAUSE stopped."""
-        self._may("resume")
-        self._ok(self._play(None, "resumed"), "resume")
+        self._play(None)
 
     def seek(self, t: float) -> float:
         """PLAY from ``t``; returns where the server starts (the keyframe at or before)."""
-        if not t >= 0:
-            raise ValueError(f"cannot seek to {t!r}")
-        self._may("seek")
-        self._ok(self._play(float(t), "seeked"), "seek")
+        self._play(float(t))
         return float(self.range_start or 0.0)
 
-    def stop(self) -> None:
-        """TEARDOWN (§10.7) and close; idempotent, back within about ``teardown_timeout``."""
-        self._finish(teardown=True)
+    def stop(self, teardown: bool = True) -> None:
+        """TEARDOWN (§10.7) if ``teardown``, and close; idempotent, quick (``teardown_timeout``)."""
+        with self._cond:
+            first, self._closing = not self._closing, True
+        if first and teardown and self.state in ("playing", "paused"):
+            with contextlib.suppress(PlayerError):  # closed all the same
+                self._request("TEARDOWN", self.aggregate_url, timeout=self.teardown_timeout)
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # the reader reads the end and leaves
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(self.teardown_timeout + 2.0)
 
     def close_abruptly(self) -> None:
         """Close the connection without TEARDOWN (as a crashing player would)."""
-        self._finish(teardown=False)
-
-    def __enter__(self) -> Player:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.stop(teardown=False)
 
     @property
     def running(self) -> bool:
@@ -255,21 +204,17 @@ class Player:
         with self._cond:
             return list(self._frames)
 
-    def counters(self) -> PlayerCounters:
-        with self._cond:
-            snapshot = replace(self._counters)
-        snapshot.packets_lost = sum(t.lost for t in self.tracks)
-        snapshot.malformed_packets += sum(t.malformed for t in self.tracks)
-        snapshot.decode_errors = sum(t.decode_errors for t in self.tracks)
-        return snapshot
-
     @property
     def frames_shown(self) -> int:
         return self._counters.frames_shown
 
+    def counters(self) -> PlayerCounters:
+        with self._cond:
+            return replace(self._counters, packets_lost=sum(t.lost for t in self.tracks))
+
     def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """Wait at most ``timeout`` s for ``predicate()`` (checked at each frame, heartbeat,
-        change of state, and when the player ends); return its last value."""
+        """Wait at most ``timeout`` s for ``predicate()``, checked whenever the player moves
+        on (a frame, heartbeat, report, change of state, its end); return its last value."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (result := predicate()) and not self._ended:
@@ -287,8 +232,7 @@ class Player:
         with contextlib.suppress(ValueError):  # only a hint: which keep-alive it prefers
             if public and "GET_PARAMETER" not in rtsp.parse_public(public):
                 self._keepalive = "OPTIONS"
-        self._ok(self._request("DESCRIBE", self.url, {"Accept": "application/sdp"},
-                               self._described), "DESCRIBE refused")
+        self._request("DESCRIBE", self.url, {"Accept": "application/sdp"}, self._described)
         for index, track in enumerate(self.tracks):
             if self.transport == "tcp":
                 transport = f"RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}"
@@ -297,23 +241,18 @@ class Player:
                     self._sock.getsockname()[0], receive_buffer=1 << 21)
                 port = track.rtp_socket.getsockname()[1]
                 transport = f"RTP/AVP;unicast;client_port={port}-{port + 1}"
-            session = {"Session": self.session_id} if self.session_id else {}
-            self._ok(self._request("SETUP", track.url, {"Transport": transport, **session},
-                                   lambda answer, t=track: self._set_up(t, answer)),
-                     "SETUP refused")
-        self._ok(self._play(self.start_at, "playing"), "PLAY refused")
+            self._request("SETUP", track.url, {"Transport": transport},
+                          lambda answer, t=track: self._set_up(t, answer))
+        self._play(self.start_at)
 
     def _described(self, answer: rtsp.Response) -> None:
-        kind = (answer.headers.get("Content-Type") or "application/sdp").split(";")[0]
-        if kind.strip().lower() != "application/sdp":
-            raise ValueError(f"DESCRIBE answered with {kind!r}, not application/sdp")
         description = sdp.parse(answer.body.decode("utf-8"))
-        base = answer.headers.get("Content-Base") or answer.headers.get("Content-Location")
-        self.aggregate_url = sdp.resolve_control(base or self.url, description.control)
+        base = (answer.headers.get("Content-Base") or answer.headers.get("Content-Location")
+                or self.url)
+        self.aggregate_url = sdp.resolve_control(base, description.control)
         for media in description.media:
             try:
-                url = sdp.resolve_control(base or self.url, media.control)
-                self.tracks.append(TrackReceiver(media, url))
+                self.tracks.append(TrackReceiver(media, sdp.resolve_control(base, media.control)))
             except sdp.SdpError as exc:
                 log.info("track skipped: %s", exc)
         if not self.tracks:
@@ -325,10 +264,8 @@ class Player:
         session, value = answer.headers.get("Session"), answer.headers.get("Transport")
         if session is None or value is None:
             raise ValueError("SETUP answer without a Session or Transport header")
-        session_id, timeout = rtsp.parse_session(session)
-        if self.session_id not in (None, session_id):
-            raise ValueError(f"SETUP answered another session ({session_id})")
-        self.session_id, self.session_timeout = session_id, timeout or self.session_timeout
+        self.session_id, timeout = rtsp.parse_session(session)
+        self.session_timeout = timeout or self.session_timeout
         reply = rtsp.parse_transport(value)[0]
         track.ssrc = reply.ssrc
         if self.transport == "tcp" and reply.is_tcp and reply.interleaved is not None:
@@ -339,19 +276,18 @@ class Player:
             track.server_rtcp = (peer, reply.server_port[1])
         else:
             raise ValueError(f"asked for {self.transport}, the server answered {value!r}")
-        self._emit("setup", {"track": track.url, "transport": value, "session": session_id})
+        self._emit("setup", {"track": track.url, "transport": value, "session": self.session_id})
 
-    def _play(self, start: float | None, event: str) -> rtsp.Response:
-        """PLAY (§10.5) from ``start``, or on from the pause point (``event`` "resumed")."""
-        headers = {"Session": self.session_id or ""}
-        if start is not None:
-            headers["Range"] = rtsp.format_range(start)
+    def _play(self, start: float | None) -> None:
+        """PLAY (§10.5) from ``start``; None once playing carries on from the pause point."""
+        headers = {"Range": rtsp.format_range(start)} if start is not None else {}
+        moves = start is not None or self.state == "starting"  # not a resume
         for track in self.tracks:
-            track.play_sent(repositions=event != "resumed")
-        return self._request("PLAY", self.aggregate_url, headers,
-                             lambda answer: self._played(answer, start, event))
+            track.play_sent(moves)
+        self._request("PLAY", self.aggregate_url, headers,
+                      lambda answer: self._played(answer, start, moves))
 
-    def _played(self, answer: rtsp.Response, requested: float | None, event: str) -> None:
+    def _played(self, answer: rtsp.Response, requested: float | None, moves: bool) -> None:
         """Apply a PLAY answer's Range and RTP-Info (§12.29, §12.33) to every track."""
         value = answer.headers.get("Range")
         begin = rtsp.parse_range(value)[0] if value else None
@@ -359,65 +295,51 @@ class Player:
             begin = requested if requested is not None else (self.range_start or 0.0)
         value = answer.headers.get("RTP-Info")
         infos = rtsp.parse_rtp_info(value) if value else []
-        if event != "resumed":
+        if moves:
             self.range_start = begin
             self._show_from = requested if self.exact else None
         for track in self.tracks:  # and what came while the answer was awaited is shown
-            held = track.play_answered(begin, match_rtp_info(track.url, infos), event != "resumed")
-            for packet, arrival in held:
+            for packet, arrival in track.play_answered(begin, match_rtp_info(track.url, infos),
+                                                       moves):
                 self._show(track, track.receive(packet, arrival))
-        if event == "playing":  # the timers start: keep-alive at half the session timeout
+        if self.state == "starting":  # the timers start: keep-alive at half the session timeout
             self._next_rr = time.monotonic() + self.rr_interval
             self._next_keepalive = time.monotonic() + self.session_timeout / 2
+            self._emit("playing", {"range_start": begin, "session": self.session_id})
         self._set_state("playing")
-        extra = {"session": self.session_id} if event == "playing" else {}
-        self._emit(event, {"range_start": self.range_start, **extra})
-
-    def _paused(self, answer: rtsp.Response) -> None:
-        self._set_state("paused")
-        self._emit("paused", {})
 
     def _request(self, method: str, uri: str, headers: dict[str, str] | None = None,
                  on_answer: OnAnswer | None = None, timeout: float | None = None
                  ) -> rtsp.Response:
-        """Send a request, wait for the answer the reader matches by CSeq (§12.17)."""
+        """Send a request and wait for its 2xx answer, matched by CSeq (§12.17)."""
         timeout = timeout or self.request_timeout
-        cseq, answer = self._send(method, uri, headers or {}, on_answer)
-        try:
-            return answer.result(min(timeout, self._deadline - time.monotonic()))
+        try:  # an answer that comes too late is still applied when it comes
+            answer = self._send(method, uri, headers or {}, on_answer).result(timeout)
         except TimeoutError:
             raise PlayerError(f"{method}: no answer within {timeout:.1f} s") from None
-        finally:
-            with self._wire:
-                self._waiting.pop(cseq, None)  # an answer that comes too late is ignored
+        if not 200 <= answer.status < 300:
+            raise PlayerError(f"{method} refused: {answer.status} {answer.reason}", answer.status)
+        return answer
 
     def _send(self, method: str, uri: str, headers: dict[str, str],
-              on_answer: OnAnswer | None = None) -> tuple[int, Future[rtsp.Response]]:
+              on_answer: OnAnswer | None = None) -> Future[rtsp.Response]:
+        """Write a request, in the session once SETUP has named it (§12.37)."""
         with self._wire:
             cseq, answer = next(self._cseqs), Future[rtsp.Response]()
             self._waiting[cseq] = (method, on_answer, answer)
-            out = {**headers, "CSeq": str(cseq), "User-Agent": USER_AGENT}
+            session = {"Session": self.session_id} if self.session_id else {}
+            out = {**headers, **session, "CSeq": str(cseq), "User-Agent": USER_AGENT}
             self._write(bytes(rtsp.Request(method, uri, out)))
-            return cseq, answer
+            return answer
 
     def _write(self, data: bytes) -> None:
-        assert self._sock is not None
+        if self._sock is None or self.state not in ("starting", "playing", "paused"):
+            raise PlayerError(f"the player is {self.state}")
         try:
             with self._wire:
                 self._sock.sendall(data)
         except OSError as exc:  # includes the send timeout of a link that stopped
             raise PlayerError(f"cannot write to the server: {exc}") from exc
-
-    @staticmethod
-    def _ok(answer: rtsp.Response, what: str) -> None:
-        if not 200 <= answer.status < 300:
-            raise PlayerError(f"{what}: {answer.status} {answer.reason}", answer.status)
-
-    def _may(self, name: str) -> None:
-        if self.state not in ("playing", "paused") or self._closing:
-            state = "stopping" if self._closing and not self._ended else self.state
-            raise PlayerError(f"cannot {name}: the player is {state}"
-                              + (f" ({self.error})" if self.error else ""))
 
     def _read(self) -> None:
         """Read until the connection ends: media first, then RTSP, then the timers."""
@@ -437,28 +359,23 @@ class Player:
                 if self._sock in ready and not self._read_control(parser):
                     return
                 self._timers(time.monotonic())
-        except PlayerError as exc:
+        except (PlayerError, OSError) as exc:
             if not self._closing:
-                self._fail(str(exc))
+                self.error = str(exc)
         except Exception as exc:  # a bug must end the player cleanly, never silently
             log.exception("player failed")
-            self._fail(f"internal error: {exc!r}")
+            self.error = f"internal error: {exc!r}"
         finally:
             self._end()
 
     def _read_control(self, parser: rtsp.RtspParser) -> bool:
         """One read of the RTSP connection; False when it has ended after stop()."""
         assert self._sock is not None
-        try:
-            data = self._sock.recv(1 << 16)
-        except OSError as exc:
-            data, why = b"", f"control connection failed: {exc}"
-        else:
-            why = "the server closed the control connection"
+        data = self._sock.recv(1 << 16)  # an OSError ends the reader
         if not data:
             if self._closing:
                 return False
-            raise PlayerError(why)
+            raise PlayerError("the server closed the control connection")
         now = time.monotonic()
         for event in parser.feed(data):
             if isinstance(event, rtsp.BadInput):
@@ -469,22 +386,20 @@ class Player:
                     if track.channel is not None and event.channel - track.channel in (0, 1):
                         self._media(track, event.data, now, event.channel != track.channel)
             elif isinstance(event, rtsp.Request):
-                reply = answer_server_request(event)
+                reply = rtsp.answer_server_request(event, USER_AGENT)
                 self._write(bytes(reply))
                 self._counters.heartbeats_answered += 1
                 self._notify()
                 self._emit("heartbeat", {"method": event.method, "cseq": event.cseq,
-                                         "session": event.headers.get("Session"),
                                          "status": reply.status, "time": time.time()})
             else:
                 self._answered(event)
         return True
 
     def _answered(self, answer: rtsp.Response) -> None:
-        with self._wire:
+        with self._wire:  # an unknown CSeq: an answer to nothing we asked
             method, on_answer, waiter = self._waiting.pop(answer.cseq or 0, ("", None, None))
         if waiter is None:
-            log.debug("answer with unknown CSeq %s ignored", answer.cseq)
             return
         try:
             if on_answer is not None and 200 <= answer.status < 300:
@@ -502,36 +417,28 @@ class Player:
         Public lacks it, as FFmpeg) and an RTCP receiver report (RFC 3550 §6.4.2)."""
         if now >= self._next_keepalive:
             self._next_keepalive = now + self.session_timeout / 2
-            self._send(self._keepalive, self.aggregate_url, {"Session": self.session_id or ""})
-            self._counters.keepalives_sent += 1
-            self._emit("keepalive", {"method": self._keepalive})
+            self._send(self._keepalive, self.aggregate_url, {})
         if now < self._next_rr:
             return
-        self._next_rr, sent = now + self.rr_interval, 0
+        self._next_rr = now + self.rr_interval
         for track in self.tracks:
             report = track.receiver_report(self._ssrc, f"{USER_AGENT}-{self._ssrc:08x}", now)
-            if report is not None and track.channel is not None:
+            if report is None:
+                continue
+            if track.channel is not None:
                 self._write(bytes(rtsp.InterleavedFrame(track.channel + 1, report)))
-            elif report is not None and track.rtcp_socket and track.server_rtcp:
+            elif track.rtcp_socket and track.server_rtcp:
                 with contextlib.suppress(OSError):
                     track.rtcp_socket.sendto(report, track.server_rtcp)
-            sent += report is not None
-        if sent:
-            self._counters.receiver_reports_sent += sent
-            self._notify()
-            self._emit("receiver_report", {"reports": sent})
+            self._counters.receiver_reports_sent += 1
+        self._notify()
 
     def _media(self, track: TrackReceiver, data: bytes, now: float, rtcp: bool) -> None:
         if rtcp:
-            self._counters.sender_reports_received += track.rtcp_received(data, now)
+            track.rtcp_received(data, now)
             return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpError:
-            self._counters.malformed_packets += 1
-            return
-        self._counters.packets_received += 1
-        self._show(track, track.receive(packet, now))
+        with contextlib.suppress(RtpError):  # not an RTP packet: nothing to show
+            self._show(track, track.receive(RtpPacket.parse(data), now))
 
     def _show(self, track: TrackReceiver, decoded: list[DecodedVideo | DecodedAudio]) -> None:
         for item in decoded:
@@ -542,10 +449,8 @@ class Player:
             # Exact resume: the frame nearest the requested start first, the earlier at a
             # tie; the microsecond absorbs float noise (4.54 - 0.02 = 4.5200000000000005).
             half = 0.5 / (track.fps or FALLBACK_FPS)
-            early = self._show_from is not None and item.pts < self._show_from - half - 1e-6
-            self._counters.frames_decoded += 1
-            self._counters.frames_hidden += early
-            if early:
+            if self._show_from is not None and item.pts < self._show_from - half - 1e-6:
+                self._counters.frames_hidden += 1
                 continue
             shown = ShownFrame(read_frame_index(item.frame), item.pts, time.time(), item.frame)
             with self._cond:
@@ -565,31 +470,8 @@ class Player:
         with self._cond:
             self._cond.notify_all()
 
-    def _finish(self, teardown: bool) -> None:
-        with self._cond:
-            first, self._closing = not self._closing, True
-        if first and teardown and self.state in ("playing", "paused"):
-            try:
-                self._request("TEARDOWN", self.aggregate_url, {"Session": self.session_id or ""},
-                              timeout=self.teardown_timeout)
-            except PlayerError:
-                self._close_reason = "stopped (TEARDOWN unanswered)"
-        elif first and not teardown:
-            self._close_reason = "closed without TEARDOWN"
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)  # the reader reads the end and leaves
-        if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(self.teardown_timeout + 2.0)
-
-    def _fail(self, message: str) -> None:
-        self.error = message
-        self._set_state("failed")
-        log.info("player: %s", message)
-        self._emit("error", {"message": message})
-
     def _end(self) -> None:
-        """Close every socket, fail what still awaits an answer, then say "closed"."""
+        """Close every socket, fail what still awaits an answer, say why it ended."""
         for sock in [self._sock, *(s for t in self.tracks for s in (t.rtp_socket, t.rtcp_socket))]:
             if sock is not None:
                 sock.close()
@@ -597,9 +479,12 @@ class Player:
             waiting, self._waiting = self._waiting, {}
         for _, _, waiter in waiting.values():
             waiter.set_exception(PlayerError(self.error or "the player stopped"))
+        if self.error:
+            log.info("player: %s", self.error)
+            self._emit("error", {"message": self.error})
         self._set_state("failed" if self.error else "stopped")
-        self._emit("closed", {"reason": self.error or self._close_reason})
-        self._ended = True
+        self._emit("closed", {"reason": self.error or "stopped"})
+        self._ended = True  # after "closed": whoever waits for the end sees it said
         self._notify()
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
@@ -615,8 +500,7 @@ class Player:
 
 
 def _datagram(sock: socket.socket) -> bytes:
-    """A waiting datagram, or b"" when none waits (or an ICMP error surfaced here)."""
     try:
         return sock.recv(1 << 16)
-    except OSError:
+    except OSError:  # none waiting, or an ICMP error surfacing here
         return b""

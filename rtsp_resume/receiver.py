@@ -1,20 +1,18 @@
-"""Receiving one RTP track: timing, reassembly and decoding, without sockets.
+"""Receiving one RTP track without sockets: timing, reassembly, decoding, reports.
 
-A :class:`TrackReceiver` is one track the terminal has SETUP. The player hands it RTP and
-RTCP packets with their arrival time and gets back decoded pictures and audio frames
-stamped with the program's play time (npt), and report blocks for RTCP receiver reports.
-The PLAY answer's ``Range`` and ``RTP-Info`` tie RTP time to npt (RFC 2326 §12.29,
-§12.33); payloads are H.264 (RFC 6184) and AAC-hbr (RFC 3640); reception statistics
-follow RFC 3550 §6.4.2 and Appendix A. PyAV decodes: H.264 as Annex B with the SDP's
-``sprop-parameter-sets``, AAC with the SDP's ``config`` as extradata.
+A :class:`TrackReceiver` takes a SETUP track's RTP and RTCP packets and gives back decoded
+pictures and audio frames stamped with play time (npt), tied to RTP time by the PLAY
+answer's ``Range`` and ``RTP-Info`` (RFC 2326 §12.29, §12.33). Payloads: H.264 (RFC 6184)
+and AAC-hbr (RFC 3640), decoded by PyAV; RTCP receiver reports per RFC 3550 §6.4.2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
-from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import av
@@ -35,20 +33,17 @@ from rtsp_resume.rtp import (
 log = logging.getLogger(__name__)
 
 ANNEX_B_START = b"\x00\x00\x00\x01"
-# Packets kept while a PLAY is awaiting its answer (the answer says how to time them).
-MAX_HELD_PACKETS = 4096
+MAX_HELD_PACKETS = 4096  # kept while a PLAY awaits the answer that says how to time them
 
 
-@dataclass
-class DecodedVideo:
+class DecodedVideo(NamedTuple):
     """A decoded picture and its presentation time in seconds of the program (npt)."""
 
     pts: float
     frame: av.VideoFrame
 
 
-@dataclass
-class DecodedAudio:
+class DecodedAudio(NamedTuple):
     """A decoded audio frame: its npt and how many samples it holds."""
 
     pts: float
@@ -56,16 +51,12 @@ class DecodedAudio:
 
 
 class TrackReceiver:
-    """One track of the session as the terminal receives it.
+    """One track of ``media`` (its SDP section) SETUP at control URL ``url``.
 
-    ``media`` is the track's SDP section, ``url`` its control URL (where SETUP went, and
-    what the server names in RTP-Info). The PLAY answer says that RTP time ``rtptime`` is
-    play time ``npt_start`` (RFC 2326 §12.33), so timestamp ``ts`` plays at ``npt_start +
-    (ts - rtptime) / rate``, the difference taken modulo 2**32 as a signed step.
-
-    While a PLAY is on its way (:meth:`play_sent`) packets are held: only its answer says
-    how to time them, and after a seek those numbered before the answer's ``seq`` belong
-    to the old position and are dropped.
+    RTP-Info's ``rtptime`` is play time ``npt_start`` (RFC 2326 §12.33): timestamp ``ts``
+    plays at ``npt_start + (ts - rtptime) / rate``. While a PLAY is on its way, packets are
+    held: only its answer times them, and after a seek those numbered before its ``seq``
+    are of the old position and dropped.
     """
 
     def __init__(self, media: sdp.MediaDescription, url: str) -> None:
@@ -78,7 +69,6 @@ class TrackReceiver:
             raise sdp.SdpError(f"{media.kind} track {encoding or '?'} is not H.264 or AAC")
         if not media.clock_rate:
             raise sdp.SdpError(f"{media.kind} track without a clock rate in its rtpmap")
-        self.media = media
         self.url = url
         self.clock_rate = media.clock_rate
         self.payload_type = media.payload_type
@@ -92,7 +82,7 @@ class TrackReceiver:
         self.rtp_socket: socket.socket | None = None
         self.rtcp_socket: socket.socket | None = None
         self.server_rtcp: tuple[str, int] | None = None
-        self.lost = self.malformed = self.decode_errors = 0
+        self.lost = 0
         self._depacketizer = H264Depacketizer()
         self._decoder = self._new_decoder()
         self._rtptime: int | None = None
@@ -106,8 +96,6 @@ class TrackReceiver:
         decoder.extradata = self.config or None
         return decoder
 
-    # -- PLAY ---------------------------------------------------------------------------
-
     def play_sent(self, repositions: bool) -> None:
         """A PLAY went out; ``repositions`` when it moves the play point (start or seek)."""
         self._held = []
@@ -115,8 +103,7 @@ class TrackReceiver:
 
     def play_answered(self, npt_start: float, info: rtsp.RtpInfo | None,
                       repositions: bool) -> list[tuple[RtpPacket, float]]:
-        """Take the PLAY answer's timing and stop holding packets. Returns the held
-        (packet, arrival) pairs still worth feeding to :meth:`receive`."""
+        """Take the PLAY answer's timing; returns the held (packet, arrival) pairs to receive."""
         if repositions:
             # Pictures still inside the decoder belong to the old position, and the new
             # position starts with a keyframe: a fresh decoder forgets the old ones.
@@ -139,8 +126,6 @@ class TrackReceiver:
         # RTP time wraps at 2**32: the difference is a signed step in [-2**31, 2**31).
         step = (rtp_timestamp - self._rtptime + (1 << 31)) % (1 << 32) - (1 << 31)
         return round(self._npt_start * self.clock_rate) + step
-
-    # -- packets ------------------------------------------------------------------------
 
     def receive(self, packet: RtpPacket, arrival: float) -> list[DecodedVideo | DecodedAudio]:
         """Take one RTP packet; return what it completed and decoded (often nothing)."""
@@ -171,7 +156,6 @@ class TrackReceiver:
         try:
             frames = aac_frames(packet.payload)
         except RtpError:
-            self.malformed += 1
             return []
         base = self._ticks(packet.timestamp)
         for i, frame in enumerate(frames):
@@ -195,7 +179,6 @@ class TrackReceiver:
         try:
             frames = self._decoder.decode(packet)
         except (av.error.FFmpegError, ValueError) as exc:
-            self.decode_errors += 1
             log.debug("%s decode error: %s", self.kind, exc)
             return []
         return [((ticks if f.pts is None else f.pts) / self.clock_rate, f) for f in frames]
@@ -206,19 +189,12 @@ class TrackReceiver:
         rate = self._decoder.framerate if self.codec == "h264" else None
         return float(rate) if rate else None
 
-    # -- RTCP ---------------------------------------------------------------------------
-
-    def rtcp_received(self, data: bytes, arrival: float) -> int:
-        """Take an RTCP compound packet; returns how many sender reports it held."""
-        try:
-            packets = parse_rtcp(data)
-        except RtpError:
-            self.malformed += 1
-            return 0
-        reports = [p for p in packets if isinstance(p, SenderReport)]
-        for report in reports:
-            self.stats.sender_report_received(report, arrival)
-        return len(reports)
+    def rtcp_received(self, data: bytes, arrival: float) -> None:
+        """Take an RTCP compound packet: its sender reports time our receiver reports."""
+        with contextlib.suppress(RtpError):
+            for packet in parse_rtcp(data):
+                if isinstance(packet, SenderReport):
+                    self.stats.sender_report_received(packet, arrival)
 
     def receiver_report(self, reporter_ssrc: int, cname: str, now: float) -> bytes | None:
         """A compound RR + SDES CNAME (RFC 3550 §6.1); None before any packet arrived."""
@@ -230,11 +206,8 @@ class TrackReceiver:
 
 
 def match_rtp_info(url: str, infos: list[rtsp.RtpInfo]) -> rtsp.RtpInfo | None:
-    """The RTP-Info entry for control URL ``url``: the exact URL (as FFmpeg requires), else
-    the same path, else a relative ``url=track1`` naming our last path segment."""
-    for info in infos:
-        if info.url == url:
-            return info
+    """The RTP-Info entry for control URL ``url``: the same path (queries such as the
+    token aside), else a relative ``url=track1`` naming our last path segment."""
     path = urlsplit(url).path.rstrip("/")
     for info in infos:
         if urlsplit(info.url).path.rstrip("/") == path:

@@ -596,3 +596,12 @@ def parse_public(value: str) -> set[str]:
         if not _is_token(name):
             raise RtspProtocolError(400, f"malformed method name {name[:40]!r}")
     return methods
+
+
+def answer_server_request(request: Request, user_agent: str) -> Response:
+    """A client's answer to a server's request (§10; the heartbeat of claims 2, 8) as
+    FFmpeg's: 200 to OPTIONS and GET_PARAMETER, else 501; CSeq and Session echoed."""
+    echoed = {name: value for name in ("CSeq", "Session")
+              if (value := request.headers.get(name)) is not None}
+    status = 200 if request.method in ("OPTIONS", "GET_PARAMETER") else 501
+    return Response(status, "", {**echoed, "User-Agent": user_agent})

@@ -17,6 +17,7 @@ from rtsp_resume.rtsp import (
     RtspParser,
     RtspProtocolError,
     Transport,
+    answer_server_request,
     format_range,
     format_rtp_info,
     format_session,
@@ -167,6 +168,21 @@ def test_server_sent_request_parses_on_the_client_side() -> None:
     events = RtspParser().feed(stream)
     assert [type(e) for e in events] == [InterleavedFrame, Request, InterleavedFrame]
     assert events[1].method == "OPTIONS" and events[1].uri == "*" and events[1].cseq == 7
+
+
+def test_server_requests_get_ffmpegs_answers() -> None:
+    """OPTIONS and GET_PARAMETER (heartbeat, keep-alive probes) get 200, anything else
+    501; CSeq and Session are echoed, since the server matches its heartbeat by them."""
+    for method, status in (("OPTIONS", 200), ("GET_PARAMETER", 200), ("SET_PARAMETER", 501),
+                           ("ANNOUNCE", 501)):
+        request = Request(method, "*", {"CSeq": "41", "Session": "s"})
+        reply = answer_server_request(request, "agent/1")
+        assert reply.status == status
+        assert (reply.headers["CSeq"], reply.headers["Session"]) == ("41", "s")
+        assert reply.headers["User-Agent"] == "agent/1"
+        assert Response.parse(bytes(reply)).status == status  # well formed on the wire
+    bare = answer_server_request(Request("OPTIONS", "*", {}), "agent/1")
+    assert bare.headers.get("CSeq") is None and bare.headers.get("Session") is None
 
 
 def test_request_with_body() -> None:
