@@ -100,10 +100,9 @@ class BookmarkOutbox:
         self._stop = False
         self._thread: threading.Thread | None = None
 
-    # -- producer side (called on the streaming server's loop: must not block) ---------
-
     def submit(self, event: Interruption) -> str | None:
-        """Queue the bookmark of an interruption; returns its nonce (None: no user)."""
+        """Queue the bookmark of an interruption; returns its nonce (None: no user). Called
+        on the streaming server's loop, so it only writes a row and wakes the worker."""
         request = bookmark_request(event)
         if request is None:
             log.info("interruption of %s without a play token: no bookmark", event.content_id)
@@ -118,22 +117,21 @@ class BookmarkOutbox:
             self._wake.notify()
         return nonce
 
-    # -- queries ----------------------------------------------------------------------
-
     def get(self, nonce: str) -> Delivery | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT nonce, body, status, attempts, response FROM outbox WHERE nonce = ?",
-                (nonce,),
-            ).fetchone()
-        return _delivery(row) if row else None
+        found = self._select("WHERE nonce = ?", nonce)
+        return found[0] if found else None
 
     def deliveries(self) -> list[Delivery]:
+        return self._select("ORDER BY queued")
+
+    def _select(self, rest: str, *params: Any) -> list[Delivery]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT nonce, body, status, attempts, response FROM outbox ORDER BY queued"
+                f"SELECT nonce, body, status, attempts, response FROM outbox {rest}", params
             ).fetchall()
-        return [_delivery(row) for row in rows]
+        return [Delivery(nonce, json.loads(body), status, attempts,
+                         json.loads(response) if response else None)
+                for nonce, body, status, attempts, response in rows]
 
     def wait(self, nonce: str, timeout: float) -> Delivery | None:
         """Block until the request is no longer pending, or ``timeout`` passes."""
@@ -147,8 +145,6 @@ class BookmarkOutbox:
                 return delivery
             with self._wake:
                 self._wake.wait(min(remaining, 0.5))
-
-    # -- the worker ---------------------------------------------------------------------
 
     def start(self) -> BookmarkOutbox:
         self._thread = threading.Thread(target=self._run, name="bookmark-outbox", daemon=True)
@@ -216,18 +212,12 @@ class BookmarkOutbox:
             self._notify("answered", nonce)
 
     def _notify(self, what: str, nonce: str) -> None:
-        if not self.listeners:
+        delivery = self.get(nonce) if self.listeners else None
+        if delivery is None:
             return
-        delivery = self.get(nonce)
         for listener in self.listeners:
             try:
-                if delivery is not None:
-                    listener(what, delivery)
+                listener(what, delivery)
             except Exception:
                 log.exception("outbox listener failed")
 
-
-def _delivery(row: tuple[Any, ...]) -> Delivery:
-    nonce, body, status, attempts, response = row
-    return Delivery(nonce, json.loads(body), status, attempts,
-                    json.loads(response) if response else None)

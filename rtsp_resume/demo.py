@@ -16,7 +16,6 @@ Everything is real: sockets on the loopback, RTSP/RTP, the SQLite portal, H.264 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -25,11 +24,9 @@ from typing import Any
 from rtsp_resume.bookmark_outbox import Delivery
 from rtsp_resume.client import PortalClient
 from rtsp_resume.linkcut import LinkCutter
-from rtsp_resume.player import Player, ShownFrame
+from rtsp_resume.player import Player
 from rtsp_resume.server import Interruption, ServerConfig
 from rtsp_resume.together import DEMO_USERS, System
-
-FPS = 25.0
 
 
 class Timeline:
@@ -38,28 +35,11 @@ class Timeline:
     def __init__(self) -> None:
         self.t0 = time.time()
         self._lock = threading.Lock()
-        self._progress = False
-        self._last_progress = 0.0
 
     def say(self, text: str, at: float | None = None) -> None:
         with self._lock:
-            if self._progress:
-                sys.stdout.write("\n")
-                self._progress = False
-            stamp = (at if at is not None else time.time()) - self.t0
-            print(f"[{stamp:6.2f} s] {text}", flush=True)
-
-    def progress(self, text: str) -> None:
-        """A progress line: redrawn in place on a terminal, once a second elsewhere."""
-        now = time.time()
-        with self._lock:
-            if sys.stdout.isatty():
-                sys.stdout.write(f"\r           {text}   ")
-                sys.stdout.flush()
-                self._progress = True
-            elif now - self._last_progress >= 1.0:
-                self._last_progress = now
-                print(f"           {text}", flush=True)
+            print(f"[{(at if at is not None else time.time()) - self.t0:6.2f} s] {text}",
+                  flush=True)
 
 
 def _show(data: dict[str, Any]) -> str:
@@ -121,10 +101,7 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
                      f"the portal signs a play token (EncryptToken) into the URL")
             url = play["url"].replace(f":{system.streaming.port}/", f":{cutter.port}/")
 
-            def on_frame(frame: ShownFrame) -> None:
-                line.progress(f"playing: {frame}")
-
-            player = Player(url, transport=transport, on_frame=on_frame).start()
+            player = Player(url, transport=transport).start()
             line.say(f"player connected through the link ({transport}); session "
                      f"{player.session_id}")
             player.wait_for(lambda: bool(player.frames) and player.frames[-1].pts

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,16 +63,6 @@ class ShownFrame:
     def __str__(self) -> str:
         number = f"frame {self.index}" if self.index is not None else "a frame"
         return f"{number} (npt {self.pts:.2f} s)"
-
-
-def encode_jpeg(frame: av.VideoFrame) -> bytes:
-    """JPEG bytes of a decoded picture (PyAV's mjpeg encoder, full-range YUV)."""
-    encoder = av.CodecContext.create("mjpeg", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
-    encoder.time_base = Fraction(1, 25)
-    picture = frame.reformat(format="yuvj420p")
-    picture.pts = 0
-    return b"".join(bytes(p) for p in encoder.encode(picture) + encoder.encode(None))
 
 
 @dataclass

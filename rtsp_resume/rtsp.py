@@ -15,28 +15,25 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import NamedTuple, Self
 
 RTSP_VERSION = "RTSP/1.0"
 
-# RFC 2326 §7.1.1: the standard reason phrases.
-REASONS: dict[int, str] = {
-    100: "Continue", 200: "OK", 201: "Created", 250: "Low on Storage Space",
-    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
-    304: "Not Modified", 305: "Use Proxy", 400: "Bad Request", 401: "Unauthorized",
-    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Time-out",
-    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
-    413: "Request Entity Too Large", 414: "Request-URI Too Large", 415: "Unsupported Media Type",
-    451: "Parameter Not Understood", 452: "Conference Not Found", 453: "Not Enough Bandwidth",
-    454: "Session Not Found", 455: "Method Not Valid in This State",
+# RFC 2326 §7.1.1: the reason phrases RTSP adds to (or words otherwise than) HTTP/1.1's.
+_RTSP_REASONS = {
+    250: "Low on Storage Space", 451: "Parameter Not Understood", 452: "Conference Not Found",
+    453: "Not Enough Bandwidth", 454: "Session Not Found", 455: "Method Not Valid in This State",
     456: "Header Field Not Valid for Resource", 457: "Invalid Range",
     458: "Parameter Is Read-Only", 459: "Aggregate operation not allowed",
     460: "Only aggregate operation allowed", 461: "Unsupported transport",
-    462: "Destination unreachable", 500: "Internal Server Error", 501: "Not Implemented",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out",
-    505: "RTSP Version not supported", 551: "Option not supported",
+    462: "Destination unreachable", 505: "RTSP Version not supported", 551: "Option not supported",
 }
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` ("" for a code that has none)."""
+    return _RTSP_REASONS.get(status) or next((s.phrase for s in HTTPStatus if s == status), "")
 
 
 class RtspProtocolError(ValueError):
@@ -50,7 +47,7 @@ class RtspProtocolError(ValueError):
     @property
     def phrase(self) -> str:
         """The standard reason phrase of :attr:`status`."""
-        return REASONS.get(self.status, "Error")
+        return reason_phrase(self.status) or "Error"
 
 
 # RFC 2616 §2.2 (which RFC 2326 borrows): token characters.
@@ -188,7 +185,7 @@ class Request(_Message):
 
 @dataclass
 class Response(_Message):
-    """An RTSP response (§7); an empty ``reason`` is written as the one in :data:`REASONS`."""
+    """An RTSP response (§7); an empty ``reason`` is written as :func:`reason_phrase`'s."""
 
     status: int
     reason: str = ""
@@ -197,7 +194,7 @@ class Response(_Message):
     version: str = RTSP_VERSION
 
     def __bytes__(self) -> bytes:
-        reason = self.reason or REASONS.get(self.status, "")
+        reason = self.reason or reason_phrase(self.status)
         if not 100 <= self.status <= 999 or "\r" in reason or "\n" in reason:
             raise ValueError(f"invalid status line {self.status} {reason!r}")
         return _serialize(f"{self.version} {self.status} {reason}", self.headers, self.body)

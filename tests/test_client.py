@@ -22,11 +22,12 @@ from rtsp_resume.client import PortalClient, PortalError
 from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.media import MediaFile
 from rtsp_resume.payload import H264Packetizer, aac_payload
-from rtsp_resume.player import USER_AGENT, Player, PlayerError, encode_jpeg
+from rtsp_resume.player import USER_AGENT, Player, PlayerError
 from rtsp_resume.receiver import TrackReceiver, match_rtp_info
 from rtsp_resume.rtp import RtpPacket, RtpStream
 from rtsp_resume.sample import read_frame_index
 from rtsp_resume.server import Interruption, ServerConfig, StreamingServer
+from rtsp_resume.widgets.display import encode_jpeg
 
 FPS = 25
 HEARTBEAT_INTERVAL = 0.2

@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from functools import cache
 from typing import Any
 
@@ -16,7 +17,7 @@ import av
 import ipywidgets as w
 import numpy as np
 
-from rtsp_resume.player import ShownFrame, encode_jpeg
+from rtsp_resume.player import ShownFrame
 
 PICTURE_WIDTH = 320  # pixels of the pictures sent to the browser (the clip is 640x360)
 CSS = ("<style>.rr-table td, .rr-table th {border:1px solid #ddd; padding:2px 6px; "
@@ -47,6 +48,16 @@ def shorten(value: Any, keep: int = 10) -> str:
 
 
 @cache
+def encode_jpeg(frame: av.VideoFrame) -> bytes:
+    """JPEG bytes of a decoded picture (PyAV's mjpeg encoder, full-range YUV)."""
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    picture = frame.reformat(format="yuvj420p")
+    picture.pts = 0
+    return b"".join(bytes(p) for p in encoder.encode(picture) + encoder.encode(None))
+
+
 def placeholder(width: int) -> bytes:
     """A dark grey 16:9 JPEG: the picture before there is one."""
     grey = np.full((width * 9 // 16 // 2 * 2, width, 3), 48, dtype=np.uint8)
