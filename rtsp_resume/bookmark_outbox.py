@@ -1,18 +1,12 @@
 """The streaming server's side of the reverse bookmark-set interface (claims 1, 3, 6, 9).
 
-When the heartbeat declares an interruption, the streaming server must tell the portal
-where the viewer was (a ``BookMarkReq``). The portal may be down or slow at that moment,
-and the server must not wait for it, so every request first goes into a durable outbox
-(an SQLite table next to the server) and a worker thread delivers it:
-
-- each request gets a nonce when it is queued; the nonce is its idempotency key, and every
-  retry is signed afresh (new timestamp) with the *same* nonce, so a retry whose first try
-  did arrive is answered "duplicate" instead of storing a second bookmark;
-- network errors, timeouts, HTTP 5xx and ResultCode 30 (the portal's storage failed) are
-  retried with exponential backoff; ResultCode 0 (saved) and 1 (duplicate) mean delivered;
-  any other ResultCode is a refusal that no retry can change, kept as ``refused``.
-
-It speaks only HTTP to the portal, never imports it.
+The portal may be down or slow when an interruption is declared, and the server must not
+wait for it: each BookMarkReq goes first into a durable outbox (SQLite) and a worker thread
+delivers it. Its nonce, given when queued, is its idempotency key: every retry is signed
+afresh with the *same* nonce, so a retry whose first try arrived is a "duplicate", not a
+second bookmark. Network errors, 5xx and ResultCode 30 (storage failed) are retried with
+exponential backoff; 0 (saved) and 1 (duplicate) are delivered; any other ResultCode is a
+refusal no retry can change. It speaks only HTTP to the portal, never imports it.
 """
 
 from __future__ import annotations

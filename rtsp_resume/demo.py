@@ -1,16 +1,11 @@
 """``make demo``: the patent's whole story, headless, told as a timeline.
 
-1. the viewer logs in to the portal and starts the sample (a play token in the URL);
-2. the project's own terminal plays it through a :class:`~rtsp_resume.linkcut.LinkCutter`;
-3. the link is cut, as a lost radio signal would: heartbeats go unanswered (claim 2);
-4. the streaming server declares the interruption and sends BookMarkReq to the portal's
-   reverse bookmark-set interface; the portal answers BookMarkResp (claims 1, 3, 5, 6);
-5. the viewer logs in again, lists the bookmarks (claim 1), picks one, asks the portal for
-   the bookmark interface (claims 3, 4, 9, 10) and resumes from it;
-6. the first frame shown after the resume is compared with the last one shown before the
-   cut. The exit status is 0 only if the resume skipped no frame.
-
-Everything is real: sockets on the loopback, RTSP/RTP, the SQLite portal, H.264 decoding.
+The viewer logs in and plays the sample through a link that is then cut (a lost signal);
+heartbeats go unanswered (claim 2); the server declares the interruption and the outbox
+sends BookMarkReq to the portal, which answers BookMarkResp (claims 1, 3, 5, 6); the viewer
+logs in again, lists the bookmarks (claim 1), asks for the bookmark interface (claims 3, 4,
+9, 10) and resumes. Exit status 0 only if the first frame after the resume skipped nothing
+the viewer had not seen. All real: loopback sockets, RTSP/RTP, the portal, H.264 decoding.
 """
 
 from __future__ import annotations

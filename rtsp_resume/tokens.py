@@ -1,20 +1,12 @@
 """Play tokens and signed portal calls: the secrets the portal and streaming server share.
 
-Pure code (every function takes ``now``), imported by both :mod:`rtsp_resume.portal` and
-:mod:`rtsp_resume.server`, which never import each other; both hold the same random key.
-
-* The **play token** is the patent's ``EncryptToken`` (claims 4, 10): the portal issues it
-  when a logged-in user starts a program, the streaming server checks it on DESCRIBE, SETUP
-  and PLAY and learns from it whom it serves, to fill the bookmark request when the link
-  breaks. It is ``<payload>.<mac>`` in base64url, so it fits an RTSP URL query unescaped:
-  compact JSON (user, content, login session, start, issue and expiry times, a nonce) and
-  an HMAC-SHA256 over it.
-* The **signature of a reverse bookmark call** (claims 3, 9): each ``POST
-  /api/bookmark/set`` carries a timestamp, a nonce and an HMAC over
-  ``timestamp.nonce.body``, so the portal takes bookmarks only from a key holder, refuses
-  stale copies, and uses the nonce as the idempotency key of retries.
-
-Each use has its own sub-key derived from the shared key, so one MAC never passes as the other.
+Pure code (every function takes ``now``), imported by the portal and the streaming server,
+which never import each other. The **play token** is the patent's EncryptToken (claims 4,
+10): issued by the portal, checked by the streaming server when a session starts, it says
+whom the server serves (for the bookmark). It is ``<payload>.<mac>`` in base64url, so it
+fits an RTSP URL query: compact JSON and an HMAC-SHA256. A **reverse bookmark call**
+(claims 3, 9) is signed over ``timestamp.nonce.body``; the nonce is its idempotency key.
+Each use has its own sub-key of the shared key, so one MAC never passes as the other.
 """
 
 from __future__ import annotations
@@ -131,12 +123,8 @@ def issue_play_token(
 
 
 def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0) -> PlayGrant:
-    """Check a play token's MAC and expiry and return what it grants.
-
-    ``leeway`` extends the expiry: the portal uses it to accept a bookmark for a play
-    session that outlived its token by a little (the streaming server checks the token
-    when the session starts, not while it runs).
-    """
+    """Check a play token's MAC and expiry and return what it grants. ``leeway`` extends
+    the expiry: a session outlives the token that started it, and so may its bookmark."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed", "empty, too long or not text")
     body, dot, mac_text = token.partition(".")
@@ -186,11 +174,8 @@ def _request_mac(key: bytes, timestamp: str, nonce: str, body: bytes) -> str:
 
 
 def sign_request(key: bytes, body: bytes, now: float, nonce: str | None = None) -> dict[str, str]:
-    """Headers that authenticate ``body`` as sent by a holder of ``key`` at ``now``.
-
-    Reuse the same ``nonce`` when retrying the same request: the portal treats it as an
-    idempotency key and will not store the bookmark twice.
-    """
+    """Headers that authenticate ``body`` as sent by a holder of ``key`` at ``now``. A retry
+    reuses its ``nonce``: the portal's idempotency key, so no bookmark is stored twice."""
     if nonce is None:
         nonce = secrets.token_urlsafe(16)
     if not _NONCE_RE.fullmatch(nonce):
@@ -207,11 +192,7 @@ def sign_request(key: bytes, body: bytes, now: float, nonce: str | None = None) 
 def verify_request(
     key: bytes, body: bytes, headers: Mapping[str, str], now: float, max_skew: float = 300.0
 ) -> str:
-    """Check the signature headers of a reverse call; return its nonce.
-
-    ``headers`` may be any mapping (a plain dict or a case-insensitive one): names are
-    compared without regard to case.
-    """
+    """Check the signature headers of a reverse call (names in any case); return its nonce."""
     lowered = {str(name).lower(): value for name, value in headers.items()}
     timestamp = lowered.get(TIMESTAMP_HEADER.lower())
     nonce = lowered.get(NONCE_HEADER.lower())
@@ -236,12 +217,9 @@ def verify_request(
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """Read the shared key from ``path`` (hex), creating a random 32-byte one if absent.
-
-    The file has mode 0600. It is written under a temporary name and then hard-linked into
-    place, which fails if the name exists: two processes starting at once end up with the
-    same key, and neither can read a half-written file.
-    """
+    """Read the shared key from ``path`` (hex), creating a random 32-byte one (mode 0600)
+    if absent. Written aside, then hard-linked into place, which fails if the name exists:
+    two processes starting at once get the same key, and never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
