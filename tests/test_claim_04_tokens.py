@@ -2,7 +2,7 @@
 request's play token (EncryptToken) and temporary login token (UserToken) against what it
 stored.
 
-Reading decided in issue 4: "matches what the portal stored" means the EncryptToken is the
+The reading this project takes: "matches what the portal stored" means the EncryptToken is the
 very token stored with that user's bookmark, and the UserToken is a currently valid login
 token of the same user (each login issues a new one). Each rule is shown passing once and
 then broken in one way at a time.

@@ -1,4 +1,4 @@
-"""Play position estimators (issue 3): what was sent and what the terminal reached."""
+"""Play position estimators (claim 1's play time point): what was sent, what was reached."""
 
 from __future__ import annotations
 
