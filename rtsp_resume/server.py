@@ -98,8 +98,11 @@ class StreamingServer:
                  self.rtp_port, self.rtp_port + 1)
 
     async def stop_async(self) -> None:
+        tasks = [t for s in self.sessions.values() if s.io is not None
+                 for t in (s.io.watch_task, s.io.play_task) if t is not None]
         for session in list(self.sessions.values()):
             self._end_session(session, "server stopping")
+        await asyncio.gather(*tasks, return_exceptions=True)  # cancelled: let them finish
         if self._tcp is not None:
             self._tcp.close()
             for connection in self._connections:
