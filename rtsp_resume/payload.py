@@ -37,8 +37,7 @@ class H264Packetizer:
     def __init__(self, mtu: int = 1400, aggregate: bool = False) -> None:
         if mtu < 3:
             raise ValueError(f"mtu={mtu}: an FU-A packet needs 2 header bytes and 1 of data")
-        self.mtu = mtu
-        self.aggregate = aggregate
+        self.mtu, self.aggregate = mtu, aggregate
 
     def packetize(self, nals: Sequence[bytes]) -> list[tuple[bytes, bool]]:
         """(payload, marker) pairs for one access unit; the marker is set on the last."""
@@ -83,16 +82,11 @@ class H264Packetizer:
         # §5.8: the NAL header byte is not sent as such; its F and NRI bits go into the
         # FU indicator and its type into the FU header of every fragment.
         indicator = bytes([(nal[0] & 0xE0) | H264_FU_A])
-        body = memoryview(nal)[1:]
-        step = self.mtu - 2
-        starts = range(0, len(body), step)
+        body, step = memoryview(nal)[1:], self.mtu - 2
         fragments = []
-        for start in starts:
-            header = nal_type(nal)
-            if start == 0:
-                header |= 0x80
-            if start + step >= len(body):
-                header |= 0x40
+        for start in range(0, len(body), step):
+            first, last = start == 0, start + step >= len(body)
+            header = nal_type(nal) | (0x80 if first else 0) | (0x40 if last else 0)
             fragments.append(indicator + bytes([header]) + body[start:start + step])
         return fragments
 
@@ -127,8 +121,7 @@ class H264Depacketizer:
     """
 
     def __init__(self) -> None:
-        self.lost = 0
-        self.discarded = 0
+        self.lost = self.discarded = 0
         self._last_sequence: int | None = None
         self._unit: H264AccessUnit | None = None
         self._fragment: bytearray | None = None
@@ -147,7 +140,6 @@ class H264Depacketizer:
                 self.lost += step - 1
                 gap = True
         self._last_sequence = sequence
-
         if gap and self._unit is not None:
             # The missing packets were the end of this unit, the start of the next, or both.
             self._unit.complete = False
@@ -187,8 +179,7 @@ class H264Depacketizer:
             unit.nals.append(bytes(payload))
             return True
         if kind == H264_STAP_A:
-            nals = []
-            pos = 1
+            nals, pos = [], 1
             while pos < len(payload):
                 if pos + 2 > len(payload):
                     return False
@@ -228,9 +219,7 @@ class H264Depacketizer:
         return True
 
 
-# ---------------------------------------------------------------------------------------
 # AAC, RFC 3640 mode AAC-hbr: sizeLength=13, indexLength=3, indexDeltaLength=3
-
 AAC_MAX_FRAME = (1 << 13) - 1
 
 
@@ -282,8 +271,7 @@ def aac_frames(payload: bytes) -> list[bytes]:
     if sum(sizes) != available:
         raise RtpError(f"AU-headers announce {sum(sizes)} bytes of AAC frames, "
                        f"the payload holds {available}")
-    frames = []
-    pos = data_start
+    frames, pos = [], data_start
     for size in sizes:
         if size == 0:
             raise RtpError("AAC frame of size 0")

@@ -46,7 +46,6 @@ class RtspProtocolError(ValueError):
 
     @property
     def phrase(self) -> str:
-        """The standard reason phrase of :attr:`status`."""
         return reason_phrase(self.status) or "Error"
 
 
@@ -275,12 +274,10 @@ class RtspParser:
             message.body, self._pending = bytes(buf[:length]), None
             del buf[:length]
             return message
-
         while buf[:1] in (b"\r", b"\n"):  # stray line breaks between messages, as in HTTP
             del buf[:1]
         if not buf:
             return None
-
         if buf[0] == 0x24:  # "$": an interleaved frame
             end = 4 + int.from_bytes(buf[2:4], "big") if len(buf) >= 4 else None
             if end is None or len(buf) < end:
@@ -386,7 +383,6 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 
 
 _TRANSPORT_PROTOCOL_RE = re.compile(r"[A-Za-z0-9\-_.]+/[A-Za-z0-9\-_.]+(/[A-Za-z0-9\-_.]+)?")
-SUPPORTED_TRANSPORTS = frozenset({"RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP"})
 
 
 @dataclass
@@ -410,14 +406,13 @@ class Transport:
     extra: list[tuple[str, str | None]] = field(default_factory=list)
 
     @property
-    def is_tcp(self) -> bool:
-        """True for interleaved delivery on the RTSP connection."""
+    def is_tcp(self) -> bool:  # interleaved on the RTSP connection
         return self.protocol.endswith("/TCP")
 
     @property
     def supported(self) -> bool:
         """Whether this is RTP/AVP over UDP or TCP, the transports rtsp-resume serves."""
-        return self.protocol in SUPPORTED_TRANSPORTS
+        return self.protocol in ("RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP")
 
     def __str__(self) -> str:
         ports = {n: getattr(self, n) for n in ("interleaved", "port", "client_port", "server_port")}
@@ -549,7 +544,6 @@ def format_session(session_id: str, timeout: int | None = None) -> str:
 
 class RtpInfo(NamedTuple):
     """One stream of an RTP-Info header (RFC 2326 §12.33)."""
-
     url: str
     seq: int | None
     rtptime: int | None

@@ -120,8 +120,7 @@ class HeartbeatTimeline(w.HTML):
         if shown := [t for t in traces if self.since is None or t.started_at >= self.since]:
             self.value = timeline_svg(shown, link_events, interval, timeout, time.time())
 
-    def snapshot(self) -> object:
-        """The timeline as drawn now, as a static picture for the notebook's output."""
+    def snapshot(self) -> object:  # the timeline as drawn now, a static picture for the output
         return HTML(self.value)
 
 
@@ -159,10 +158,7 @@ class LinkToggle(w.VBox):
         super().__init__([self.toggle])
 
     def _pressed(self, change: dict[str, Any]) -> None:
-        if change["new"]:
-            self.cutter.cut()
-        else:
-            self.cutter.restore()
+        self.cutter.toggle(change["new"])
         self.toggle.description = "Link cut: restore" if change["new"] else "Cut the link"
         self.toggle.button_style = "danger" if change["new"] else ""
 
