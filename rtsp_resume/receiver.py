@@ -51,13 +51,10 @@ class DecodedAudio(NamedTuple):
 
 
 class TrackReceiver:
-    """One track of ``media`` (its SDP section) SETUP at control URL ``url``.
-
-    RTP-Info's ``rtptime`` is play time ``npt_start`` (RFC 2326 §12.33): timestamp ``ts``
-    plays at ``npt_start + (ts - rtptime) / rate``. While a PLAY is on its way, packets are
-    held: only its answer times them, and after a seek those numbered before its ``seq``
-    are of the old position and dropped.
-    """
+    """One track of ``media`` (its SDP section) SETUP at control URL ``url``. RTP-Info's
+    ``rtptime`` is play time ``npt_start`` (RFC 2326 §12.33): timestamp ``ts`` plays at
+    ``npt_start + (ts - rtptime) / rate``. While a PLAY is on its way packets are held: only
+    its answer times them, and after a seek those numbered before its ``seq`` are dropped."""
 
     def __init__(self, media: sdp.MediaDescription, url: str) -> None:
         encoding = (media.encoding or "").upper()

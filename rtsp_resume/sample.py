@@ -259,12 +259,10 @@ def _audio_frame(first_sample: int, count: int) -> av.AudioFrame:
 def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: int = 360,
                 fps: int = 25, gop_seconds: float = 2.0, slices: int = 1,
                 audio: bool = True) -> Path:
-    """Write the sample clip: H.264 (+ AAC) in MP4, or MKV when ``path`` ends in .mkv.
-
-    A keyframe every ``gop_seconds * fps`` frames and nowhere else (no scene cuts), so
-    tests know where seeks land; B-frames on, as in most real files. ``slices`` per
-    picture; frame threading keeps x264 from adding slices of its own.
-    """
+    """Write the sample clip: H.264 (+ AAC) in MP4, or MKV when ``path`` ends in .mkv. A
+    keyframe every ``gop_seconds * fps`` frames and nowhere else (no scene cuts), so tests
+    know where seeks land; B-frames on, as in most real files; ``slices`` per picture
+    (frame threading keeps x264 from adding slices of its own)."""
     path, frames, gop = Path(path), round(duration * fps), round(gop_seconds * fps)
     if width % 2 or height % 2:
         raise ValueError("width and height must be even (4:2:0 chroma)")
