@@ -114,7 +114,6 @@ class H264Depacketizer:
         self._fragment: bytearray | None = None
 
     def feed(self, packet: RtpPacket) -> list[H264AccessUnit]:
-        """Take one packet; return the access units it finished (often none)."""
         finished: list[H264AccessUnit] = []
         sequence = packet.sequence_number
         gap = False

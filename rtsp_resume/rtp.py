@@ -83,7 +83,6 @@ class RtpPacket:
 
     @classmethod
     def parse(cls, data: bytes) -> RtpPacket:
-        """Read one RTP packet; raise :class:`RtpError` if it is not a valid one."""
         size = len(data)
         if size < RTP_HEADER_SIZE:
             raise RtpError(f"RTP packet of {size} bytes: the fixed header alone needs 12")
@@ -335,7 +334,6 @@ class RtpStream:
         self.packet_count = self.octet_count = 0
 
     def ticks(self, seconds: float) -> int:
-        """Media time in seconds as ticks of this stream's clock."""
         return round(seconds * self.clock_rate)
 
     def rtp_timestamp(self, ticks: int) -> int:

@@ -176,7 +176,7 @@ def _apply_format(number: int, media: MediaDescription, name: str, value: str) -
 
 
 def parse(text: str) -> SessionDescription:
-    """Read an SDP (CRLF or LF line endings); raise :class:`SdpError` if it is malformed."""
+    """Read an SDP with CRLF or LF line endings."""
     lines = [line for line in re.split(r"\r?\n", text) if line.strip()]
     if not lines:
         raise SdpError("empty session description")

@@ -111,8 +111,7 @@ class HeartbeatLab(w.VBox):
                                        button_style="primary")
         self.connect_button.on_click(self.connect)
         settings = w.VBox([self.interval, self.timeout, self.connect_button, self.link])
-        super().__init__([w.HBox([settings, self.terminal.view]), self.timeline,
-                          self.stage.log])
+        super().__init__([w.HBox([settings, self.terminal.view]), self.timeline, self.stage.log])
 
     def connect(self, _: Any = None) -> None:  # the button: play with the sliders' settings
         self.stage.config.heartbeat_interval = float(self.interval.value)
@@ -143,8 +142,7 @@ class HeartbeatLab(w.VBox):
         def answered_again() -> float | None:
             if (log := self.stage.heartbeat_log(session_id)) is None:
                 raise RuntimeError("the session ended: the link was down too long")
-            return next((t for t, kind, _ in log if kind == "answered" and t > restored[-1]),
-                        None)
+            return next((t for t, kind, _ in log if kind == "answered" and t > restored[-1]), None)
 
         answered: float = self.stage.wait(answered_again, timeout, "answered heartbeat")
         self.terminal.draw_timeline()

@@ -72,8 +72,7 @@ def timeline_svg(traces: Sequence[SessionTrace], link_events: Sequence[tuple[flo
     cut, since = False, begin  # the link lane: green while up, red while cut
     for t, kind in [*link_events, (end, "end")]:
         if t > since:
-            chart.band((since - origin, t - origin), (3.4, 3.6), CUT_RED if cut else UP_GREEN,
-                       0.85)
+            chart.band((since - origin, t - origin), (3.4, 3.6), CUT_RED if cut else UP_GREEN, 0.85)
         cut, since = kind == "cut", max(t, since)
     for trace in traces:
         chart.vline(trace.started_at - origin, "#777", trace.label, "2,3", 14)
