@@ -154,8 +154,7 @@ class LinkCutter:
     __enter__, __exit__ = start, stop
 
     def _later(self, action: Callable[[], object]) -> None:
-        """Run ``action`` after ``delay``, strictly after the one before: timers due at one
-        moment run in any order."""
+        """Run ``action`` after ``delay``, strictly after the one before (ties run unordered)."""
         self._last = max(self._loop.time() + self.delay, self._last + 1e-6)
         self._loop.call_at(self._last, action)
 

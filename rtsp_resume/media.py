@@ -344,9 +344,8 @@ class MediaLibrary:
         return None
 
     def get(self, content_id: str) -> MediaFile | None:
-        """The file whose name without extension is ``content_id``: None when the name is
-        not a plain name or no such file exists (RTSP 404). Raises UnplayableMedia when
-        nothing in it can be played (RTSP 415)."""
+        """The file named ``content_id`` plus a suffix: None when that is no plain name or no
+        file (RTSP 404); UnplayableMedia when nothing in it can be played (RTSP 415)."""
         path = self._find(content_id) if valid_content_id(content_id) else None
         return None if path is None else self._load(path)
 

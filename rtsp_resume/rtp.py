@@ -251,8 +251,7 @@ class ReceiverReport:
 
 @dataclass
 class SourceDescription:
-    """RTCP source description (SDES, §6.5) with a CNAME item for each ``(ssrc, cname)``;
-    received SDES packets are read as :class:`RtcpPacket`."""
+    """RTCP SDES (§6.5), a CNAME item per ``(ssrc, cname)``; received ones are RtcpPackets."""
 
     cnames: list[tuple[int, str]] = field(default_factory=list)
 
@@ -356,8 +355,7 @@ class RtpStream:
 
     def sender_report(self, wallclock: float, timestamp: int,
                       reports: Sequence[ReportBlock] = ()) -> SenderReport:
-        """An SR saying media ``timestamp`` (ticks reached, not the last packet's) is sent
-        at Unix time ``wallclock``."""
+        """An SR: media ``timestamp`` (ticks reached, not the last packet's) at ``wallclock``."""
         return SenderReport(self.ssrc, ntp_now(wallclock), self.rtp_timestamp(timestamp),
                             self.packet_count % (1 << 32), self.octet_count % (1 << 32),
                             list(reports))

@@ -54,9 +54,8 @@ def strip_bits(index: int) -> list[int]:
 
 
 def strip_geometry(width: int, height: int) -> tuple[int, int, int, int]:
-    """Where the strip sits in a ``width`` x ``height`` picture: (x, y, cell_w, cell_h).
-    Cells are whole macroblocks on the macroblock grid, so each is coded as a flat block
-    and its centre survives heavy quantization."""
+    """Where the strip sits in a ``width`` x ``height`` picture: (x, y, cell_w, cell_h). Cells
+    are whole macroblocks on their grid: each is coded flat, its centre survives quantizing."""
     cell_w = 16 * max(1, width // 640)
     cell_h = 2 * cell_w
     x = (width - STRIP_CELLS * cell_w) // 2 // 16 * 16
@@ -67,10 +66,9 @@ def strip_geometry(width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def read_frame_index(image: Any) -> int | None:
-    """The frame number a decoded picture of the sample carries, or None (no strip, or a
-    CRC that does not match: a damaged picture, or not the sample). ``image`` is an
-    ``av.VideoFrame``, an HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole yuv420p
-    array of (H*3/2)xW too)."""
+    """The frame number a decoded picture of the sample carries, or None (no strip, or a CRC
+    that does not match: damaged, or not the sample). ``image``: an ``av.VideoFrame``, an
+    HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole (H*3/2)xW yuv420p one too)."""
     if isinstance(image, av.VideoFrame):
         return _read_video_frame(image)
     shape = getattr(image, "shape", None)

@@ -53,8 +53,7 @@ def token_hash(token: str) -> str:
 class GuessBrake:
     """After ``free`` failures in a row for a key (an account, a client address), the key
     waits ``base * 2**n`` seconds, at most ``cap``, before its next try (the portal answers
-    429 with Retry-After, RFC 6585 section 4). The cap keeps a user from being locked out
-    for long; it still allows only about one guess per ``cap`` seconds per key."""
+    429 with Retry-After, RFC 6585 section 4): no long lockout, one guess per ``cap`` s."""
 
     def __init__(self, clock: Callable[[], float], free: int = 5, base: float = 1.0,
                  cap: float = 30.0) -> None:

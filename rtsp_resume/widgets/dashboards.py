@@ -23,9 +23,8 @@ from rtsp_resume.widgets.views import heartbeat_outcomes
 
 
 class Tour(Terminal):
-    """The whole story on one dashboard: alice's phone on a stage of its own, with the
-    player, the link toggle, the heartbeat timeline, BookMarkReq and BookMarkResp, the
-    bookmark list with its Resume buttons, the frames before and after, and the log."""
+    """The whole story on one dashboard, on a stage of its own: player, link toggle, heartbeat
+    timeline, BookMarkReq/BookMarkResp, bookmarks, the frames before and after, the log."""
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5, user: str = "alice",
@@ -94,8 +93,7 @@ class HeartbeatSummary(NamedTuple):
 
 
 class HeartbeatLab(w.VBox):
-    """Claims 2 and 8 live: interval and timeout sliders, a player, the link toggle and
-    the heartbeat timeline of one connection at a time."""
+    """Claims 2 and 8 live: interval and timeout sliders, a player, its link and timeline."""
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5) -> None:

@@ -25,8 +25,8 @@ GREEN, RED, CUT_RED, UP_GREEN = "#2e7d32", "#c62828", "#e53935", "#43a047"
 
 @dataclass
 class SessionTrace:
-    """One RTSP session of a terminal: its heartbeat log so far and, once judged, the
-    interruption; ``live`` until it ended or was judged."""
+    """A terminal's RTSP session: its heartbeat log, its interruption once judged, and
+    ``live`` until it ended or was judged."""
 
     session_id: str
     started_at: float  # Unix time the PLAY was answered
