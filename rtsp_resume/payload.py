@@ -37,15 +37,14 @@ class H264Packetizer:
 
     def packetize(self, nals: Sequence[bytes]) -> list[tuple[bytes, bool]]:
         """(payload, marker) pairs for one access unit; the marker is set on the last."""
+        payloads: list[bytes] = []
+        pending: list[bytes] = []  # small NAL units waiting for a STAP-A
         for nal in nals:
             if not nal:
                 raise RtpError("empty NAL unit")
             if not 1 <= nal_type(nal) <= 23:
                 raise RtpError(f"NAL unit type {nal_type(nal)} cannot be sent as is "
                                "(expected 1-23: bare NAL units, no start code)")
-        payloads: list[bytes] = []
-        pending: list[bytes] = []  # small NAL units waiting for a STAP-A
-        for nal in nals:
             if self.aggregate and self._stap_size(pending + [nal]) <= self.mtu:
                 pending.append(nal)
                 continue

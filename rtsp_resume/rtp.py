@@ -292,9 +292,8 @@ Rtcp = SenderReport | ReceiverReport | RtcpPacket
 
 
 def parse_rtcp(data: bytes) -> list[Rtcp]:
-    """The parts of a compound RTCP packet (§6.1), each well formed with a type in 192-223
-    (RFC 5761 §4). SR or RR first and an SDES are not required: some senders break those
-    rules and their reports are still usable."""
+    """The parts of a compound RTCP packet (§6.1), each well formed, types 192-223 (RFC 5761
+    §4); SR or RR first and an SDES are not required: reports of senders that skip them count."""
     if not data:
         raise RtpError("empty RTCP packet")
     packets: list[Rtcp] = []

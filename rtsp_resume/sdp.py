@@ -212,10 +212,9 @@ def parse(text: str) -> SessionDescription:
 
 
 def resolve_control(base_url: str, control: str | None) -> str:
-    """The URL to SETUP/PLAY for an ``a=control`` value (RFC 2326 §C.1.1): an absolute URL
-    as it is, ``*`` or none the base itself, a relative one joined to ``base_url`` taken as
-    a directory, as FFmpeg and live555 do (``rtsp://h/clip`` + ``track1`` ->
-    ``rtsp://h/clip/track1``). The base's query is not carried over (send absolute ones)."""
+    """The URL to SETUP/PLAY for an ``a=control`` (RFC 2326 §C.1.1): an absolute URL as it is,
+    ``*`` or none the base, a relative one joined to ``base_url`` as a directory like FFmpeg
+    and live555 (``rtsp://h/clip`` + ``track1`` -> ``rtsp://h/clip/track1``), query dropped."""
     control = (control or "").strip()
     if control in ("", "*"):
         return base_url
