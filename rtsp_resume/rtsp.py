@@ -236,8 +236,7 @@ class RtspParser:
     """Incremental parser for one direction of an RTSP connection: ``feed(data)`` returns
     the events completed so far, the same however the input is split. Bodies are read by
     Content-Length (none: no body, §4.3); lines end in CRLF or LF; folded lines are a 400.
-    Bad input never raises: ``feed`` returns the events whole before it, then one
-    :class:`BadInput`, and only that from then on; the caller answers its ``status``."""
+    Bad input never raises: ``feed`` returns the events before it, then only a BadInput."""
 
     def __init__(self, max_header_bytes: int = 16384, max_body_bytes: int = 1 << 20) -> None:
         self.max_header_bytes, self.max_body_bytes = max_header_bytes, max_body_bytes
