@@ -34,7 +34,6 @@ _HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit
 @dataclasses.dataclass
 class DirectionCounters:
     """What reached the relay one way, and what became of it."""
-
     tcp_bytes_received: int = 0
     tcp_bytes: int = 0  # relayed
     tcp_bytes_cut: int = 0
@@ -47,7 +46,6 @@ class DirectionCounters:
 @dataclasses.dataclass(frozen=True)
 class LinkCounters:
     """A :class:`LinkCutter`'s counters; ``connections`` are those open now."""
-
     up: DirectionCounters
     down: DirectionCounters
     is_cut: bool

@@ -91,7 +91,6 @@ class H264AccessUnit:
     """The NAL units of one RTP timestamp, put back together. ``complete`` is False when a
     packet of it may be lost (a gap inside or just before it) or was malformed: the picture
     may lack slices. ``first_sequence``/``last_sequence`` number its first and last packet."""
-
     rtp_timestamp: int
     nals: list[bytes]
     complete: bool

@@ -38,14 +38,12 @@ MAX_HELD_PACKETS = 4096  # kept while a PLAY awaits the answer that says how to 
 
 class DecodedVideo(NamedTuple):
     """A decoded picture and its presentation time in seconds of the program (npt)."""
-
     pts: float
     frame: av.VideoFrame
 
 
 class DecodedAudio(NamedTuple):
     """A decoded audio frame: its npt and how many samples it holds."""
-
     pts: float
     samples: int
 

@@ -37,7 +37,6 @@ def _check(bits: int, **values: int) -> None:
 @dataclass
 class RtpHeaderExtension:
     """The header extension of §5.3.1: a profile-defined value and data in 32-bit words."""
-
     profile: int
     data: bytes = b""
 
@@ -46,7 +45,6 @@ class RtpHeaderExtension:
 class RtpPacket:
     """An RTP data packet (§5.1). ``padding`` counts the padding octets, the final count
     octet included (0: none); the others are written as zeros."""
-
     payload_type: int = 0
     sequence_number: int = 0
     timestamp: int = 0
@@ -161,7 +159,6 @@ def _rtcp_split(data: bytes, packet_type: int | None = None) -> tuple[int, int, 
 class ReportBlock:
     """A reception report block (§6.4.1); ``packets_lost`` is signed and clamped to its 24
     bits when written (Appendix A.3), ``highest_sequence`` is the extended number."""
-
     ssrc: int
     fraction_lost: int = 0
     packets_lost: int = 0
@@ -198,7 +195,6 @@ def _parse_blocks(body: bytes, offset: int, count: int) -> tuple[list[ReportBloc
 class SenderReport:
     """RTCP sender report (§6.4.1): ``ntp_timestamp`` and ``rtp_timestamp`` name one
     instant; ``extension`` is the profile-specific data after the blocks, kept as it is."""
-
     ssrc: int
     ntp_timestamp: int
     rtp_timestamp: int
@@ -229,7 +225,6 @@ class SenderReport:
 @dataclass
 class ReceiverReport:
     """RTCP receiver report (§6.4.2)."""
-
     ssrc: int
     reports: list[ReportBlock] = field(default_factory=list)
     extension: bytes = b""
@@ -252,7 +247,6 @@ class ReceiverReport:
 @dataclass
 class SourceDescription:
     """RTCP SDES (§6.5), a CNAME item per ``(ssrc, cname)``; received ones are RtcpPackets."""
-
     cnames: list[tuple[int, str]] = field(default_factory=list)
 
     @classmethod
@@ -274,7 +268,6 @@ class SourceDescription:
 @dataclass
 class RtcpPacket:
     """Any other RTCP packet (SDES, BYE, APP...), kept as type, count field and body."""
-
     packet_type: int
     count: int
     body: bytes

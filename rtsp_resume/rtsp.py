@@ -152,7 +152,6 @@ class _Event:
 
 class _Message(_Event):
     """What requests and responses share: their headers, and the CSeq among them."""
-
     headers: Headers
 
     def __post_init__(self) -> None:
@@ -169,7 +168,6 @@ class _Message(_Event):
 @dataclass
 class Request(_Message):
     """An RTSP request (RFC 2326 §6). ``bytes(req)`` is the wire form."""
-
     method: str
     uri: str
     headers: Headers = field(default_factory=Headers)
@@ -185,7 +183,6 @@ class Request(_Message):
 @dataclass
 class Response(_Message):
     """An RTSP response (§7); an empty ``reason`` is written as :func:`reason_phrase`'s."""
-
     status: int
     reason: str = ""
     headers: Headers = field(default_factory=Headers)
@@ -203,7 +200,6 @@ class Response(_Message):
 class InterleavedFrame(_Event):
     """Binary data interleaved on the RTSP connection (§10.12): ``$``, a one-byte channel,
     a 16-bit length, then the data (one RTP or RTCP packet)."""
-
     channel: int
     data: bytes
 
@@ -220,7 +216,6 @@ class InterleavedFrame(_Event):
 class BadInput:
     """The event that ends a stream the parser cannot trust any more (h11's error event):
     ``status`` is the code to answer with (400, 413, 505), ``reason`` what was wrong."""
-
     status: int
     reason: str
     phrase = RtspProtocolError.phrase
@@ -389,7 +384,6 @@ class Transport:
     """One transport-spec of a Transport header (§12.39): ``protocol`` upper-cased (e.g.
     ``RTP/AVP``, UDP implied, or ``RTP/AVP/TCP``); a single port or channel ``a`` reads as
     the RTP/RTCP pair ``(a, a + 1)``; unknown parameters are kept in ``extra``."""
-
     protocol: str = "RTP/AVP"
     cast: str | None = "unicast"
     destination: str | None = None

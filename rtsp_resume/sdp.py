@@ -82,7 +82,6 @@ def describe(tracks: Sequence[Track], duration: float, session_id: int,
 @dataclass
 class MediaDescription:
     """One ``m=`` section. RTP details come from the first format's rtpmap and fmtp."""
-
     kind: str
     port: int
     proto: str
@@ -119,7 +118,6 @@ class MediaDescription:
 class SessionDescription:
     """A parsed SDP, session level then media sections. ``range``: (start, end) seconds of
     ``a=range:npt=`` (end None if open), None if absent, not npt, or starting at now."""
-
     version: int
     origin: str = ""
     session_name: str = ""

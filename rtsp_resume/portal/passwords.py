@@ -16,7 +16,6 @@ from dataclasses import dataclass
 class Kdf:
     """scrypt's cost, stored in each hash. The default (32 MiB, about 70 ms here) makes a
     guess expensive and a login still quick; tests pass a cheaper one."""
-
     n: int = 2**15
     r: int = 8
     p: int = 1

@@ -71,7 +71,6 @@ class Tour(Terminal):
 
 class HeartbeatSummary(NamedTuple):
     """One interruption as the heartbeat saw it."""
-
     interval: float
     timeout: float
     cut_at: float | None

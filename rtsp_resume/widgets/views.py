@@ -27,7 +27,6 @@ GREEN, RED, CUT_RED, UP_GREEN = "#2e7d32", "#c62828", "#e53935", "#43a047"
 class SessionTrace:
     """A terminal's RTSP session: its heartbeat log, its interruption once judged, and
     ``live`` until it ended or was judged."""
-
     session_id: str
     started_at: float  # Unix time the PLAY was answered
     label: str
@@ -38,7 +37,6 @@ class SessionTrace:
 
 class HeartbeatOutcome(NamedTuple):
     """One heartbeat (a server OPTIONS) and when its own answer came, if it did."""
-
     cseq: int | None
     sent_at: float
     answered_at: float | None
@@ -199,7 +197,6 @@ class BookmarkTable(w.VBox):
 @dataclass(frozen=True)
 class ResumeCheck:
     """The last frame shown before the interruption against the first after the resume."""
-
     before: ShownFrame
     after: ShownFrame
     bookmark: float  # ContentBM resumed from
