@@ -1,9 +1,7 @@
-"""Reading real media with PyAV: tracks, coded access units (never decoded) and keyframes.
-
-A :class:`MediaFile` is probed once; each :meth:`MediaFile.access_units` opens a demuxer of
+"""Reading real media with PyAV: tracks, coded access units (never decoded) and keyframes. A
+:class:`MediaFile` is probed once; each :meth:`MediaFile.access_units` opens a demuxer of
 its own, so many sessions read one file at once. Times are seconds from the first video
-frame (the first track's start without video), shared by audio so the two stay in sync.
-"""
+frame (the first track's start without video), shared by audio so the two stay in sync."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """RTP payload formats: H.264 per RFC 6184 (packetization-mode 1) and AAC-hbr per RFC 3640.
-
 Pure code, as :mod:`rtsp_resume.rtp` is for the packets themselves: access units and audio
 frames in, RTP payloads out, and back. A malformed payload raises :class:`RtpError` when
-building it, and is dropped and counted when a depacketizer receives it.
-"""
+building it, and is dropped and counted when a depacketizer receives it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""Receiving one RTP track without sockets: timing, reassembly, decoding, reports.
-
-A :class:`TrackReceiver` takes a SETUP track's RTP and RTCP packets and gives back decoded
+"""Receiving one RTP track without sockets: timing, reassembly, decoding, reports. A
+:class:`TrackReceiver` takes a SETUP track's RTP and RTCP packets and gives back decoded
 pictures and audio frames stamped with play time (npt), tied to RTP time by the PLAY
 answer's ``Range`` and ``RTP-Info`` (RFC 2326 §12.29, §12.33). Payloads: H.264 (RFC 6184)
-and AAC-hbr (RFC 3640), decoded by PyAV; RTCP receiver reports per RFC 3550 §6.4.2.
-"""
+and AAC-hbr (RFC 3640), decoded by PyAV; RTCP receiver reports per RFC 3550 §6.4.2."""
 
 from __future__ import annotations
 

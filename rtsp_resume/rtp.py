@@ -1,11 +1,9 @@
-"""RTP and RTCP packets (RFC 3550), as pure code: bytes in, dataclasses out, and back.
-
-Every packet type's ``bytes(...)`` is its wire form and its ``parse`` reads it back; anything
+"""RTP and RTCP packets (RFC 3550), as pure code: bytes in, dataclasses out, and back. Every
+packet type's ``bytes(...)`` is its wire form and its ``parse`` reads it back; anything
 malformed raises :class:`RtpError` (a ``ValueError``) saying what is wrong, so a server or a
 terminal drops the packet and carries on. :class:`RtpStream` numbers a sender's packets
 (§5.1) and :class:`ReceptionStats` fills a receiver's report blocks (Appendix A.3, A.8). The
-payload formats (H.264, AAC) are in :mod:`rtsp_resume.payload`.
-"""
+payload formats (H.264, AAC) are in :mod:`rtsp_resume.payload`."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
 """RTSP 1.0 messages (RFC 2326), sans-I/O: bytes in, events out, and the reverse.
-
 :class:`RtspParser` turns whatever bytes arrived into :class:`Request`, :class:`Response`
 and :class:`InterleavedFrame` events (a last :class:`BadInput` for input it cannot trust);
 ``bytes(message)`` is what to write. Server and terminal share it: either may send requests
 (§10; the heartbeat is the server's OPTIONS). Helpers read and write Transport (§12.39),
 Range and npt (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33) and Public (§12.28), and
 raise :class:`RtspProtocolError` with the status to answer: 400 for syntax, 413 over the
-size limits, 457 for a Range not in npt or ending before it starts, 505 for not RTSP/1.0.
-"""
+size limits, 457 for a Range not in npt or ending before it starts, 505 for not RTSP/1.0."""
 
 from __future__ import annotations
 

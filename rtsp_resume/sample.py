@@ -1,11 +1,9 @@
 """The project's own sample clip, and the reader that tells which frame a player shows.
-
-Every frame carries its number twice: as digits a person reads (timecode and frame number
-in a small 5x7 font) and as a strip of large black and white blocks that a program reads
-back after H.264 compression (16 bits of frame number, an 8-bit CRC), so tests and
-notebooks prove which frame arrived with :func:`read_frame_index`. Pictures are drawn
-straight into the YUV planes, so nothing beyond PyAV is needed.
-"""
+Every frame carries its number twice: as digits a person reads (timecode and frame number in
+a small 5x7 font) and as a strip of large black and white blocks that a program reads back
+after H.264 compression (16 bits of frame number, an 8-bit CRC), so tests and notebooks
+prove which frame arrived with :func:`read_frame_index`. Pictures are drawn straight into
+the YUV planes, so nothing beyond PyAV is needed."""
 
 from __future__ import annotations
 
