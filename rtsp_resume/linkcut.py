@@ -1,9 +1,8 @@
 """A relay in front of the streaming server whose radio link can be cut (claim 2's break).
-Players connect to :class:`LinkCutter` instead of the server. It relays RTSP message by
-message (interleaved frames too, RFC 2326 §10.12) and the RTP/RTCP datagrams of the UDP
-transports its SETUPs negotiated (§12.39). A cut is a lost signal: what either side sends is
-read and dropped, whole messages at a time; no socket closes, a close waits for the
-restore."""
+Players connect to :class:`LinkCutter` instead of the server. It relays RTSP message by message
+(interleaved frames too, RFC 2326 §10.12) and the RTP/RTCP datagrams of the UDP transports its
+SETUPs negotiated (§12.39). A cut is a lost signal: what either side sends is read and dropped,
+whole messages at a time; no socket closes, a close waits for the restore."""
 
 from __future__ import annotations
 

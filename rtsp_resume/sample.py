@@ -231,8 +231,7 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
 
 @lru_cache(maxsize=1)
 def _one_second_of_sound() -> bytes:
-    """48 000 float samples: a quiet 440 Hz tone, with a 1 kHz beep in the first 100 ms
-    (whole cycles of both, so the second repeats seamlessly)."""
+    """One second that loops seamlessly: a quiet 440 Hz tone, a 1 kHz beep in its first 100 ms."""
     times = ((n, n / AUDIO_RATE) for n in range(AUDIO_RATE))
     return array("f", (0.05 * math.sin(2 * math.pi * 440 * t)
                        + (0.3 * math.sin(2 * math.pi * 1000 * t) if n < AUDIO_RATE // 10 else 0)

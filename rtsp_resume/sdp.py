@@ -1,8 +1,7 @@
 """Session descriptions (SDP, RFC 4566) for RTSP DESCRIBE: the server writes one with
-:func:`describe`, the terminal reads one with :func:`parse`. Codec parameters follow the
-payload formats: H.264 ``fmtp`` per RFC 6184 §8.1, AAC-hbr per RFC 3640 (``config`` is the
-AudioSpecificConfig in hex); control URLs follow RFC 2326 §C.1.1.
-"""
+:func:`describe`, the terminal reads one with :func:`parse`. Codec parameters follow the payload
+formats: H.264 ``fmtp`` per RFC 6184 §8.1, AAC-hbr per RFC 3640 (``config`` is the
+AudioSpecificConfig in hex); control URLs follow RFC 2326 §C.1.1."""
 
 from __future__ import annotations
 
