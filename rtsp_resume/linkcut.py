@@ -1,10 +1,8 @@
 """A relay in front of the streaming server whose radio link can be cut (claim 2's break).
-
-Players connect to :class:`LinkCutter` instead of the server. It relays RTSP message by
-message (interleaved frames too, RFC 2326 §10.12) and the RTP/RTCP datagrams of the UDP
-transports its SETUPs negotiated (§12.39). A cut is a lost signal: what either side sends is
-read and dropped, whole messages at a time; no socket closes, a close waits for the restore.
-"""
+Players connect to :class:`LinkCutter` instead of the server. It relays RTSP message by message
+(interleaved frames too, RFC 2326 §10.12) and the RTP/RTCP datagrams of the UDP transports its
+SETUPs negotiated (§12.39). A cut is a lost signal: what either side sends is read and dropped,
+whole messages at a time; no socket closes, a close waits for the restore."""
 
 from __future__ import annotations
 
@@ -34,7 +32,6 @@ _HELP = "commands: cut, restore, toggle, status, delay SECONDS, loss SHARE, quit
 @dataclasses.dataclass
 class DirectionCounters:
     """What reached the relay one way, and what became of it."""
-
     tcp_bytes_received: int = 0
     tcp_bytes: int = 0  # relayed
     tcp_bytes_cut: int = 0
@@ -47,7 +44,6 @@ class DirectionCounters:
 @dataclasses.dataclass(frozen=True)
 class LinkCounters:
     """A :class:`LinkCutter`'s counters; ``connections`` are those open now."""
-
     up: DirectionCounters
     down: DirectionCounters
     is_cut: bool
@@ -154,8 +150,7 @@ class LinkCutter:
     __enter__, __exit__ = start, stop
 
     def _later(self, action: Callable[[], object]) -> None:
-        """Run ``action`` after ``delay``, strictly after the one before: timers due at one
-        moment run in any order."""
+        """Run ``action`` after ``delay``, strictly after the one before (ties run unordered)."""
         self._last = max(self._loop.time() + self.delay, self._last + 1e-6)
         self._loop.call_at(self._last, action)
 

@@ -1,9 +1,7 @@
-"""Reading real media with PyAV: tracks, coded access units (never decoded) and keyframes.
-
-A :class:`MediaFile` is probed once; each :meth:`MediaFile.access_units` opens a demuxer of
+"""Reading real media with PyAV: tracks, coded access units (never decoded) and keyframes. A
+:class:`MediaFile` is probed once; each :meth:`MediaFile.access_units` opens a demuxer of
 its own, so many sessions read one file at once. Times are seconds from the first video
-frame (the first track's start without video), shared by audio so the two stay in sync.
-"""
+frame (the first track's start without video), shared by audio so the two stay in sync."""
 
 from __future__ import annotations
 
@@ -344,9 +342,8 @@ class MediaLibrary:
         return None
 
     def get(self, content_id: str) -> MediaFile | None:
-        """The file whose name without extension is ``content_id``: None when the name is
-        not a plain name or no such file exists (RTSP 404). Raises UnplayableMedia when
-        nothing in it can be played (RTSP 415)."""
+        """The file named ``content_id`` plus a suffix: None when that is no plain name or no
+        file (RTSP 404); UnplayableMedia when nothing in it can be played (RTSP 415)."""
         path = self._find(content_id) if valid_content_id(content_id) else None
         return None if path is None else self._load(path)
 

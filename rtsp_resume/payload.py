@@ -1,9 +1,7 @@
 """RTP payload formats: H.264 per RFC 6184 (packetization-mode 1) and AAC-hbr per RFC 3640.
-
 Pure code, as :mod:`rtsp_resume.rtp` is for the packets themselves: access units and audio
 frames in, RTP payloads out, and back. A malformed payload raises :class:`RtpError` when
-building it, and is dropped and counted when a depacketizer receives it.
-"""
+building it, and is dropped and counted when a depacketizer receives it."""
 
 from __future__ import annotations
 
@@ -26,31 +24,25 @@ def nal_type(nal: bytes) -> int:
 
 
 class H264Packetizer:
-    """Cuts the NAL units of one access unit into RTP payloads, RFC 6184 §6.3.
-
-    ``mtu`` is the largest payload (RTP header not counted) a packet may carry. A NAL
-    unit that fits goes alone in a single NAL unit packet (§5.6); a larger one is cut into
-    FU-A fragments (§5.8). With ``aggregate=True``, runs of consecutive small NAL units
-    (SPS, PPS, SEI...) share a STAP-A packet (§5.7.1) when they fit together.
-    """
+    """Cuts one access unit's NAL units into RTP payloads of at most ``mtu`` bytes (RFC 6184
+    §6.3): a NAL unit that fits goes alone (§5.6), a larger one as FU-A fragments (§5.8);
+    with ``aggregate``, runs of small ones (SPS, PPS, SEI...) share a STAP-A (§5.7.1)."""
 
     def __init__(self, mtu: int = 1400, aggregate: bool = False) -> None:
         if mtu < 3:
             raise ValueError(f"mtu={mtu}: an FU-A packet needs 2 header bytes and 1 of data")
-        self.mtu = mtu
-        self.aggregate = aggregate
+        self.mtu, self.aggregate = mtu, aggregate
 
     def packetize(self, nals: Sequence[bytes]) -> list[tuple[bytes, bool]]:
         """(payload, marker) pairs for one access unit; the marker is set on the last."""
+        payloads: list[bytes] = []
+        pending: list[bytes] = []  # small NAL units waiting for a STAP-A
         for nal in nals:
             if not nal:
                 raise RtpError("empty NAL unit")
             if not 1 <= nal_type(nal) <= 23:
                 raise RtpError(f"NAL unit type {nal_type(nal)} cannot be sent as is "
                                "(expected 1-23: bare NAL units, no start code)")
-        payloads: list[bytes] = []
-        pending: list[bytes] = []  # small NAL units waiting for a STAP-A
-        for nal in nals:
             if self.aggregate and self._stap_size(pending + [nal]) <= self.mtu:
                 pending.append(nal)
                 continue
@@ -83,30 +75,20 @@ class H264Packetizer:
         # §5.8: the NAL header byte is not sent as such; its F and NRI bits go into the
         # FU indicator and its type into the FU header of every fragment.
         indicator = bytes([(nal[0] & 0xE0) | H264_FU_A])
-        body = memoryview(nal)[1:]
-        step = self.mtu - 2
-        starts = range(0, len(body), step)
+        body, step = memoryview(nal)[1:], self.mtu - 2
         fragments = []
-        for start in starts:
-            header = nal_type(nal)
-            if start == 0:
-                header |= 0x80
-            if start + step >= len(body):
-                header |= 0x40
+        for start in range(0, len(body), step):
+            first, last = start == 0, start + step >= len(body)
+            header = nal_type(nal) | (0x80 if first else 0) | (0x40 if last else 0)
             fragments.append(indicator + bytes([header]) + body[start:start + step])
         return fragments
 
 
 @dataclass
 class H264AccessUnit:
-    """NAL units the depacketizer put back together for one RTP timestamp.
-
-    ``complete`` is False when a packet of this unit may have been lost (a sequence gap
-    inside it or just before it) or a malformed packet was dropped: such a picture may
-    lack slices. ``first_sequence``/``last_sequence`` are the 16-bit RTP sequence numbers
-    of the first and last packet that contributed.
-    """
-
+    """The NAL units of one RTP timestamp, put back together. ``complete`` is False when a
+    packet of it may be lost (a gap inside or just before it) or was malformed: the picture
+    may lack slices. ``first_sequence``/``last_sequence`` number its first and last packet."""
     rtp_timestamp: int
     nals: list[bytes]
     complete: bool
@@ -115,26 +97,19 @@ class H264AccessUnit:
 
 
 class H264Depacketizer:
-    """Puts RTP packets back into H.264 access units, RFC 6184 packetization-mode 1.
-
-    Accepts single NAL unit packets, STAP-A and FU-A (the interleaved-mode types STAP-B,
-    MTAP and FU-B are dropped). A unit is finished by its marker bit or, if the marker
-    packet was lost, by the first packet with another timestamp. Packets are expected in
-    order: a duplicate or a late (reordered) packet is dropped, a gap counts the missing
-    numbers in ``lost`` and throws away an FU-A whose fragments are no longer all there.
-    Packet content is never trusted: a malformed payload is dropped and counted in
-    ``discarded``, never raised, so a bad packet cannot stop a player.
-    """
+    """RTP packets back into H.264 access units, RFC 6184 packetization-mode 1: single NAL
+    unit packets, STAP-A and FU-A (interleaved-mode STAP-B, MTAP, FU-B are dropped). A unit
+    ends at its marker or, the marker lost, at another timestamp. A duplicate or late packet
+    is dropped; a gap counts in ``lost`` and voids an FU-A missing fragments; a malformed
+    payload counts in ``discarded``, never raised, so a bad packet cannot stop a player."""
 
     def __init__(self) -> None:
-        self.lost = 0
-        self.discarded = 0
+        self.lost = self.discarded = 0
         self._last_sequence: int | None = None
         self._unit: H264AccessUnit | None = None
         self._fragment: bytearray | None = None
 
     def feed(self, packet: RtpPacket) -> list[H264AccessUnit]:
-        """Take one packet; return the access units it finished (often none)."""
         finished: list[H264AccessUnit] = []
         sequence = packet.sequence_number
         gap = False
@@ -147,7 +122,6 @@ class H264Depacketizer:
                 self.lost += step - 1
                 gap = True
         self._last_sequence = sequence
-
         if gap and self._unit is not None:
             # The missing packets were the end of this unit, the start of the next, or both.
             self._unit.complete = False
@@ -187,8 +161,7 @@ class H264Depacketizer:
             unit.nals.append(bytes(payload))
             return True
         if kind == H264_STAP_A:
-            nals = []
-            pos = 1
+            nals, pos = [], 1
             while pos < len(payload):
                 if pos + 2 > len(payload):
                     return False
@@ -228,20 +201,14 @@ class H264Depacketizer:
         return True
 
 
-# ---------------------------------------------------------------------------------------
 # AAC, RFC 3640 mode AAC-hbr: sizeLength=13, indexLength=3, indexDeltaLength=3
-
 AAC_MAX_FRAME = (1 << 13) - 1
 
 
 def aac_payload(frames: Sequence[bytes]) -> bytes:
-    """An RFC 3640 AAC-hbr payload (§3.2.1) carrying whole AAC frames.
-
-    Layout: AU-headers-length (16 bits, counted in bits), one 16-bit AU-header per frame
-    (13-bit size, 3-bit index or index-delta, all 0: frames in order), then the frames.
-    Fragmenting a frame across packets (§3.2.3) is not done: an AAC frame is at most 768
-    bytes per channel, so one frame per packet stays near or under an Ethernet MTU.
-    """
+    """An RFC 3640 AAC-hbr payload (§3.2.1) of whole frames: AU-headers-length (in bits), a
+    16-bit AU-header per frame (13-bit size, 3-bit index(-delta) 0: in order), the frames.
+    No fragments (§3.2.3): a frame is at most 768 bytes per channel, near an Ethernet MTU."""
     if not frames:
         raise RtpError("an AAC payload needs at least one frame")
     headers = []
@@ -253,12 +220,8 @@ def aac_payload(frames: Sequence[bytes]) -> bytes:
 
 
 def aac_frames(payload: bytes) -> list[bytes]:
-    """The AAC frames of an RFC 3640 AAC-hbr payload, checking every length.
-
-    Raises :class:`RtpError` for a malformed payload, for interleaving (a non-zero
-    AU-Index-delta) and for a fragment of a frame spread over several packets (§3.2.3),
-    which :func:`aac_payload` never produces.
-    """
+    """The AAC frames of an RFC 3640 AAC-hbr payload, every length checked; RtpError when
+    malformed, interleaved (AU-Index-delta not 0) or a fragment of a frame (§3.2.3)."""
     if len(payload) < 2:
         raise RtpError(f"AAC payload of {len(payload)} bytes has no AU-headers-length")
     bits = struct.unpack_from("!H", payload)[0]
@@ -282,8 +245,7 @@ def aac_frames(payload: bytes) -> list[bytes]:
     if sum(sizes) != available:
         raise RtpError(f"AU-headers announce {sum(sizes)} bytes of AAC frames, "
                        f"the payload holds {available}")
-    frames = []
-    pos = data_start
+    frames, pos = [], data_start
     for size in sizes:
         if size == 0:
             raise RtpError("AAC frame of size 0")

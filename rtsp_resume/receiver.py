@@ -1,10 +1,8 @@
-"""Receiving one RTP track without sockets: timing, reassembly, decoding, reports.
-
-A :class:`TrackReceiver` takes a SETUP track's RTP and RTCP packets and gives back decoded
+"""Receiving one RTP track without sockets: timing, reassembly, decoding, reports. A
+:class:`TrackReceiver` takes a SETUP track's RTP and RTCP packets and gives back decoded
 pictures and audio frames stamped with play time (npt), tied to RTP time by the PLAY
 answer's ``Range`` and ``RTP-Info`` (RFC 2326 §12.29, §12.33). Payloads: H.264 (RFC 6184)
-and AAC-hbr (RFC 3640), decoded by PyAV; RTCP receiver reports per RFC 3550 §6.4.2.
-"""
+and AAC-hbr (RFC 3640), decoded by PyAV; RTCP receiver reports per RFC 3550 §6.4.2."""
 
 from __future__ import annotations
 
@@ -38,26 +36,21 @@ MAX_HELD_PACKETS = 4096  # kept while a PLAY awaits the answer that says how to 
 
 class DecodedVideo(NamedTuple):
     """A decoded picture and its presentation time in seconds of the program (npt)."""
-
     pts: float
     frame: av.VideoFrame
 
 
 class DecodedAudio(NamedTuple):
     """A decoded audio frame: its npt and how many samples it holds."""
-
     pts: float
     samples: int
 
 
 class TrackReceiver:
-    """One track of ``media`` (its SDP section) SETUP at control URL ``url``.
-
-    RTP-Info's ``rtptime`` is play time ``npt_start`` (RFC 2326 §12.33): timestamp ``ts``
-    plays at ``npt_start + (ts - rtptime) / rate``. While a PLAY is on its way, packets are
-    held: only its answer times them, and after a seek those numbered before its ``seq``
-    are of the old position and dropped.
-    """
+    """One track of ``media`` (its SDP section) SETUP at control URL ``url``. RTP-Info's
+    ``rtptime`` is play time ``npt_start`` (RFC 2326 §12.33): timestamp ``ts`` plays at
+    ``npt_start + (ts - rtptime) / rate``. While a PLAY is on its way packets are held: only
+    its answer times them, and after a seek those numbered before its ``seq`` are dropped."""
 
     def __init__(self, media: sdp.MediaDescription, url: str) -> None:
         encoding = (media.encoding or "").upper()

@@ -1,11 +1,9 @@
-"""RTP and RTCP packets (RFC 3550), as pure code: bytes in, dataclasses out, and back.
-
-Every packet type's ``bytes(...)`` is its wire form and its ``parse`` reads it back; anything
+"""RTP and RTCP packets (RFC 3550), as pure code: bytes in, dataclasses out, and back. Every
+packet type's ``bytes(...)`` is its wire form and its ``parse`` reads it back; anything
 malformed raises :class:`RtpError` (a ``ValueError``) saying what is wrong, so a server or a
 terminal drops the packet and carries on. :class:`RtpStream` numbers a sender's packets
 (§5.1) and :class:`ReceptionStats` fills a receiver's report blocks (Appendix A.3, A.8). The
-payload formats (H.264, AAC) are in :mod:`rtsp_resume.payload`.
-"""
+payload formats (H.264, AAC) are in :mod:`rtsp_resume.payload`."""
 
 from __future__ import annotations
 
@@ -37,7 +35,6 @@ def _check(bits: int, **values: int) -> None:
 @dataclass
 class RtpHeaderExtension:
     """The header extension of §5.3.1: a profile-defined value and data in 32-bit words."""
-
     profile: int
     data: bytes = b""
 
@@ -46,7 +43,6 @@ class RtpHeaderExtension:
 class RtpPacket:
     """An RTP data packet (§5.1). ``padding`` counts the padding octets, the final count
     octet included (0: none); the others are written as zeros."""
-
     payload_type: int = 0
     sequence_number: int = 0
     timestamp: int = 0
@@ -83,7 +79,6 @@ class RtpPacket:
 
     @classmethod
     def parse(cls, data: bytes) -> RtpPacket:
-        """Read one RTP packet; raise :class:`RtpError` if it is not a valid one."""
         size = len(data)
         if size < RTP_HEADER_SIZE:
             raise RtpError(f"RTP packet of {size} bytes: the fixed header alone needs 12")
@@ -162,7 +157,6 @@ def _rtcp_split(data: bytes, packet_type: int | None = None) -> tuple[int, int, 
 class ReportBlock:
     """A reception report block (§6.4.1); ``packets_lost`` is signed and clamped to its 24
     bits when written (Appendix A.3), ``highest_sequence`` is the extended number."""
-
     ssrc: int
     fraction_lost: int = 0
     packets_lost: int = 0
@@ -199,7 +193,6 @@ def _parse_blocks(body: bytes, offset: int, count: int) -> tuple[list[ReportBloc
 class SenderReport:
     """RTCP sender report (§6.4.1): ``ntp_timestamp`` and ``rtp_timestamp`` name one
     instant; ``extension`` is the profile-specific data after the blocks, kept as it is."""
-
     ssrc: int
     ntp_timestamp: int
     rtp_timestamp: int
@@ -230,7 +223,6 @@ class SenderReport:
 @dataclass
 class ReceiverReport:
     """RTCP receiver report (§6.4.2)."""
-
     ssrc: int
     reports: list[ReportBlock] = field(default_factory=list)
     extension: bytes = b""
@@ -252,9 +244,7 @@ class ReceiverReport:
 
 @dataclass
 class SourceDescription:
-    """RTCP source description (SDES, §6.5) with a CNAME item for each ``(ssrc, cname)``;
-    received SDES packets are read as :class:`RtcpPacket`."""
-
+    """RTCP SDES (§6.5), a CNAME item per ``(ssrc, cname)``; received ones are RtcpPackets."""
     cnames: list[tuple[int, str]] = field(default_factory=list)
 
     @classmethod
@@ -276,7 +266,6 @@ class SourceDescription:
 @dataclass
 class RtcpPacket:
     """Any other RTCP packet (SDES, BYE, APP...), kept as type, count field and body."""
-
     packet_type: int
     count: int
     body: bytes
@@ -294,9 +283,8 @@ Rtcp = SenderReport | ReceiverReport | RtcpPacket
 
 
 def parse_rtcp(data: bytes) -> list[Rtcp]:
-    """The parts of a compound RTCP packet (§6.1), each well formed with a type in 192-223
-    (RFC 5761 §4). SR or RR first and an SDES are not required: some senders break those
-    rules and their reports are still usable."""
+    """The parts of a compound RTCP packet (§6.1), each well formed, types 192-223 (RFC 5761
+    §4); SR or RR first and an SDES are not required: reports of senders that skip them count."""
     if not data:
         raise RtpError("empty RTCP packet")
     packets: list[Rtcp] = []
@@ -335,7 +323,6 @@ class RtpStream:
         self.packet_count = self.octet_count = 0
 
     def ticks(self, seconds: float) -> int:
-        """Media time in seconds as ticks of this stream's clock."""
         return round(seconds * self.clock_rate)
 
     def rtp_timestamp(self, ticks: int) -> int:
@@ -358,8 +345,7 @@ class RtpStream:
 
     def sender_report(self, wallclock: float, timestamp: int,
                       reports: Sequence[ReportBlock] = ()) -> SenderReport:
-        """An SR saying media ``timestamp`` (ticks reached, not the last packet's) is sent
-        at Unix time ``wallclock``."""
+        """An SR: media ``timestamp`` (ticks reached, not the last packet's) at ``wallclock``."""
         return SenderReport(self.ssrc, ntp_now(wallclock), self.rtp_timestamp(timestamp),
                             self.packet_count % (1 << 32), self.octet_count % (1 << 32),
                             list(reports))

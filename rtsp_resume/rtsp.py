@@ -1,13 +1,11 @@
 """RTSP 1.0 messages (RFC 2326), sans-I/O: bytes in, events out, and the reverse.
-
 :class:`RtspParser` turns whatever bytes arrived into :class:`Request`, :class:`Response`
 and :class:`InterleavedFrame` events (a last :class:`BadInput` for input it cannot trust);
 ``bytes(message)`` is what to write. Server and terminal share it: either may send requests
 (§10; the heartbeat is the server's OPTIONS). Helpers read and write Transport (§12.39),
 Range and npt (§12.29, §3.6), Session (§12.37), RTP-Info (§12.33) and Public (§12.28), and
 raise :class:`RtspProtocolError` with the status to answer: 400 for syntax, 413 over the
-size limits, 457 for a Range not in npt or ending before it starts, 505 for not RTSP/1.0.
-"""
+size limits, 457 for a Range not in npt or ending before it starts, 505 for not RTSP/1.0."""
 
 from __future__ import annotations
 
@@ -46,7 +44,6 @@ class RtspProtocolError(ValueError):
 
     @property
     def phrase(self) -> str:
-        """The standard reason phrase of :attr:`status`."""
         return reason_phrase(self.status) or "Error"
 
 
@@ -153,7 +150,6 @@ class _Event:
 
 class _Message(_Event):
     """What requests and responses share: their headers, and the CSeq among them."""
-
     headers: Headers
 
     def __post_init__(self) -> None:
@@ -170,7 +166,6 @@ class _Message(_Event):
 @dataclass
 class Request(_Message):
     """An RTSP request (RFC 2326 §6). ``bytes(req)`` is the wire form."""
-
     method: str
     uri: str
     headers: Headers = field(default_factory=Headers)
@@ -186,7 +181,6 @@ class Request(_Message):
 @dataclass
 class Response(_Message):
     """An RTSP response (§7); an empty ``reason`` is written as :func:`reason_phrase`'s."""
-
     status: int
     reason: str = ""
     headers: Headers = field(default_factory=Headers)
@@ -204,7 +198,6 @@ class Response(_Message):
 class InterleavedFrame(_Event):
     """Binary data interleaved on the RTSP connection (§10.12): ``$``, a one-byte channel,
     a 16-bit length, then the data (one RTP or RTCP packet)."""
-
     channel: int
     data: bytes
 
@@ -221,7 +214,6 @@ class InterleavedFrame(_Event):
 class BadInput:
     """The event that ends a stream the parser cannot trust any more (h11's error event):
     ``status`` is the code to answer with (400, 413, 505), ``reason`` what was wrong."""
-
     status: int
     reason: str
     phrase = RtspProtocolError.phrase
@@ -237,8 +229,7 @@ class RtspParser:
     """Incremental parser for one direction of an RTSP connection: ``feed(data)`` returns
     the events completed so far, the same however the input is split. Bodies are read by
     Content-Length (none: no body, §4.3); lines end in CRLF or LF; folded lines are a 400.
-    Bad input never raises: ``feed`` returns the events whole before it, then one
-    :class:`BadInput`, and only that from then on; the caller answers its ``status``."""
+    Bad input never raises: ``feed`` returns the events before it, then only a BadInput."""
 
     def __init__(self, max_header_bytes: int = 16384, max_body_bytes: int = 1 << 20) -> None:
         self.max_header_bytes, self.max_body_bytes = max_header_bytes, max_body_bytes
@@ -275,12 +266,10 @@ class RtspParser:
             message.body, self._pending = bytes(buf[:length]), None
             del buf[:length]
             return message
-
         while buf[:1] in (b"\r", b"\n"):  # stray line breaks between messages, as in HTTP
             del buf[:1]
         if not buf:
             return None
-
         if buf[0] == 0x24:  # "$": an interleaved frame
             end = 4 + int.from_bytes(buf[2:4], "big") if len(buf) >= 4 else None
             if end is None or len(buf) < end:
@@ -386,7 +375,6 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 
 
 _TRANSPORT_PROTOCOL_RE = re.compile(r"[A-Za-z0-9\-_.]+/[A-Za-z0-9\-_.]+(/[A-Za-z0-9\-_.]+)?")
-SUPPORTED_TRANSPORTS = frozenset({"RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP"})
 
 
 @dataclass
@@ -394,7 +382,6 @@ class Transport:
     """One transport-spec of a Transport header (§12.39): ``protocol`` upper-cased (e.g.
     ``RTP/AVP``, UDP implied, or ``RTP/AVP/TCP``); a single port or channel ``a`` reads as
     the RTP/RTCP pair ``(a, a + 1)``; unknown parameters are kept in ``extra``."""
-
     protocol: str = "RTP/AVP"
     cast: str | None = "unicast"
     destination: str | None = None
@@ -410,14 +397,13 @@ class Transport:
     extra: list[tuple[str, str | None]] = field(default_factory=list)
 
     @property
-    def is_tcp(self) -> bool:
-        """True for interleaved delivery on the RTSP connection."""
+    def is_tcp(self) -> bool:  # interleaved on the RTSP connection
         return self.protocol.endswith("/TCP")
 
     @property
     def supported(self) -> bool:
         """Whether this is RTP/AVP over UDP or TCP, the transports rtsp-resume serves."""
-        return self.protocol in SUPPORTED_TRANSPORTS
+        return self.protocol in ("RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP")
 
     def __str__(self) -> str:
         ports = {n: getattr(self, n) for n in ("interleaved", "port", "client_port", "server_port")}
@@ -549,7 +535,6 @@ def format_session(session_id: str, timeout: int | None = None) -> str:
 
 class RtpInfo(NamedTuple):
     """One stream of an RTP-Info header (RFC 2326 §12.33)."""
-
     url: str
     seq: int | None
     rtptime: int | None

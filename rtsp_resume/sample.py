@@ -1,11 +1,9 @@
 """The project's own sample clip, and the reader that tells which frame a player shows.
-
-Every frame carries its number twice: as digits a person reads (timecode and frame number
-in a small 5x7 font) and as a strip of large black and white blocks that a program reads
-back after H.264 compression (16 bits of frame number, an 8-bit CRC), so tests and
-notebooks prove which frame arrived with :func:`read_frame_index`. Pictures are drawn
-straight into the YUV planes, so nothing beyond PyAV is needed.
-"""
+Every frame carries its number twice: as digits a person reads (timecode and frame number in
+a small 5x7 font) and as a strip of large black and white blocks that a program reads back
+after H.264 compression (16 bits of frame number, an 8-bit CRC), so tests and notebooks
+prove which frame arrived with :func:`read_frame_index`. Pictures are drawn straight into
+the YUV planes, so nothing beyond PyAV is needed."""
 
 from __future__ import annotations
 
@@ -54,9 +52,8 @@ def strip_bits(index: int) -> list[int]:
 
 
 def strip_geometry(width: int, height: int) -> tuple[int, int, int, int]:
-    """Where the strip sits in a ``width`` x ``height`` picture: (x, y, cell_w, cell_h).
-    Cells are whole macroblocks on the macroblock grid, so each is coded as a flat block
-    and its centre survives heavy quantization."""
+    """Where the strip sits in a ``width`` x ``height`` picture: (x, y, cell_w, cell_h). Cells
+    are whole macroblocks on their grid: each is coded flat, its centre survives quantizing."""
     cell_w = 16 * max(1, width // 640)
     cell_h = 2 * cell_w
     x = (width - STRIP_CELLS * cell_w) // 2 // 16 * 16
@@ -67,10 +64,9 @@ def strip_geometry(width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def read_frame_index(image: Any) -> int | None:
-    """The frame number a decoded picture of the sample carries, or None (no strip, or a
-    CRC that does not match: a damaged picture, or not the sample). ``image`` is an
-    ``av.VideoFrame``, an HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole yuv420p
-    array of (H*3/2)xW too)."""
+    """The frame number a decoded picture of the sample carries, or None (no strip, or a CRC
+    that does not match: damaged, or not the sample). ``image``: an ``av.VideoFrame``, an
+    HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole (H*3/2)xW yuv420p one too)."""
     if isinstance(image, av.VideoFrame):
         return _read_video_frame(image)
     shape = getattr(image, "shape", None)
@@ -235,8 +231,7 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
 
 @lru_cache(maxsize=1)
 def _one_second_of_sound() -> bytes:
-    """48 000 float samples: a quiet 440 Hz tone, with a 1 kHz beep in the first 100 ms
-    (whole cycles of both, so the second repeats seamlessly)."""
+    """One second that loops seamlessly: a quiet 440 Hz tone, a 1 kHz beep in its first 100 ms."""
     times = ((n, n / AUDIO_RATE) for n in range(AUDIO_RATE))
     return array("f", (0.05 * math.sin(2 * math.pi * 440 * t)
                        + (0.3 * math.sin(2 * math.pi * 1000 * t) if n < AUDIO_RATE // 10 else 0)
@@ -259,12 +254,10 @@ def _audio_frame(first_sample: int, count: int) -> av.AudioFrame:
 def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: int = 360,
                 fps: int = 25, gop_seconds: float = 2.0, slices: int = 1,
                 audio: bool = True) -> Path:
-    """Write the sample clip: H.264 (+ AAC) in MP4, or MKV when ``path`` ends in .mkv.
-
-    A keyframe every ``gop_seconds * fps`` frames and nowhere else (no scene cuts), so
-    tests know where seeks land; B-frames on, as in most real files. ``slices`` per
-    picture; frame threading keeps x264 from adding slices of its own.
-    """
+    """Write the sample clip: H.264 (+ AAC) in MP4, or MKV when ``path`` ends in .mkv. A
+    keyframe every ``gop_seconds * fps`` frames and nowhere else (no scene cuts), so tests
+    know where seeks land; B-frames on, as in most real files; ``slices`` per picture
+    (frame threading keeps x264 from adding slices of its own)."""
     path, frames, gop = Path(path), round(duration * fps), round(gop_seconds * fps)
     if width % 2 or height % 2:
         raise ValueError("width and height must be even (4:2:0 chroma)")

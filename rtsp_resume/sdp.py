@@ -1,8 +1,7 @@
 """Session descriptions (SDP, RFC 4566) for RTSP DESCRIBE: the server writes one with
-:func:`describe`, the terminal reads one with :func:`parse`. Codec parameters follow the
-payload formats: H.264 ``fmtp`` per RFC 6184 §8.1, AAC-hbr per RFC 3640 (``config`` is the
-AudioSpecificConfig in hex); control URLs follow RFC 2326 §C.1.1.
-"""
+:func:`describe`, the terminal reads one with :func:`parse`. Codec parameters follow the payload
+formats: H.264 ``fmtp`` per RFC 6184 §8.1, AAC-hbr per RFC 3640 (``config`` is the
+AudioSpecificConfig in hex); control URLs follow RFC 2326 §C.1.1."""
 
 from __future__ import annotations
 
@@ -82,7 +81,6 @@ def describe(tracks: Sequence[Track], duration: float, session_id: int,
 @dataclass
 class MediaDescription:
     """One ``m=`` section. RTP details come from the first format's rtpmap and fmtp."""
-
     kind: str
     port: int
     proto: str
@@ -119,7 +117,6 @@ class MediaDescription:
 class SessionDescription:
     """A parsed SDP, session level then media sections. ``range``: (start, end) seconds of
     ``a=range:npt=`` (end None if open), None if absent, not npt, or starting at now."""
-
     version: int
     origin: str = ""
     session_name: str = ""
@@ -176,7 +173,7 @@ def _apply_format(number: int, media: MediaDescription, name: str, value: str) -
 
 
 def parse(text: str) -> SessionDescription:
-    """Read an SDP (CRLF or LF line endings); raise :class:`SdpError` if it is malformed."""
+    """Read an SDP with CRLF or LF line endings."""
     lines = [line for line in re.split(r"\r?\n", text) if line.strip()]
     if not lines:
         raise SdpError("empty session description")
@@ -212,10 +209,9 @@ def parse(text: str) -> SessionDescription:
 
 
 def resolve_control(base_url: str, control: str | None) -> str:
-    """The URL to SETUP/PLAY for an ``a=control`` value (RFC 2326 §C.1.1): an absolute URL
-    as it is, ``*`` or none the base itself, a relative one joined to ``base_url`` taken as
-    a directory, as FFmpeg and live555 do (``rtsp://h/clip`` + ``track1`` ->
-    ``rtsp://h/clip/track1``). The base's query is not carried over (send absolute ones)."""
+    """The URL to SETUP/PLAY for an ``a=control`` (RFC 2326 §C.1.1): an absolute URL as it is,
+    ``*`` or none the base, a relative one joined to ``base_url`` as a directory like FFmpeg
+    and live555 (``rtsp://h/clip`` + ``track1`` -> ``rtsp://h/clip/track1``), query dropped."""
     control = (control or "").strip()
     if control in ("", "*"):
         return base_url

@@ -1,10 +1,7 @@
-"""The portal's pages: sign in, the programs, the bookmarks (claim 1's bookmark list) and
-the play and resume pages, rendered on the server from ``views/``.
-
-A page session is the JSON API's login session, its UserToken in an HttpOnly, SameSite
-cookie; every form carries a CSRF token (an HMAC of the login session id), and the sign-in
-form one matched by a cookie of its own.
-"""
+"""The portal's pages: sign in, the programs, the bookmarks (claim 1's bookmark list) and the
+play and resume pages, rendered on the server from ``views/``. A page session is the JSON API's
+login session, its UserToken in an HttpOnly, SameSite cookie; every form carries a CSRF token
+(an HMAC of the login session id), and the sign-in form one matched by a cookie of its own."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 class Kdf:
     """scrypt's cost, stored in each hash. The default (32 MiB, about 70 ms here) makes a
     guess expensive and a login still quick; tests pass a cheaper one."""
-
     n: int = 2**15
     r: int = 8
     p: int = 1
@@ -53,8 +52,7 @@ def token_hash(token: str) -> str:
 class GuessBrake:
     """After ``free`` failures in a row for a key (an account, a client address), the key
     waits ``base * 2**n`` seconds, at most ``cap``, before its next try (the portal answers
-    429 with Retry-After, RFC 6585 section 4). The cap keeps a user from being locked out
-    for long; it still allows only about one guess per ``cap`` seconds per key."""
+    429 with Retry-After, RFC 6585 section 4): no long lockout, one guess per ``cap`` s."""
 
     def __init__(self, clock: Callable[[], float], free: int = 5, base: float = 1.0,
                  cap: float = 30.0) -> None:

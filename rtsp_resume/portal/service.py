@@ -96,15 +96,11 @@ class PortalServer:
         """Serve in the calling thread until interrupted (Ctrl-C); then call :meth:`stop`."""
         self._http.serve()
 
-    def stop(self) -> None:
+    def stop(self, *_exc_info: object) -> None:
         self._http.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
         self.store.close()
 
-    def __enter__(self) -> PortalServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    __enter__, __exit__ = start, stop

@@ -1,10 +1,8 @@
 """Live dashboards for the notebooks: the patent's story with widgets you can press.
-
 ``stage`` runs the servers in the kernel; ``terminal`` is a viewer's phone, shown by
 ``views`` with ``display``'s helpers; ``token_lab`` and ``dashboards`` are the notebooks'
-dashboards. Each module imports only those before it in this list, read backwards.
-Widgets change from background threads: buttons stay live while a video plays.
-"""
+dashboards. Each module imports only those before it in this list, read backwards. Widgets
+change from background threads: buttons stay live while a video plays."""
 
 from rtsp_resume.widgets.dashboards import (
     HeartbeatLab,

@@ -23,9 +23,8 @@ from rtsp_resume.widgets.views import heartbeat_outcomes
 
 
 class Tour(Terminal):
-    """The whole story on one dashboard: alice's phone on a stage of its own, with the
-    player, the link toggle, the heartbeat timeline, BookMarkReq and BookMarkResp, the
-    bookmark list with its Resume buttons, the frames before and after, and the log."""
+    """The whole story on one dashboard, on a stage of its own: player, link toggle, heartbeat
+    timeline, BookMarkReq/BookMarkResp, bookmarks, the frames before and after, the log."""
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5, user: str = "alice",
@@ -72,7 +71,6 @@ class Tour(Terminal):
 
 class HeartbeatSummary(NamedTuple):
     """One interruption as the heartbeat saw it."""
-
     interval: float
     timeout: float
     cut_at: float | None
@@ -94,8 +92,7 @@ class HeartbeatSummary(NamedTuple):
 
 
 class HeartbeatLab(w.VBox):
-    """Claims 2 and 8 live: interval and timeout sliders, a player, the link toggle and
-    the heartbeat timeline of one connection at a time."""
+    """Claims 2 and 8 live: interval and timeout sliders, a player, its link and timeline."""
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5) -> None:
@@ -111,8 +108,7 @@ class HeartbeatLab(w.VBox):
                                        button_style="primary")
         self.connect_button.on_click(self.connect)
         settings = w.VBox([self.interval, self.timeout, self.connect_button, self.link])
-        super().__init__([w.HBox([settings, self.terminal.view]), self.timeline,
-                          self.stage.log])
+        super().__init__([w.HBox([settings, self.terminal.view]), self.timeline, self.stage.log])
 
     def connect(self, _: Any = None) -> None:  # the button: play with the sliders' settings
         self.stage.config.heartbeat_interval = float(self.interval.value)
@@ -143,8 +139,7 @@ class HeartbeatLab(w.VBox):
         def answered_again() -> float | None:
             if (log := self.stage.heartbeat_log(session_id)) is None:
                 raise RuntimeError("the session ended: the link was down too long")
-            return next((t for t, kind, _ in log if kind == "answered" and t > restored[-1]),
-                        None)
+            return next((t for t, kind, _ in log if kind == "answered" and t > restored[-1]), None)
 
         answered: float = self.stage.wait(answered_again, timeout, "answered heartbeat")
         self.terminal.draw_timeline()

@@ -50,9 +50,8 @@ def sample_media() -> Path:
 
 
 class Stage:
-    """The servers on background threads; a short heartbeat (claims 2, 8) by default.
-    Subscribers run on the stage's thread, where they may block; ``on_stop`` runs first
-    when it stops."""
+    """The servers on background threads, a short heartbeat (claims 2, 8) by default.
+    Subscribers run on the stage's thread, where they may block; ``on_stop`` ones first."""
 
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5, key: str = "stage", quiet: bool = True) -> None:

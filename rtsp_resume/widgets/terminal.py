@@ -35,7 +35,6 @@ PLOT_REFRESH = 0.25  # seconds between redraws of the heartbeat timeline
 class Episode:
     """An interrupted session: the server's verdict, the last frame shown (the truth),
     BookMarkReq/BookMarkResp, the bookmark as listed, and the first frame resumed."""
-
     interruption: Interruption
     player: Player
     truth: ShownFrame | None = None

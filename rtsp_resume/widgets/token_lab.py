@@ -82,8 +82,7 @@ class ProbeTable(w.HTML):
 
     def bookmark_interface(self, what: str, portal_url: str, body: dict[str, Any],
                            expect: str) -> bool:
-        """POST a request for the bookmark interface (claims 3, 4, 9, 10); ``expect``:
-        ``"url"`` (granted) or the portal's error word."""
+        """POST a bookmark interface request (claims 3, 4, 9, 10); ``expect``: "url" or an error."""
         status, answer = request_json(
             "POST", f"{portal_url.rstrip('/')}/api/bookmark/interface", body)
         got = answer if isinstance(answer, dict) else {"error": answer}
@@ -109,8 +108,8 @@ class ProbeTable(w.HTML):
 
 
 class TokenLab(w.VBox):
-    """Claims 4 and 10: forged tokens refused by the portal and the streaming server, the
-    genuine ones accepted. Needs a terminal with a listed bookmark."""
+    """Claims 4 and 10: forgeries refused by portal and streaming server, genuine tokens
+    accepted. Needs a terminal with a listed bookmark."""
 
     def __init__(self, terminal: Terminal, other_user: str = "bob") -> None:
         self.terminal, self.other_user = terminal, other_user

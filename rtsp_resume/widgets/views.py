@@ -25,9 +25,8 @@ GREEN, RED, CUT_RED, UP_GREEN = "#2e7d32", "#c62828", "#e53935", "#43a047"
 
 @dataclass
 class SessionTrace:
-    """One RTSP session of a terminal: its heartbeat log so far and, once judged, the
-    interruption; ``live`` until it ended or was judged."""
-
+    """A terminal's RTSP session: its heartbeat log, its interruption once judged, and
+    ``live`` until it ended or was judged."""
     session_id: str
     started_at: float  # Unix time the PLAY was answered
     label: str
@@ -38,7 +37,6 @@ class SessionTrace:
 
 class HeartbeatOutcome(NamedTuple):
     """One heartbeat (a server OPTIONS) and when its own answer came, if it did."""
-
     cseq: int | None
     sent_at: float
     answered_at: float | None
@@ -72,8 +70,7 @@ def timeline_svg(traces: Sequence[SessionTrace], link_events: Sequence[tuple[flo
     cut, since = False, begin  # the link lane: green while up, red while cut
     for t, kind in [*link_events, (end, "end")]:
         if t > since:
-            chart.band((since - origin, t - origin), (3.4, 3.6), CUT_RED if cut else UP_GREEN,
-                       0.85)
+            chart.band((since - origin, t - origin), (3.4, 3.6), CUT_RED if cut else UP_GREEN, 0.85)
         cut, since = kind == "cut", max(t, since)
     for trace in traces:
         chart.vline(trace.started_at - origin, "#777", trace.label, "2,3", 14)
@@ -120,8 +117,7 @@ class HeartbeatTimeline(w.HTML):
         if shown := [t for t in traces if self.since is None or t.started_at >= self.since]:
             self.value = timeline_svg(shown, link_events, interval, timeout, time.time())
 
-    def snapshot(self) -> object:
-        """The timeline as drawn now, as a static picture for the notebook's output."""
+    def snapshot(self) -> object:  # the timeline as drawn now, a static picture for the output
         return HTML(self.value)
 
 
@@ -159,10 +155,7 @@ class LinkToggle(w.VBox):
         super().__init__([self.toggle])
 
     def _pressed(self, change: dict[str, Any]) -> None:
-        if change["new"]:
-            self.cutter.cut()
-        else:
-            self.cutter.restore()
+        self.cutter.toggle(change["new"])
         self.toggle.description = "Link cut: restore" if change["new"] else "Cut the link"
         self.toggle.button_style = "danger" if change["new"] else ""
 
@@ -204,7 +197,6 @@ class BookmarkTable(w.VBox):
 @dataclass(frozen=True)
 class ResumeCheck:
     """The last frame shown before the interruption against the first after the resume."""
-
     before: ShownFrame
     after: ShownFrame
     bookmark: float  # ContentBM resumed from
