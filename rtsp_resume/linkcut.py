@@ -97,9 +97,10 @@ class LinkCutter:
             cut = not self.is_cut if cut is None else cut
             if self.is_cut == cut:
                 return cut
-            self._cuts += cut
+            self._cuts += 1 if cut else 0
             self._epoch = None if cut else self._cuts
-        log.info("linkcut: link %s", event := "cut" if cut else "restored")
+        event = "cut" if cut else "restored"
+        log.info("linkcut: link %s", event)
         with contextlib.suppress(Exception):  # the listener's trouble is not the link's
             if self.on_event is not None:
                 self.on_event(event)
