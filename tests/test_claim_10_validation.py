@@ -39,6 +39,16 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path
         yield story, cut, marks[0]
 
 
+def assert_plays_from_the_bookmark(interface: dict[str, Any], mark: dict[str, Any]) -> None:
+    """The interface's URL, played from its ContentBM, first shows the bookmark's frame."""
+    player = Player(interface["url"], start=float(interface["ContentBM"])).start()
+    try:
+        assert player.wait_frames(1, timeout=10), player.error
+        assert player.frames[0].index == frame_of(float(mark["ContentBM"]))
+    finally:
+        player.stop()
+
+
 def ask(portal: PortalClient, body: dict[str, Any]) -> dict[str, Any]:
     """POST /api/bookmark/interface with a hand-made body (the client's own call would
     always send its current login)."""
@@ -58,12 +68,7 @@ def test_matching_tokens_get_the_interface_and_it_plays_from_the_bookmark(interr
     assert mark["EncryptToken"] == cut.interruption.play_token == cut.token
     interface = ask(portal, interface_request(mark, portal.user_token))
     assert interface["ContentBM"] == mark["ContentBM"]
-    player = Player(interface["url"], start=float(interface["ContentBM"])).start()
-    try:
-        assert player.wait_frames(1, timeout=10), player.error
-        assert player.frames[0].index == frame_of(float(mark["ContentBM"]))
-    finally:
-        player.stop()
+    assert_plays_from_the_bookmark(interface, mark)
 
 
 def test_a_play_token_other_than_the_stored_one_is_refused(interrupted) -> None:
@@ -147,9 +152,4 @@ def test_a_short_lived_play_token_starts_a_session_that_outlives_it(
         (mark,) = again.bookmarks()
         interface = again.bookmark_interface(mark)
         assert interface["EncryptToken"] != play["EncryptToken"]
-        resumed = Player(interface["url"], start=float(interface["ContentBM"])).start()
-        try:
-            assert resumed.wait_frames(1, timeout=10), resumed.error
-            assert resumed.frames[0].index == frame_of(float(mark["ContentBM"]))
-        finally:
-            resumed.stop()
+        assert_plays_from_the_bookmark(interface, mark)
