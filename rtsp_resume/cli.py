@@ -177,6 +177,7 @@ def serve_rtsp(args: argparse.Namespace) -> int:
 def serve_portal(args: argparse.Namespace) -> int:
     """Run the portal in the foreground until Ctrl-C."""
     from rtsp_resume.portal import PortalServer, read_users_file
+    from rtsp_resume.portal.service import SECRET_FILE
 
     try:
         users = list(args.user) + (read_users_file(args.users_file) if args.users_file else [])
@@ -191,7 +192,7 @@ def serve_portal(args: argparse.Namespace) -> int:
             "none yet: add --user NAME:PASSWORD or --users-file FILE")
         print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)\n"
               f"portal: data in {server.data_dir.resolve()}, shared secret in "
-              f"{(server.data_dir / 'secret').resolve()}\n"
+              f"{(server.data_dir / SECRET_FILE).resolve()}\n"
               f"portal: play URLs under {args.rtsp_url}\nportal: accounts: {accounts}\n"
               "portal: press Ctrl-C to stop", flush=True)
         server.serve_forever()
