@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import socket
 import threading
 import time
@@ -37,7 +38,8 @@ class _Pacing:
     units: Iterator[AccessUnit] | None = None
     pending: AccessUnit | None = None  # the unit being waited for (kept on PAUSE)
     catch_up_to: float = 0.0  # media time up to which units are sent without pacing
-    clock: tuple[float, float] = (0.0, 0.0)  # media time clock[1] is due at loop time clock[0]
+    # Media time clock[1] is due at loop time clock[0], which was Unix time clock[2].
+    clock: tuple[float, float, float] = (0.0, 0.0, 0.0)
     packets_sent: int = 0
     late_packets: int = 0
 
@@ -289,7 +291,7 @@ class StreamingServer:
             if setup is not None:  # else a track the client did not SETUP
                 if origin is None:  # from the first unit in hand: opening the file is never late
                     origin = max(unit.dts, pacing.catch_up_to)
-                    pacing.clock = (loop.time(), origin)
+                    pacing.clock = (loop.time(), origin, time.time())
                 due = pacing.clock[0] + (unit.dts - origin)
                 if due > loop.time():
                     await asyncio.sleep(due - loop.time())
@@ -326,10 +328,15 @@ class StreamingServer:
         now = time.time()
         if now - setup.last_sr >= SR_INTERVAL and not session.closed:
             setup.last_sr = now
-            # RFC 3550 §6.4.1: RTP time of now, the pacing clock's media time (every track's).
-            media_now = pacing.clock[1] + asyncio.get_running_loop().time() - pacing.clock[0]
-            paced = round(media_now * rate) + setup.tick_offset
-            report = stream.rtcp_report(now, paced, sm.SERVER_NAME)
+            # RFC 3550 §6.4.1: one instant of the pacing clock for every track, on a grid of
+            # whole ticks of each clock rate, so a player that lines tracks up by their SRs
+            # (FFmpeg does) rounds nothing and never places a frame a tick early.
+            loop_time, media_time, unix_time = pacing.clock
+            grid = math.gcd(*(s.track.clock_rate for s in session.tracks.values()))
+            elapsed = asyncio.get_running_loop().time() - loop_time
+            media_now = math.floor((media_time + elapsed) * grid) / grid
+            report = stream.rtcp_report(unix_time + media_now - media_time,
+                                        round(media_now * rate) + setup.tick_offset, sm.SERVER_NAME)
             self._send_rtp(session, setup, [report], rtcp=True)
         return len(payloads)
 

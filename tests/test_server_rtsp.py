@@ -36,7 +36,6 @@ from rtsp_resume.ports import bind_udp_pair
 from rtsp_resume.rtp import (
     RtpPacket,
     SenderReport,
-    ntp_to_unix,
     parse_rtcp,
 )
 from rtsp_resume.sample import draw_frame, read_frame_index
@@ -717,10 +716,13 @@ def test_rtcp_sender_reports_arrive_on_the_odd_channel_and_agree(client: RawClie
     both tracks give the same media time for the same wall-clock instant (RFC 3550
     §6.4.1), which is what players synchronise audio and video with: also after a seek
     between keyframes, while the server catches up from the keyframe, and although
-    B-frames make video decode times earlier than presentation times."""
+    B-frames make video decode times earlier than presentation times. They agree, on an
+    instant that is a whole number of ticks of both clocks: FFmpeg rescales one
+    track's SR offset into the other's clock and rounds, and any error there placed a
+    frame a tick before the position asked for, which ``-ss`` then dropped."""
     session = setup_tcp(client)
     reply = play(client, session, start=13.0)  # the server sends 12-13 s at once
-    start, _ = rtsp.parse_range(reply.headers["Range"])
+    start = Fraction(reply.headers["Range"].split("=")[1].split("-")[0])
     infos = rtsp.parse_rtp_info(reply.headers["RTP-Info"])
     media_minus_wall = []
     for channel, setup, info, rate in zip(session.channels, session.setups, infos,
@@ -730,12 +732,15 @@ def test_rtcp_sender_reports_arrive_on_the_odd_channel_and_agree(client: RawClie
         report = parse_rtcp(data)[0]
         ssrc = rtsp.parse_transport(setup.headers["Transport"])[0].ssrc
         assert isinstance(report, SenderReport) and report.ssrc == ssrc
-        media = start + unwrap(report.rtp_timestamp, info.rtptime) / rate  # type: ignore[operator, arg-type]
-        media_minus_wall.append(media - ntp_to_unix(report.ntp_timestamp))
+        media = start + Fraction(unwrap(report.rtp_timestamp, info.rtptime), rate)  # type: ignore[arg-type]
+        wall = (report.ntp_timestamp >> 32) + Fraction(report.ntp_timestamp & 0xFFFFFFFF, 1 << 32)
+        media_minus_wall.append(media - wall)
         # Real time starts at the position asked for, not at the keyframe before it.
-        assert 13.0 <= media < 13.5, media
+        assert 13 <= media < Fraction(27, 2), float(media)
+        assert (media * 6000).denominator == 1, media  # whole ticks at 90 kHz and 48 kHz
     video, audio = media_minus_wall
-    assert abs(video - audio) < 0.005, (video - audio)
+    # To a microsecond (float wall-clock arithmetic); half a 90 kHz tick is 5.6 µs.
+    assert abs(video - audio) < Fraction(1, 10**6), float(video - audio)
 
 
 def test_get_and_set_parameter_keep_a_session_alive(sample_dir: Path) -> None:
