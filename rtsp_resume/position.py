@@ -5,9 +5,11 @@ ContentBM). Two estimates are kept from what the server's sending loop reports:
 ``frames_sent()``, the embodiment's literal rule (PLAY start + video frames sent / fps),
 which overshoots by what was sent into a dead link or sat unshown in the player; and
 ``confirmed()`` (the default), a position the terminal provably reached minus a playout
-allowance. Proof of delivery is, over TCP, an answer to a heartbeat that travelled behind
-the media on the same byte stream (``mark``, ``mark_answered``) and, over UDP, an RTCP
-receiver report's highest sequence number (RFC 3550 §6.4.2, ``receiver_report``).
+allowance. Proof of delivery (its kind is ``evidence``) is, over TCP, an answer to a
+heartbeat that travelled behind the media on the same byte stream (``mark``,
+``mark_answered``); over UDP, an RTCP receiver report's highest sequence number (RFC 3550
+§6.4.2, ``receiver_report``) and, since many players send none for a long while, a heartbeat
+answer: the terminal was reading then, so what was sent a bound earlier arrived (``reading_at``).
 
 Delivered is a prefix of the packets in sending order, hence of the frames in decode
 order; with B-frames that is not presentation order. So the position reached is the
@@ -65,6 +67,7 @@ class PositionEstimator:
         self.highest_sent_seq = -1
         self.delivered_seq = -1
         self._marks: OrderedDict[int, int] = OrderedDict()
+        self._sent_at: deque[tuple[float, int]] = deque(maxlen=max_pending)  # (time, last seq)
         self._reset_frames()
 
     def _reset_frames(self) -> None:
@@ -76,6 +79,7 @@ class PositionEstimator:
         # Delivered presentation times above the frontier, sorted, waiting for a gap.
         self._pool: list[float] = []
         self._frontier: float | None = None
+        self.evidence = "play-start"  # nothing proven since the PLAY: the position is unknown
 
     def play(self, start: float) -> None:
         """A PLAY began at media time ``start`` (the start answered in its Range): earlier
@@ -84,11 +88,14 @@ class PositionEstimator:
         self.frames_since_play = 0
         self._reset_frames()
 
-    def frame_sent(self, pts: float, first_seq: int, last_seq: int) -> None:
-        """A video access unit went out in RTP packets ``first_seq..last_seq`` (16-bit,
-        may wrap). Frames come in decode order; ``pts`` need not increase."""
+    def frame_sent(self, pts: float, first_seq: int, last_seq: int,
+                   now: float | None = None) -> None:
+        """A video access unit went out at ``now`` in RTP packets ``first_seq..last_seq``
+        (16-bit, may wrap). Frames come in decode order; ``pts`` need not increase."""
         first = unwrap_sequence(first_seq & 0xFFFF, self._last_seq)
         last = self._last_seq = first + ((last_seq - first_seq) & 0xFFFF)
+        if now is not None:
+            self._sent_at.append((now, last))
         self.highest_sent_seq = max(self.highest_sent_seq, last)
         self.frames_since_play += 1
         # Frames presented before the PLAY start (the rest of the GOP before a seek
@@ -118,7 +125,7 @@ class PositionEstimator:
         while key in self._marks:
             old_key, seq = self._marks.popitem(last=False)
             if old_key == key:
-                self._deliver(seq)
+                self._deliver(seq, "tcp-heartbeat")
 
     def receiver_report(self, extended_highest_seq: int) -> None:
         """An RTCP receiver report for the video stream: packets up to this number
@@ -126,7 +133,17 @@ class PositionEstimator:
         can mean, so a report never claims more than was sent."""
         if self._last_seq is not None:
             low = extended_highest_seq & 0xFFFF
-            self._deliver(self.highest_sent_seq - ((self.highest_sent_seq - low) & 0xFFFF))
+            self._deliver(self.highest_sent_seq - ((self.highest_sent_seq - low) & 0xFFFF),
+                          "receiver-report")
+
+    def reading_at(self, when: float) -> None:
+        """The terminal was alive and reading at ``when`` (a heartbeat answer's arrival minus
+        a bound for network delay and its reorder buffer): what was sent by then arrived."""
+        seq = None
+        while self._sent_at and self._sent_at[0][0] <= when:
+            seq = self._sent_at.popleft()[1]
+        if seq is not None:
+            self._deliver(seq, "heartbeat-answer")
 
     def frames_sent(self) -> float:
         """The literal rule: PLAY start + video frames sent since then / fps."""
@@ -143,11 +160,12 @@ class PositionEstimator:
         ``frames_sent()``: the position to store in a bookmark."""
         return max(self.start, min(self.received() - self.allowance, self.frames_sent()))
 
-    def _deliver(self, seq: int) -> None:
+    def _deliver(self, seq: int, evidence: str) -> None:
         if seq <= self.delivered_seq:
             return  # old news: an older mark or report, never a regression
         self.delivered_seq = seq
         while self._pending and self._pending[0][0] <= seq:
+            self.evidence = evidence  # the kind of proof that last delivered a frame
             self._add_delivered(self._pending.popleft()[1])
         if self._forgotten_until is not None and self._forgotten_until <= seq:
             self._forgotten_until, self._forgotten_min_pts = None, math.inf
