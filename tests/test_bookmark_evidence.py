@@ -16,97 +16,23 @@ which only a playout allowance of 2 s covers (``--playout-allowance``).
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-import numpy as np
 import pytest
 from conftest import require_system_tool
 from live_support import running_server, wait_until
-from pyav_player import SAMPLE_FPS, PlayerProcess
+from players import KINDS, TOOLS, start_player
+from pyav_player import SAMPLE_FPS
 
 from rtsp_resume import tokens
 from rtsp_resume.linkcut import LinkCutter
-from rtsp_resume.sample import read_frame_index
 
 KEY = b"evidence test key, 32 bytes long"
 INTERVAL, TIMEOUT, ALLOWANCE = 0.5, 1.5, 0.5
 WINDOW = INTERVAL + ALLOWANCE + 1.0  # how far behind the last picture a bookmark may be
-WIDTH, HEIGHT = 640, 360
 STARTUP = 30.0  # generous: three players start at once on a loaded machine
-KINDS = ("ffmpeg", "gstreamer", "pyav")
-
-
-class RawPlayer:
-    """A command-line player writing grey 640x360 pictures to stdout; the frame number of
-    each is read as it arrives."""
-
-    def __init__(self, command: list[str]) -> None:
-        self._errors = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._errors)
-        self.shown: list[tuple[int, float]] = []  # (frame number, time.time() read)
-        self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        size = WIDTH * HEIGHT
-        while len(data := self.process.stdout.read(size)) == size:
-            index = read_frame_index(np.frombuffer(data, np.uint8).reshape(HEIGHT, WIDTH))
-            with self._changed:
-                if index is not None:  # a damaged picture (loss) shows no readable number
-                    self.shown.append((index, time.time()))
-                self._changed.notify_all()
-
-    def frames(self) -> list[tuple[int, float]]:
-        with self._changed:
-            return list(self.shown)
-
-    def freeze(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-        self.process.kill()
-        self.process.wait(10)
-        self._errors.seek(0)
-        self.stderr = self._errors.read().decode(errors="replace")[-2000:]
-        self._errors.close()
-
-
-class PyAvPlayer:
-    """tests/pyav_player.py behind the same face as :class:`RawPlayer`."""
-
-    def __init__(self, url: str, transport: str) -> None:
-        self.inner = PlayerProcess(url, transport)
-        self.freeze = self.inner.freeze
-
-    def frames(self) -> list[tuple[int, float]]:
-        return [(f.index, f.wallclock) for f in list(self.inner.frames) if f.index >= 0]
-
-    def close(self) -> None:
-        self.inner.kill()
-        self.stderr = self.inner.stderr
-
-
-def start_player(kind: str, url: str, transport: str) -> RawPlayer | PyAvPlayer:
-    if kind == "pyav":
-        return PyAvPlayer(url, transport)
-    if kind == "ffmpeg":
-        ffmpeg = require_system_tool("ffmpeg", "/usr/bin/ffmpeg")
-        return RawPlayer([ffmpeg, "-v", "error", "-rtsp_transport", transport, "-i", url,
-                          "-map", "0:v", "-fps_mode", "passthrough", "-f", "rawvideo",
-                          "-pix_fmt", "gray", "-"])
-    gst = require_system_tool("gst-launch-1.0")
-    return RawPlayer([gst, "-q", "rtspsrc", f"location={url}", f"protocols={transport}",
-                      "latency=200", "!", "rtph264depay", "!", "h264parse", "!", "avdec_h264",
-                      "!", "videoconvert", "!", "video/x-raw,format=GRAY8", "!", "fdsink",
-                      "fd=1"])
 
 
 @contextmanager
@@ -117,19 +43,17 @@ def three_players(sample_dir, transport: str, loss: float = 0.0) -> Iterator[tup
             sample_dir, heartbeat_interval=INTERVAL, heartbeat_timeout=TIMEOUT,
             playout_allowance=ALLOWANCE, token_key=KEY))
         players, cutters = {}, {}
+        programs = {kind: require_system_tool(*TOOLS[kind]) for kind in TOOLS}
         for kind in KINDS:
             cutter = LinkCutter(to=("127.0.0.1", server.port), loss=loss, seed=7).start()
             stack.callback(cutter.stop)
             token = tokens.issue_play_token(KEY, user_id=kind, content_id="sample",
                                             login_session=f"login-{kind}", now=time.time())
-            players[kind] = start_player(kind, cutter.url(f"sample?token={token}"), transport)
+            url = cutter.url(f"sample?token={token}")
+            players[kind] = start_player(kind, url, transport, programs.get(kind))
             stack.callback(players[kind].close)
             cutters[kind] = cutter
         yield server, watch, players, cutters
-
-
-def last_shown(player: RawPlayer | PyAvPlayer, before: float) -> float:
-    return max(index for index, at in player.frames() if at <= before) / SAMPLE_FPS
 
 
 def disrupt_and_check(watch, players, cutters, how: str, transport: str,
@@ -150,7 +74,7 @@ def disrupt_and_check(watch, players, cutters, how: str, transport: str,
     problems = []
     for event, received in zip(watch.events, watch.received_at, strict=True):
         kind = event.user_id
-        shown = last_shown(players[kind], received)
+        shown = players[kind].last_shown(received)
         latency = event.detected_at - disrupted[kind]
         print(f"{how} {transport} {kind}: detected after {latency:.2f} s, bookmark "
               f"{event.position:.3f} s from {event.evidence}, last shown {shown:.3f} s "

@@ -89,6 +89,11 @@ def test_login_then_bookmark_button_then_resume_url(portal: Portal) -> None:
     grant = tokens.verify_play_token(portal.secret, url.split("token=")[1], portal.clock())
     assert (grant.user_id, grant.start) == ("alice", 12.43)
     assert f'href="{html.escape(url)}">Open</a>' in resumed.text
+    # The exact commands, the URL quoted for a shell (its "?" is a glob character).
+    for tool in ("ffplay", "vlc"):
+        command = re.search(rf'id="{tool}-command"[^>]* value="([^"]+)"', resumed.text)
+        assert command is not None and html.unescape(command.group(1)) == f"{tool} '{url}'"
+    assert 'data-copy="play-url"' in resumed.text and "/static/copy.js" in resumed.text
     assert "Resume URL" in resumed.text and "Resumes at <strong>0:12.4</strong>" in resumed.text
 
 
