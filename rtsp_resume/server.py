@@ -247,12 +247,10 @@ class StreamingServer:
         if connection is not None and not connection.sessions:
             connection.transport.abort()  # the radio link is gone: free the socket now
         self.interruptions.append(event)
-        log.warning("session %s (%s, user %s) %s after %.2f s of silence at %.3f s (%s, from %s)%s",
-                    session.id, event.content_id, event.user_id,
-                    "interrupted" if session.state == "playing" else "timed out while paused",
+        log.warning("session %s (%s, user %s) interrupted after %.2f s of silence at %.3f s "
+                    "(%s; proof: %s)", session.id, event.content_id, event.user_id,
                     event.detected_at - event.last_life, event.position, event.estimator,
-                    event.evidence, "" if event.evidence != "play-start" else
-                    ": position unknown, no proof of delivery since the PLAY")
+                    event.evidence)
         for listener in self.listeners:
             try:
                 listener(event)

@@ -24,9 +24,7 @@ log = logging.getLogger("rtsp_resume.server")
 SERVER_NAME = "rtsp-resume/0.1"
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 INTERRUPTED = "abnormal interruption (heartbeat timeout)"
-# Seconds before a UDP terminal's heartbeat answer by which the media it was sent arrived:
-# network delay plus the player's reorder buffer (FFmpeg holds a packet at most 0.1 s).
-UDP_DELIVERY_BOUND = 0.5
+UDP_DELIVERY_BOUND = 0.5  # s: network delay + a player's reorder buffer (FFmpeg's: 0.1 s)
 
 
 @dataclass
@@ -62,7 +60,7 @@ class Interruption:
     transport: str  # "tcp" or "udp"
     unanswered: int  # heartbeats sent since the last sign of life
     heartbeat_log: tuple[tuple[float, str, int | None], ...] = ()  # (Unix time, kind, CSeq)
-    evidence: str = "play-start"  # the proof ``confirmed`` rests on (PositionEstimator.evidence)
+    evidence: str = "none"  # the proof ``confirmed`` rests on (PositionEstimator.evidence)
 
 
 @dataclass
@@ -128,8 +126,7 @@ class Session:
         return bytes(rtsp.Request("OPTIONS", "*", {"CSeq": str(cseq), "Session": self.id}))
 
     def answered(self, cseq: int | None, now: float) -> None:
-        """A response: life; over TCP (one ordered stream) all sent before it arrived, over
-        UDP all sent a bound before it."""
+        """A response: life, and all sent before it (TCP: one ordered stream) or a bound before."""
         answered = self.monitor.response_received(cseq, now)
         if answered is not None and self.transport == "tcp":
             self.position.mark_answered(answered)
@@ -367,8 +364,7 @@ class RtspSessions:
         action = Action("pause", session) if session.state == "playing" else None
         if action:
             session.state, session.paused_at = "paused", session.position.frames_sent()
-            # A paused player may stop reading and answering (ffplay does): RFC 2326 §12.37.
-            session.monitor.timeout = session.timeout
+            session.monitor.timeout = session.timeout  # ffplay paused answers nothing
         return self._header(session), b"", action
 
     def _do_teardown(self, request: rtsp.Request) -> Result:

@@ -177,3 +177,19 @@ def test_position_labels(seconds: float, text: str) -> None:
 def test_duration_labels() -> None:
     assert [format_duration(s) for s in (0, 30, 90.4, 3600)] == ["0:00", "0:30", "1:30",
                                                                  "1:00:00"]
+
+
+def test_an_interruption_at_an_unknown_position_is_explained(portal: Portal) -> None:
+    """Position 0 (nothing proven shown) makes no bookmark; the page says why rather than
+    showing nothing new, or only an older bookmark as if it were the latest."""
+    user_token = portal.login("alice")
+    portal.interrupt(user_token, 9.0)
+    browser = Browser(portal.http)
+    browser.login()
+    assert "no bookmark was" not in browser.get("/bookmarks").text
+    portal.interrupt(user_token, 0.0)  # the next viewing broke off before any proof
+    page = browser.get("/bookmarks").text
+    assert "Sample broke off on" in page and "no bookmark was\nmade" in page
+    assert ">Resume at 0:09.0</button>" in page  # the older bookmark is still there
+    portal.interrupt(user_token, 4.0)  # a later viewing made one again
+    assert "no bookmark was" not in browser.get("/bookmarks").text

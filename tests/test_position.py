@@ -294,9 +294,9 @@ def test_reading_at_delivers_what_was_sent_by_then_and_names_its_evidence() -> N
     estimator = PositionEstimator(FPS, allowance=0.0)
     for index in range(50):
         estimator.frame_sent(index * FRAME, 3 * index, 3 * index + 2, now=100 + index * FRAME)
-    assert (estimator.confirmed(), estimator.evidence) == (0.0, "play-start")
+    assert (estimator.confirmed(), estimator.evidence) == (0.0, "none")
     estimator.reading_at(99.0)  # before anything was sent: nothing proven
-    assert estimator.evidence == "play-start"
+    assert estimator.evidence == "none"
     estimator.reading_at(100 + 20 * FRAME)
     assert estimator.confirmed() == pytest.approx(20 * FRAME)
     assert estimator.evidence == "heartbeat-answer"
@@ -306,4 +306,4 @@ def test_reading_at_delivers_what_was_sent_by_then_and_names_its_evidence() -> N
     assert estimator.confirmed() == pytest.approx(30 * FRAME)
     assert estimator.evidence == "receiver-report"
     estimator.play(10.0)  # a new PLAY knows nothing yet
-    assert estimator.evidence == "play-start"
+    assert estimator.evidence == "none"
