@@ -117,7 +117,8 @@ def test_paused_session_that_answers_is_not_interrupted(sample_dir, transport: s
             # session timeout it was told (Session: ...;timeout=N) ends it, not the
             # heartbeat timeout; the bookmark is the paused position.
             paused_at = server.call(lambda: session.paused_at)
-            terminal.answering = False
+            terminal.answering = False  # a reply already being read goes unanswered too
+            terminal.reading.clear()
             silent_from = time.time()
             assert watch.wait(PAUSED_TIMEOUT - RAW_INTERVAL - 0.1) is None
             event = watch.wait(5)
