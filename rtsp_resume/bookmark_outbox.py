@@ -131,14 +131,11 @@ class BookmarkOutbox:
         """Block until the request is no longer pending, or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while True:
-            delivery = self.get(nonce)
-            if delivery is not None and delivery.status != "pending":
-                return delivery
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            delivery, left = self.get(nonce), deadline - time.monotonic()
+            if (delivery is not None and delivery.status != "pending") or left <= 0:
                 return delivery
             with self._wake:
-                self._wake.wait(min(remaining, 0.5))
+                self._wake.wait(min(left, 0.5))
 
     def start(self) -> BookmarkOutbox:
         self._thread = threading.Thread(target=self._run, name="bookmark-outbox", daemon=True)

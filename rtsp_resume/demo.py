@@ -146,8 +146,7 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
             line.say(f"nothing skipped; {-skipped} frame(s) shown again "
                      f"(the '{config.position}' estimator stays on the safe side)")
             print(f"\nTry it with a real player: python -m rtsp_resume serve, log in at the "
-                  f"portal as {user}/{password}, press Play and open the URL with\n"
-                  f"  ffplay -rtsp_transport tcp 'rtsp://127.0.0.1:8554/sample?token=...'")
+                  f"portal as {user}/{password}, press Play and run the ffplay command shown.")
             return 0
         finally:
             cutter.stop()

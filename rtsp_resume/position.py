@@ -5,9 +5,9 @@ ContentBM). Two estimates are kept from what the server's sending loop reports:
 ``frames_sent()``, the embodiment's literal rule (PLAY start + video frames sent / fps),
 which overshoots by what was sent into a dead link or sat unshown in the player; and
 ``confirmed()`` (the default), a position the terminal provably reached minus a playout
-allowance. Proof of delivery is, over TCP, an answer to a heartbeat that travelled behind
-the media on the same byte stream (``mark``, ``mark_answered``) and, over UDP, an RTCP
-receiver report's highest sequence number (RFC 3550 §6.4.2, ``receiver_report``).
+allowance. Proof of delivery (``evidence``): over TCP, a heartbeat answer that came behind
+the media on the same byte stream (``mark_answered``); over UDP, an RTCP receiver report
+(RFC 3550 §6.4.2) or, as many players send none for long, a heartbeat answer (``reading_at``).
 
 Delivered is a prefix of the packets in sending order, hence of the frames in decode
 order; with B-frames that is not presentation order. So the position reached is the
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import OrderedDict, deque
+from collections import deque
 
 from rtsp_resume.rtp import unwrap_sequence
 
@@ -64,7 +64,8 @@ class PositionEstimator:
         self._last_seq: int | None = None
         self.highest_sent_seq = -1
         self.delivered_seq = -1
-        self._marks: OrderedDict[int, int] = OrderedDict()
+        self._marks: deque[tuple[int, int]] = deque(maxlen=_MAX_MARKS)  # (key, seq) in order
+        self._sent_at: deque[tuple[float, int]] = deque(maxlen=max_pending)  # (when, seq)
         self._reset_frames()
 
     def _reset_frames(self) -> None:
@@ -76,6 +77,7 @@ class PositionEstimator:
         # Delivered presentation times above the frontier, sorted, waiting for a gap.
         self._pool: list[float] = []
         self._frontier: float | None = None
+        self.evidence = "none"  # nothing proven since the PLAY: the position is unknown
 
     def play(self, start: float) -> None:
         """A PLAY began at media time ``start`` (the start answered in its Range): earlier
@@ -84,11 +86,12 @@ class PositionEstimator:
         self.frames_since_play = 0
         self._reset_frames()
 
-    def frame_sent(self, pts: float, first_seq: int, last_seq: int) -> None:
-        """A video access unit went out in RTP packets ``first_seq..last_seq`` (16-bit,
-        may wrap). Frames come in decode order; ``pts`` need not increase."""
+    def frame_sent(self, pts: float, first_seq: int, last_seq: int, now: float = math.inf) -> None:
+        """A video access unit went out at ``now`` in RTP packets ``first_seq..last_seq``
+        (16-bit, may wrap). Frames come in decode order; ``pts`` need not increase."""
         first = unwrap_sequence(first_seq & 0xFFFF, self._last_seq)
         last = self._last_seq = first + ((last_seq - first_seq) & 0xFFFF)
+        self._sent_at.append((now, last))
         self.highest_sent_seq = max(self.highest_sent_seq, last)
         self.frames_since_play += 1
         # Frames presented before the PLAY start (the rest of the GOP before a seek
@@ -107,26 +110,28 @@ class PositionEstimator:
     def mark(self, key: int) -> None:
         """Remember everything sent so far under ``key`` (the CSeq of a heartbeat just
         written to the TCP connection, behind the media)."""
-        self._marks[key] = self.highest_sent_seq
-        self._marks.move_to_end(key)
-        while len(self._marks) > _MAX_MARKS:
-            self._marks.popitem(last=False)
+        self._marks.append((key, self.highest_sent_seq))
 
     def mark_answered(self, key: int) -> None:
         """The terminal answered the heartbeat marked ``key``: over TCP it read every
         packet sent before it. Unknown or outdated keys change nothing."""
-        while key in self._marks:
-            old_key, seq = self._marks.popitem(last=False)
+        while any(old_key == key for old_key, _ in self._marks):
+            old_key, seq = self._marks.popleft()
             if old_key == key:
-                self._deliver(seq)
+                self._deliver(seq, "tcp-heartbeat")
 
     def receiver_report(self, extended_highest_seq: int) -> None:
         """An RTCP receiver report for the video stream: packets up to this number
         arrived. Only its low 16 bits are trusted, placed at the latest sent packet they
         can mean, so a report never claims more than was sent."""
         if self._last_seq is not None:
-            low = extended_highest_seq & 0xFFFF
-            self._deliver(self.highest_sent_seq - ((self.highest_sent_seq - low) & 0xFFFF))
+            high = self.highest_sent_seq
+            self._deliver(high - ((high - extended_highest_seq) & 0xFFFF), "receiver-report")
+
+    def reading_at(self, when: float) -> None:
+        """The terminal was reading at ``when`` (UDP): what was sent by then has arrived."""
+        proven = (seq for sent, seq in self._sent_at if sent <= when)
+        self._deliver(max(proven, default=-1), "heartbeat-answer")
 
     def frames_sent(self) -> float:
         """The literal rule: PLAY start + video frames sent since then / fps."""
@@ -143,11 +148,12 @@ class PositionEstimator:
         ``frames_sent()``: the position to store in a bookmark."""
         return max(self.start, min(self.received() - self.allowance, self.frames_sent()))
 
-    def _deliver(self, seq: int) -> None:
+    def _deliver(self, seq: int, evidence: str) -> None:
         if seq <= self.delivered_seq:
             return  # old news: an older mark or report, never a regression
         self.delivered_seq = seq
         while self._pending and self._pending[0][0] <= seq:
+            self.evidence = evidence  # the kind of proof that last delivered a frame
             self._add_delivered(self._pending.popleft()[1])
         if self._forgotten_until is not None and self._forgotten_until <= seq:
             self._forgotten_until, self._forgotten_min_pts = None, math.inf

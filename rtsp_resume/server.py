@@ -249,9 +249,10 @@ class StreamingServer:
         if connection is not None and not connection.sessions:
             connection.transport.abort()  # the radio link is gone: free the socket now
         self.interruptions.append(event)
-        log.warning("session %s (%s, user %s) interrupted after %.2f s of silence at %.3f s (%s)",
-                    session.id, event.content_id, event.user_id,
-                    event.detected_at - event.last_life, event.position, event.estimator)
+        log.warning("session %s (%s, user %s) interrupted after %.2f s of silence at %.3f s "
+                    "(%s; proof: %s)", session.id, event.content_id, event.user_id,
+                    event.detected_at - event.last_life, event.position, event.estimator,
+                    event.evidence)
         for listener in self.listeners:
             try:
                 listener(event)
@@ -324,7 +325,8 @@ class StreamingServer:
         if not tcp_full:
             self._send_rtp(session, setup, packets)
             if unit.track == session.video_index:  # a frame dropped never reached the viewer
-                session.position.frame_sent(unit.pts, first_seq, stream.next_sequence - 1)
+                session.position.frame_sent(unit.pts, first_seq, stream.next_sequence - 1,
+                                            time.monotonic())
         now = time.time()
         if now - setup.last_sr >= SR_INTERVAL and not session.closed:
             setup.last_sr = now

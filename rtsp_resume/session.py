@@ -24,6 +24,7 @@ log = logging.getLogger("rtsp_resume.server")
 SERVER_NAME = "rtsp-resume/0.1"
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 INTERRUPTED = "abnormal interruption (heartbeat timeout)"
+UDP_DELIVERY_BOUND = 0.5  # s: network delay + a player's reorder buffer (FFmpeg's: 0.1 s)
 
 
 @dataclass
@@ -33,7 +34,7 @@ class ServerConfig:
     port: int = 8554  # 0 picks a free port
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 3.0
-    session_timeout: float = 60.0  # an idle (not playing) session is reclaimed after this
+    session_timeout: float = 60.0  # announced; ends a paused or never played silent session
     position: str = "confirmed"  # or "frames_sent": which estimate goes into the bookmark
     playout_allowance: float = 0.5
     token_key: bytes | None = None  # when set, every DESCRIBE/SETUP/PLAY needs a play token
@@ -59,6 +60,7 @@ class Interruption:
     transport: str  # "tcp" or "udp"
     unanswered: int  # heartbeats sent since the last sign of life
     heartbeat_log: tuple[tuple[float, str, int | None], ...] = ()  # (Unix time, kind, CSeq)
+    evidence: str = "none"  # the proof ``confirmed`` rests on (PositionEstimator.evidence)
 
 
 @dataclass
@@ -113,7 +115,7 @@ class Session:
         decision = self.monitor.tick(now)
         if decision.interrupted:
             return INTERRUPTED if self.played else "terminal silent before PLAY"
-        if self.state != "playing" and now - self.last_request > self.timeout:
+        if self.state == "ready" and now - self.last_request > self.timeout:
             return "idle past the session timeout"
         return "heartbeat" if decision.send_heartbeat else None
 
@@ -124,10 +126,12 @@ class Session:
         return bytes(rtsp.Request("OPTIONS", "*", {"CSeq": str(cseq), "Session": self.id}))
 
     def answered(self, cseq: int | None, now: float) -> None:
-        """A response: life, and over TCP (one ordered stream) all sent before it arrived."""
+        """A response: life, and all sent before it (TCP: one ordered stream) or a bound before."""
         answered = self.monitor.response_received(cseq, now)
         if answered is not None and self.transport == "tcp":
             self.position.mark_answered(answered)
+        elif answered is not None:
+            self.position.reading_at(now - UDP_DELIVERY_BOUND)
 
     def rtcp(self, data: bytes, now: float) -> None:
         """RTCP from the terminal: life, and what arrived (RFC 3550 §6.4.2)."""
@@ -150,7 +154,7 @@ class Session:
             grant.login_session if grant else None, grant.token if grant else None,
             confirmed if estimator == "confirmed" else frames_sent, estimator, frames_sent,
             confirmed, monitor.last_life + shift, wall, self.transport, monitor.unanswered,
-            tuple((e.time + shift, e.kind, e.cseq) for e in monitor.log))
+            tuple((e.time + shift, e.kind, e.cseq) for e in monitor.log), self.position.evidence)
 
 
 Result = tuple[dict[str, str], bytes, Action | None]
@@ -234,7 +238,7 @@ class RtspSessions:
         return session
 
     def _header(self, session: Session) -> dict[str, str]:
-        timeout = max(1, math.ceil(self.config.heartbeat_timeout))
+        timeout = max(1, math.ceil(self.config.session_timeout))
         return {"Session": rtsp.format_session(session.id, timeout)}
 
     def _do_options(self, request: rtsp.Request) -> Result:
@@ -348,6 +352,7 @@ class RtspSessions:
             rtp_info.append((setup.url, setup.stream.next_sequence, rtptime))
             setup.last_sr = 0.0
         session.state, session.played, session.at_end = "playing", True, False
+        session.monitor.timeout = self.config.heartbeat_timeout
         extra = {**self._header(session), "Range": rtsp.format_range(begin, duration),
                  "RTP-Info": rtsp.format_rtp_info(rtp_info)}
         return extra, b"", Action("play", session, None if resume else begin, start or 0.0)
@@ -359,6 +364,7 @@ class RtspSessions:
         action = Action("pause", session) if session.state == "playing" else None
         if action:
             session.state, session.paused_at = "paused", session.position.frames_sent()
+            session.monitor.timeout = session.timeout  # ffplay paused answers nothing
         return self._header(session), b"", action
 
     def _do_teardown(self, request: rtsp.Request) -> Result:

@@ -4,7 +4,8 @@
 independently of the project's own parser. It exists for the states FFmpeg cannot be
 put in from outside: paused yet answering heartbeats, silent while still reading, closing
 its connection cleanly. It answers the server's requests (the heartbeat OPTIONS) with
-``200 OK`` while :attr:`RawTerminal.answering` is true, as FFmpeg and GStreamer do.
+``200 OK`` while :attr:`RawTerminal.answering` is true, as FFmpeg and GStreamer do, and
+reads nothing while :attr:`RawTerminal.reading` is clear.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class RawTerminal:
         self.sock = socket.create_connection((host, port), timeout=5)
         self.sock.settimeout(None)
         self.answering = True
+        self.reading = threading.Event()  # cleared: reads nothing more, as a paused ffplay
+        self.reading.set()
         self.session: str | None = None
         self.closed_by_server = threading.Event()
         self.counters = _Counters()
@@ -157,6 +160,7 @@ class RawTerminal:
     def close(self) -> None:
         """A clean close: FIN after everything sent, as a player that quits does."""
         self._stopping = True
+        self.reading.set()  # the readers find the sockets closed and leave
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
         self.sock.close()
@@ -177,7 +181,7 @@ class RawTerminal:
     def _read_control(self) -> None:
         buf = b""
         try:
-            while True:
+            while self.reading.wait():
                 data = self.sock.recv(65536)
                 if not data:
                     break
@@ -239,7 +243,7 @@ class RawTerminal:
     def _read_udp(self) -> None:
         rtp = self._udp[0]
         rtp.settimeout(0.2)
-        while not self._stopping:
+        while not self._stopping and self.reading.wait():
             try:
                 rtp.recv(65536)
             except TimeoutError:

@@ -25,6 +25,7 @@ from rtsp_resume.linkcut import LinkCutter
 
 INTERVAL, TIMEOUT = 0.5, 1.5  # FFmpeg tests
 RAW_INTERVAL, RAW_TIMEOUT = 0.25, 0.75  # bare-socket terminal tests
+PAUSED_TIMEOUT = 3  # the RTSP session timeout, which ends a silent paused session
 SLACK = 0.5  # the bound: an interruption within timeout + 0.5 s
 STARTUP = 20.0  # generous deadline for a player to open the stream and decode
 
@@ -93,8 +94,8 @@ def test_frozen_player_is_detected_like_a_cut(sample_dir, transport: str) -> Non
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_paused_session_that_answers_is_not_interrupted(sample_dir, transport: str) -> None:
-    with running_server(sample_dir, heartbeat_interval=RAW_INTERVAL,
-                        heartbeat_timeout=RAW_TIMEOUT) as (server, watch):
+    with running_server(sample_dir, heartbeat_interval=RAW_INTERVAL, heartbeat_timeout=RAW_TIMEOUT,
+                        session_timeout=PAUSED_TIMEOUT) as (server, watch):
         terminal = RawTerminal("127.0.0.1", server.port, transport)
         url = server.url("sample")
         try:
@@ -112,14 +113,21 @@ def test_paused_session_that_answers_is_not_interrupted(sample_dir, transport: s
             session = server.sessions.get(terminal.session)
             assert session is not None and session.state == "paused"
 
-            # The same paused session, once it stops answering, is interrupted: it was
-            # the answers that kept it alive.
-            terminal.answering = False
+            # Once it stops answering, as a paused ffplay does (it stops reading), the
+            # session timeout it was told (Session: ...;timeout=N) ends it, not the
+            # heartbeat timeout; the bookmark is the paused position.
+            paused_at = server.call(lambda: session.paused_at)
+            terminal.answering = False  # a reply already being read goes unanswered too
+            terminal.reading.clear()
             silent_from = time.time()
-            event = watch.wait(RAW_TIMEOUT + 5)
+            assert watch.wait(PAUSED_TIMEOUT - RAW_INTERVAL - 0.1) is None
+            event = watch.wait(5)
             assert event is not None
             assert event.session_id == terminal.session
-            assert event.detected_at - silent_from <= RAW_TIMEOUT + SLACK
+            assert event.detected_at - silent_from <= PAUSED_TIMEOUT + SLACK
+            assert event.evidence == ("tcp-heartbeat" if transport == "tcp"
+                                      else "heartbeat-answer")
+            assert paused_at - (RAW_INTERVAL + 0.5 + 1.0) <= event.position <= paused_at
         finally:
             terminal.close()
 

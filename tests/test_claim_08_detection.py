@@ -64,9 +64,11 @@ def test_listener_gets_user_program_position_and_the_server_lets_go(
                 assert event.estimator == "confirmed"
                 assert event.position == event.confirmed
                 assert 0 <= event.confirmed < event.frames_sent <= 30.0
-                if transport == "tcp":  # answered heartbeats proved some delivery
-                    assert event.confirmed > 0
-                # (over UDP FFmpeg's first receiver report comes ~5 s in: none yet here)
+                # Answered heartbeats proved some delivery (over UDP, FFmpeg's first
+                # receiver report comes half a minute in: a heartbeat answer is the proof).
+                assert event.confirmed > 0
+                assert event.evidence == ("tcp-heartbeat" if transport == "tcp"
+                                          else "heartbeat-answer")
                 assert event.last_life < event.detected_at
                 assert server.interruptions == [event]
 

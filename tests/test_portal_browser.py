@@ -68,6 +68,11 @@ def test_login_see_the_bookmark_button_resume(browser, tmp_path: Path, sample_di
                                              portal.clock())
             assert (grant.user_id, grant.content_id, grant.start) == ("alice", "sample", 12.43)
             expect(page.get_by_role("link", name="Open")).to_have_attribute("href", url)
+            expect(page.get_by_label("ffplay (FFmpeg)")).to_have_value(f"ffplay '{url}'")
+            expect(page.get_by_label("VLC")).to_have_value(f"vlc '{url}'")
+            page.get_by_role("button", name="Copy the ffplay command").click()
+            copy = page.locator('button[data-copy="ffplay-command"]')  # its name changes
+            expect(copy).to_have_text(re.compile("Copied|Press Ctrl-C to copy"))
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.screenshot(path=str(ARTIFACTS / "portal_resume.png"), full_page=True)
 

@@ -89,6 +89,11 @@ def test_login_then_bookmark_button_then_resume_url(portal: Portal) -> None:
     grant = tokens.verify_play_token(portal.secret, url.split("token=")[1], portal.clock())
     assert (grant.user_id, grant.start) == ("alice", 12.43)
     assert f'href="{html.escape(url)}">Open</a>' in resumed.text
+    # The exact commands, the URL quoted for a shell (its "?" is a glob character).
+    for tool in ("ffplay", "vlc"):
+        command = re.search(rf'id="{tool}-command"[^>]* value="([^"]+)"', resumed.text)
+        assert command is not None and html.unescape(command.group(1)) == f"{tool} '{url}'"
+    assert 'data-copy="play-url"' in resumed.text and "/static/copy.js" in resumed.text
     assert "Resume URL" in resumed.text and "Resumes at <strong>0:12.4</strong>" in resumed.text
 
 
@@ -172,3 +177,19 @@ def test_position_labels(seconds: float, text: str) -> None:
 def test_duration_labels() -> None:
     assert [format_duration(s) for s in (0, 30, 90.4, 3600)] == ["0:00", "0:30", "1:30",
                                                                  "1:00:00"]
+
+
+def test_an_interruption_at_an_unknown_position_is_explained(portal: Portal) -> None:
+    """Position 0 (nothing proven shown) makes no bookmark; the page says why rather than
+    showing nothing new, or only an older bookmark as if it were the latest."""
+    user_token = portal.login("alice")
+    portal.interrupt(user_token, 9.0)
+    browser = Browser(portal.http)
+    browser.login()
+    assert "no bookmark was" not in browser.get("/bookmarks").text
+    portal.interrupt(user_token, 0.0)  # the next viewing broke off before any proof
+    page = browser.get("/bookmarks").text
+    assert "Sample broke off on" in page and "no bookmark was\nmade" in page
+    assert ">Resume at 0:09.0</button>" in page  # the older bookmark is still there
+    portal.interrupt(user_token, 4.0)  # a later viewing made one again
+    assert "no bookmark was" not in browser.get("/bookmarks").text

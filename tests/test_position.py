@@ -288,3 +288,22 @@ def test_bad_settings() -> None:
         PositionEstimator(0.0)
     with pytest.raises(ValueError):
         PositionEstimator(25.0, allowance=-1.0)
+
+
+def test_reading_at_delivers_what_was_sent_by_then_and_names_its_evidence() -> None:
+    estimator = PositionEstimator(FPS, allowance=0.0)
+    for index in range(50):
+        estimator.frame_sent(index * FRAME, 3 * index, 3 * index + 2, now=100 + index * FRAME)
+    assert (estimator.confirmed(), estimator.evidence) == (0.0, "none")
+    estimator.reading_at(99.0)  # before anything was sent: nothing proven
+    assert estimator.evidence == "none"
+    estimator.reading_at(100 + 20 * FRAME)
+    assert estimator.confirmed() == pytest.approx(20 * FRAME)
+    assert estimator.evidence == "heartbeat-answer"
+    estimator.reading_at(100 + 10 * FRAME)  # an older answer never moves it back
+    assert estimator.confirmed() == pytest.approx(20 * FRAME)
+    estimator.receiver_report(3 * 30 + 2)  # a receiver report combines with it
+    assert estimator.confirmed() == pytest.approx(30 * FRAME)
+    assert estimator.evidence == "receiver-report"
+    estimator.play(10.0)  # a new PLAY knows nothing yet
+    assert estimator.evidence == "none"

@@ -9,7 +9,13 @@ import pytest
 
 from rtsp_resume import rtsp, tokens
 from rtsp_resume.media import MediaLibrary
-from rtsp_resume.session import INTERRUPTED, RtspSessions, ServerConfig, Session
+from rtsp_resume.session import (
+    INTERRUPTED,
+    UDP_DELIVERY_BOUND,
+    RtspSessions,
+    ServerConfig,
+    Session,
+)
 
 BASE = "rtsp://127.0.0.1:8554/sample"
 KEY = b"k" * 32
@@ -207,3 +213,50 @@ def test_an_idle_session_is_reclaimed_after_the_session_timeout(machine: RtspSes
     assert session.tick(5.0) is None or session.tick(5.0) == "heartbeat"
     session.monitor.life_seen(5.9)
     assert session.tick(6.0) == "idle past the session timeout"
+
+
+def test_a_paused_session_is_ended_by_the_announced_session_timeout(sample_dir: Path) -> None:
+    """A paused player may stop answering (ffplay does): not the heartbeat timeout but the
+    session timeout the server announces ends it, as an interruption with a bookmark."""
+    config = ServerConfig(heartbeat_interval=1.0, heartbeat_timeout=3.0, session_timeout=20)
+    machine = RtspSessions(MediaLibrary(sample_dir), config, rtp_port=6970)
+    client = Client(machine, now=0.0)
+    response, _ = client.setup()
+    assert response.headers["Session"].endswith(";timeout=20")
+    session = machine.sessions[client.session]  # type: ignore[index]
+    client("PLAY", Range="npt=0-")
+    client.now = 2.0
+    client("PAUSE")
+    assert session.state == "paused"
+    for now in (5.0, 10.0, 21.9):  # silent well past the heartbeat timeout
+        assert session.tick(now) in (None, "heartbeat")
+    assert session.tick(22.0) == INTERRUPTED
+    # Resumed before the session timeout, the heartbeat timeout applies again.
+    other = Client(machine, now=0.0)
+    other.setup()
+    resumed = machine.sessions[other.session]  # type: ignore[index]
+    other("PLAY", Range="npt=0-")
+    other.now = 2.0
+    other("PAUSE")
+    other.now = 15.0
+    assert other("PLAY")[0].status == 200 and resumed.tick(17.9) in (None, "heartbeat")
+    assert resumed.tick(18.0) == INTERRUPTED
+
+
+def test_udp_heartbeat_answers_prove_what_was_sent_a_bound_earlier(sample_dir: Path) -> None:
+    """Over UDP without receiver reports a heartbeat answer at t proves the media sent up
+    to t - UDP_DELIVERY_BOUND arrived; the interruption names that evidence."""
+    config = ServerConfig(playout_allowance=0.0)
+    machine = RtspSessions(MediaLibrary(sample_dir), config, rtp_port=6970)
+    client = Client(machine, now=0.0)
+    client.setup(transport="RTP/AVP;unicast;client_port=5000-5001")
+    session = machine.sessions[client.session]  # type: ignore[index]
+    client("PLAY", Range="npt=0-")
+    for index in range(100):  # 4 s of 25 fps video, sent in real time
+        session.position.frame_sent(index / 25, 2 * index, 2 * index + 1, now=index / 25)
+    assert session.interruption("confirmed", 4.0, 4.0).evidence == "none"
+    session.heartbeat(1, 2.4)
+    session.answered(1, 2.5)
+    event = session.interruption("confirmed", 4.0, 4.0)
+    assert event.evidence == "heartbeat-answer"
+    assert event.confirmed == pytest.approx(2.5 - UDP_DELIVERY_BOUND)

@@ -137,7 +137,12 @@ class Pages:
         session = self._require_page_session()
         items = [(b, *self.portal.catalogue.describe(b.content_id))
                  for b in self.portal.store.bookmarks(session.user_id)]
-        return self._page("bookmarks.tpl", session, "My bookmarks", items=items)
+        # A program whose latest interruption came at position 0 (the streaming server had
+        # no proof that any picture reached the viewer) got no bookmark: say so.
+        latest = {row["content_id"]: row for row in self.portal.store.history(session.user_id)}
+        unmade = [(self.portal.catalogue.describe(row["content_id"])[0], row["interrupted_at"])
+                  for row in latest.values() if row["position"] <= 0]
+        return self._page("bookmarks.tpl", session, "My bookmarks", items=items, unmade=unmade)
 
     def page_play(self) -> str:
         session = self._require_page_session(form=True)

@@ -1,5 +1,11 @@
 % rebase('base.tpl', title=title, user=user, csrf=csrf)
 <h1>My bookmarks</h1>
+% for title_, interrupted_at in unmade:
+<p class="hint" role="status">{{title_}} broke off on
+<time datetime="{{iso_time(interrupted_at)}}">{{iso_time(interrupted_at).replace("T", " ").replace("Z", " UTC")}}</time>
+before the streaming server could confirm that any picture reached you, so no bookmark was
+made for it this time.</p>
+% end
 % if not items:
 <p class="empty">No bookmarks yet. When a program you watch is cut off, the streaming
 server leaves a bookmark here so you can resume it. <a href="/programs">Browse programs</a>.</p>
