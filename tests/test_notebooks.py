@@ -24,7 +24,8 @@ nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+ALL_NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+NOTEBOOKS = [path for path in ALL_NOTEBOOKS if "_exercise_" not in path.name]
 KERNEL = "rtsp-resume-tests"
 
 
@@ -52,7 +53,7 @@ def test_there_is_a_notebook_per_claim_group() -> None:
         assert f"{prefix}.ipynb" in names
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=[p.stem for p in ALL_NOTEBOOKS])
 def test_saved_without_outputs(path: Path) -> None:
     """Committed notebooks carry no outputs: the outputs are what running them makes."""
     nb = nbformat.read(path, as_version=4)
@@ -61,20 +62,19 @@ def test_saved_without_outputs(path: Path) -> None:
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
 
 
-@pytest.mark.timeout(150)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, jupyter_dirs: dict[str, str],
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def _run(nb: nbformat.NotebookNode, jupyter_dirs: dict[str, str],
+         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``nb`` in a fresh kernel; a failing cell raises CellExecutionError."""
     for name, value in jupyter_dirs.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("RTSP_RESUME_AUTOPLAY", "1")
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=60, kernel_name=KERNEL,
-        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
-    )
-    client.execute()  # a failing cell raises CellExecutionError with its traceback
+    nbclient.NotebookClient(nb, timeout=60, kernel_name=KERNEL,
+                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
 
+
+def _assert_clean(nb: nbformat.NotebookNode) -> None:
+    """No stderr anywhere; the widget state pinned where the notebook shows widgets."""
+    views = False
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -82,7 +82,80 @@ def test_notebook_runs(path: Path, jupyter_dirs: dict[str, str],
             # Threads that crash print to stderr; nothing else in the notebooks does.
             assert not (output.output_type == "stream" and output.name == "stderr"), (
                 f"stderr in cell {cell.source[:60]!r}: {output.text[:500]}")
-    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+            views |= "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+    assert not views or "application/vnd.jupyter.widget-state+json" in nb.metadata.get(
+        "widgets", {})
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, jupyter_dirs: dict[str, str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = nbformat.read(path, as_version=4)
+    _run(nb, jupyter_dirs, monkeypatch)
+    _assert_clean(nb)
+
+
+# Per exercise: the reference answer (the package's own piece) and a known-wrong one with
+# words its check must say.
+EXERCISES = {
+    "07_exercise_heartbeat_verdict": (
+        "from rtsp_resume.exercises import reference_verdict as is_interrupted",
+        # Counts only answers and waits for more than the timeout.
+        "def is_interrupted(events, now, timeout):\n"
+        "    last = max([0.0] + [t for t, kind in events if kind == 'answered'])\n"
+        "    return now - last > timeout",
+        "you say"),
+    "08_exercise_fu_a": (
+        "from rtsp_resume.exercises import reference_fragments as fragment",
+        # Sends the NAL unit's header byte again as data.
+        "def fragment(nal, mtu):\n"
+        "    pieces = [nal[i:i + mtu - 2] for i in range(0, len(nal), mtu - 2)]\n"
+        "    return [bytes([(nal[0] & 0xE0) | 28, (0x80 if i == 0 else 0)\n"
+        "                   | (0x40 if i == len(pieces) - 1 else 0) | (nal[0] & 0x1F)]) + p\n"
+        "            for i, p in enumerate(pieces)]",
+        "without its header byte"),
+    "09_exercise_newer_bookmark_wins": (
+        "from rtsp_resume.exercises import Arrival\n\n"
+        "def newer_wins(current, arriving):\n"
+        "    return arriving.content_bm > 0 and (current is None or (\n"
+        "        arriving.token_issued, arriving.interrupted_at)\n"
+        "        >= (current.token_issued, current.interrupted_at))",
+        # The last request to arrive wins.
+        "def newer_wins(current, arriving):\n    return True",
+        "the portal keeps B, yours keeps A"),
+}
+
+
+def _with_answer(name: str, answer: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    (stub,) = [c for c in nb.cells if "exercise" in c.metadata.get("tags", [])]
+    assert "NotImplementedError" in stub.source  # the student starts from a stub
+    stub.source = answer
+    return nb
+
+
+def test_every_exercise_notebook_is_tested() -> None:
+    assert sorted(EXERCISES) == [p.stem for p in ALL_NOTEBOOKS if p not in NOTEBOOKS]
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_exercise_with_the_reference_answer_runs_live(
+        name: str, jupyter_dirs: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _with_answer(name, EXERCISES[name][0])
+    _run(nb, jupyter_dirs, monkeypatch)
+    _assert_clean(nb)
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_exercise_check_catches_a_wrong_answer(
+        name: str, jupyter_dirs: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, wrong, words = EXERCISES[name]
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as failed:
+        _run(_with_answer(name, wrong), jupyter_dirs, monkeypatch)
+    assert "ExerciseFailed" in str(failed.value) and words in str(failed.value)
 
 
 # ---------------------------------------------------------------------------------------
