@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --quiet rtsp_resume tests benchmarks
 
 lab: sample
+	$(PY) -m rtsp_resume make-sample --out sample_media --missing-only --lesson
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks
 
 clean:

@@ -31,6 +31,8 @@ AUDIO_RATE, AUDIO_FRAME = 48_000, 1024  # samples per second, per AAC frame
 # packetizer must cope; that variant is shorter, to keep the repository small.
 SAMPLE_FILES = {"sample.mp4": {"duration": 30.0, "slices": 1},
                 "sample_slices.mp4": {"duration": 20.0, "slices": 2}}
+# The tour's program, long enough for a class to talk before cutting; made on demand.
+LESSON_FILES = {"lesson/lesson.mp4": {"duration": 600.0, "preset": "veryfast"}}
 
 
 def crc8(data: bytes) -> int:
@@ -253,7 +255,7 @@ def _audio_frame(first_sample: int, count: int) -> av.AudioFrame:
 
 def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: int = 360,
                 fps: int = 25, gop_seconds: float = 2.0, slices: int = 1,
-                audio: bool = True) -> Path:
+                audio: bool = True, preset: str = "fast") -> Path:
     """Write the sample clip: H.264 (+ AAC) in MP4, or MKV when ``path`` ends in .mkv. A
     keyframe every ``gop_seconds * fps`` frames and nowhere else (no scene cuts), so tests
     know where seeks land; B-frames on, as in most real files; ``slices`` per picture
@@ -274,7 +276,7 @@ def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: in
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.thread_type = "FRAME"
         video.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
-                         "crf": "30", "preset": "fast", "x264-params": "scenecut=0:open-gop=0",
+                         "crf": "30", "preset": preset, "x264-params": "scenecut=0:open-gop=0",
                          **({"slices": str(slices)} if slices > 1 else {})}
 
         sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
@@ -299,9 +301,10 @@ def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: in
 
 
 def main(args: argparse.Namespace) -> int:
-    """``make-sample``: write the sample clips into ``args.out``."""
+    """``make-sample``: write the sample clips into ``args.out`` (and the lesson's)."""
     out = Path(args.out)
-    for name, kwargs in SAMPLE_FILES.items():
+    for name, kwargs in (SAMPLE_FILES | (LESSON_FILES if getattr(args, "lesson", False)
+                                         else {})).items():
         target = out / name
         if args.missing_only and target.exists():
             print(f"kept {target} (exists)")
