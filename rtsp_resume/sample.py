@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 
 BLACK, WHITE = 16, 235  # limited-range ("TV") luma: what every decoder maps to black, white
 INDEX_BITS, CRC_BITS = 16, 8
@@ -69,8 +70,11 @@ def read_frame_index(image: Any) -> int | None:
     """The frame number a decoded picture of the sample carries, or None (no strip, or a CRC
     that does not match: damaged, or not the sample). ``image``: an ``av.VideoFrame``, an
     HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole (H*3/2)xW yuv420p one too)."""
-    if isinstance(image, av.VideoFrame):
-        return _read_video_frame(image)
+    if isinstance(image, av.VideoFrame):  # its luma plane, where the strip is, uncopied
+        frame = image if image.format.name.startswith(("yuv", "gray", "nv")) else (
+            image.reformat(format="gray"))
+        rows = np.frombuffer(frame.planes[0], np.uint8).reshape(-1, frame.planes[0].line_size)
+        image = rows[: frame.height, : frame.width]
     shape = getattr(image, "shape", None)
     if shape is None or len(shape) not in (2, 3):
         raise TypeError(f"expected av.VideoFrame or an HxW(x3) array, got {type(image)!r}")
@@ -91,18 +95,6 @@ def read_frame_index(image: Any) -> int | None:
         # A yuv420p frame as one array: the Y plane is the top two thirds.
         found = _decode_strip(mean, width, height * 2 // 3)
     return found
-
-
-def _read_video_frame(frame: av.VideoFrame) -> int | None:
-    if not frame.format.name.startswith(("yuv", "yuvj", "gray", "nv")):
-        frame = frame.reformat(format="gray")
-    data, stride = memoryview(frame.planes[0]), frame.planes[0].line_size
-
-    def mean(x0: int, y0: int, w: int, h: int) -> float:
-        rows = (data[row * stride + x0 : row * stride + x0 + w] for row in range(y0, y0 + h))
-        return sum(sum(row) for row in rows) / (w * h)
-
-    return _decode_strip(mean, frame.width, frame.height)
 
 
 def _decode_strip(mean: Any, width: int, height: int) -> int | None:
