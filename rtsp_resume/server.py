@@ -69,7 +69,6 @@ class StreamingServer:
     """Serves every H.264/AAC file of a folder over RTSP, like live555MediaServer:
     ``rtsp://host:port/<ContentID>`` plays ``<ContentID>.mp4`` (or .mov, .mkv).
     ``listeners`` are called on the server's thread with each :class:`Interruption`."""
-
     packetizer: Callable[[int], H264Packetizer] = H264Packetizer  # per stream, given the MTU
 
     def __init__(self, media: MediaLibrary | Path | str, config: ServerConfig | None = None,

@@ -109,14 +109,14 @@ def test_notebook_runs(path: Path, jupyter_dirs: dict[str, str],
 # words its check must say.
 EXERCISES = {
     "07_exercise_heartbeat_verdict": (
-        "from rtsp_resume.exercises import reference_verdict as is_interrupted",
+        "from exercises import reference_verdict as is_interrupted",
         # Counts only answers and waits for more than the timeout.
         "def is_interrupted(events, now, timeout):\n"
         "    last = max([0.0] + [t for t, kind in events if kind == 'answered'])\n"
         "    return now - last > timeout",
         "you say"),
     "08_exercise_fu_a": (
-        "from rtsp_resume.exercises import reference_fragments as fragment",
+        "from exercises import reference_fragments as fragment",
         # Sends the NAL unit's header byte again as data.
         "def fragment(nal, mtu):\n"
         "    pieces = [nal[i:i + mtu - 2] for i in range(0, len(nal), mtu - 2)]\n"
@@ -125,7 +125,7 @@ EXERCISES = {
         "            for i, p in enumerate(pieces)]",
         "without its header byte"),
     "09_exercise_newer_bookmark_wins": (
-        "from rtsp_resume.exercises import Arrival\n\n"
+        "from exercises import Arrival\n\n"
         "def newer_wins(current, arriving):\n"
         "    return arriving.content_bm > 0 and (current is None or (\n"
         "        arriving.token_issued, arriving.interrupted_at)\n"
@@ -186,6 +186,19 @@ def test_a_new_stage_stops_the_one_the_previous_run_started(sample_dir: Path) ->
     finally:
         widgets.stop_all()
     assert second.stopped and "rerun-test" not in widgets.running()
+
+
+def test_a_stopped_dashboard_disables_its_buttons_and_says_so(sample_dir: Path) -> None:
+    """After stop() nothing may look live: a Connect or Cut pressed then would do nothing."""
+    from rtsp_resume import widgets
+    from rtsp_resume.widgets.display import STOPPED
+
+    lab = widgets.HeartbeatLab(sample_dir)
+    assert not (lab.connect_button.disabled or lab.link.toggle.disabled)
+    lab.stop()
+    assert lab.connect_button.disabled and lab.link.toggle.disabled
+    assert lab.terminal.view.label.value == lab.terminal.bookmarks.outcome.value == STOPPED
+    assert "run the first cell again" in STOPPED
 
 
 def test_heartbeat_outcomes_pair_each_heartbeat_with_its_own_answer() -> None:
@@ -297,3 +310,76 @@ def test_a_play_token_reads_without_the_key_but_a_tampered_one_fails() -> None:
     assert (said["UserID"], said["ContentID"], said["start (s)"]) == ("alice", "sample", 12.5)
     with pytest.raises(tokens.InvalidToken):
         tokens.verify_play_token(key, tamper(token), 1000.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The exercises' checks and hooks, without a kernel
+
+
+@pytest.fixture
+def exercises(monkeypatch: pytest.MonkeyPatch) -> object:
+    """``notebooks/exercises.py``, imported as the notebooks import it (from their folder)."""
+    monkeypatch.syspath_prepend(str(NOTEBOOK_DIR))
+    import exercises
+
+    return exercises
+
+
+def test_the_heartbeat_check_explains_why_a_wrong_verdict_is_wrong(exercises) -> None:  # type: ignore[no-untyped-def]
+    assert "60 timelines" in exercises.check_verdict(exercises.reference_verdict)
+
+    def revives(events, now, timeout):  # type: ignore[no-untyped-def]
+        return now - max([0.0] + [t for t, kind in events if kind != "sent"]) >= timeout
+
+    with pytest.raises(exercises.ExerciseFailed, match="a verdict is final"):
+        exercises.check_verdict(revives)
+    with pytest.raises(exercises.ExerciseFailed, match="are no sign of life"):
+        exercises.check_verdict(lambda events, now, timeout: now - events[-1][0] >= timeout)
+
+
+def test_the_student_monitor_asks_the_students_verdict_and_survives_its_bugs(exercises) -> None:  # type: ignore[no-untyped-def]
+    from rtsp_resume.heartbeat import HeartbeatMonitor
+
+    asked: list[tuple[list[tuple[float, str]], float]] = []
+
+    def after_two_seconds(events, now, timeout):  # type: ignore[no-untyped-def]
+        asked.append((events, now))
+        return now >= 2.0
+
+    monitor = exercises._StudentMonitor(HeartbeatMonitor(0.5, 1.5, now=100.0), after_two_seconds)
+    monitor.heartbeat_sent(1, now=100.5)
+    monitor.response_received(1, now=100.51)
+    assert not monitor.tick(101.9).interrupted  # the package's rule would say interrupted...
+    assert monitor.tick(102.0).interrupted and monitor.detected_at == 102.0  # ...not yet
+    assert asked[-1] == ([(0.5, "sent"), (pytest.approx(0.51), "answered")], 2.0)
+
+    def broken(events, now, timeout):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError
+
+    fallback = exercises._StudentMonitor(HeartbeatMonitor(0.5, 1.5, now=0.0), broken)
+    assert not fallback.tick(1.0).interrupted  # the bug is swallowed once...
+    assert fallback.tick(1.5).interrupted  # ...and the package's rule judges from then on
+
+
+def test_the_fu_a_check_names_the_first_broken_packet(exercises) -> None:  # type: ignore[no-untyped-def]
+    assert "16 NAL units" in exercises.check_fragments(exercises.reference_fragments)
+    nal = bytes([0x65]) + bytes(250)
+    good = exercises.reference_fragments(nal, 100)
+    assert exercises.fragment_problem(nal, 100, good) is None
+    every_e = [p[:1] + bytes([p[1] | 0x40]) + p[2:] for p in good]
+    assert "packet 1 of 3: the FU header" in exercises.fragment_problem(nal, 100, every_e)
+    assert "E (last only)" in exercises.fragment_problem(nal, 100, good[:2])  # the end lost
+    assert "no packets" in exercises.fragment_problem(nal, 100, [])
+    wrong_nri = [bytes([0x1C]) + p[1:] for p in good]
+    assert "F and NRI bits (011)" in exercises.fragment_problem(nal, 100, wrong_nri)
+
+
+def test_the_newer_wins_check_replays_the_portals_store(exercises) -> None:  # type: ignore[no-untyped-def]
+    a, b = exercises.A, exercises.B
+    assert exercises.portal_keeps([a, b, a]) == ["A", "B", "B"]  # the retry of A changes nothing
+
+    def by_position(current, arriving):  # type: ignore[no-untyped-def]
+        return current is None or arriving.content_bm > current.content_bm
+
+    with pytest.raises(exercises.ExerciseFailed, match="portal keeps B, yours keeps A"):
+        exercises.check_newer_wins(by_position)

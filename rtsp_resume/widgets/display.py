@@ -22,6 +22,8 @@ from IPython.display import HTML
 from rtsp_resume.player import ShownFrame
 
 STOPPED = "stopped: run the first cell again"
+# Unix times among a message's fields: shown with the time of day and what they mark.
+WHEN = {"InterruptedAt": "when the streaming server declared the interruption"}
 PICTURE_WIDTH = 320  # pixels of the pictures sent to the browser (the clip is 640x360)
 CSS = ("<style>.rr-table td, .rr-table th {border:1px solid #ddd; padding:2px 6px; "
        "text-align:left; vertical-align:top} .rr-table th {background:#f3f3f3} "
@@ -108,20 +110,13 @@ class FieldsView(w.HTML):
         self.fields = dict(fields)
         rows = [(f"<code>{html.escape(name)}</code>",
                  f'<code title="{html.escape(str(value))}">{html.escape(shorten(value))}</code>'
-                 + (f" ({_clock(value)} UTC, {_MEANING[name]})" if name in _MEANING else ""))
+                 + (f" ({datetime.fromtimestamp(float(value), UTC):%H:%M:%S} UTC, {WHEN[name]})"
+                    if name in WHEN else ""))
                 for name, value in self.fields.items()]
         self.value = f"<b>{html.escape(self.caption)}</b>" + table(rows, ("field", "value"))
 
     def snapshot(self) -> HTML:  # the message as it is now, a static picture for the output
         return HTML(self.value)
-
-
-# Unix times among a message's fields, shown with the time of day and what they mark.
-_MEANING = {"InterruptedAt": "when the streaming server declared the interruption"}
-
-
-def _clock(unix: Any) -> str:
-    return datetime.fromtimestamp(float(unix), UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 class Chart:

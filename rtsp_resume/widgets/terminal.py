@@ -266,6 +266,6 @@ class Terminal:
             if player.running:
                 player.close_abruptly()
         self.cutter.stop()
-        self.link.toggle.disabled = True
-        self.bookmarks.disable(STOPPED)
-        self.view.label.value = f"{self.view.shown or 'no frame'} · {STOPPED}"
+        for button in [self.link.toggle, *self.bookmarks.buttons.values()]:
+            button.disabled = True
+        self.view.label.value = self.bookmarks.outcome.value = STOPPED

@@ -134,20 +134,20 @@ class PlayerView(w.VBox):
         self.player: Player | None = None
         self.image, self.label = image("rr-player"), w.Label("no player yet")
         self.label.add_class("rr-frame")
-        self.shown: ShownFrame | None = None
+        self._shown: ShownFrame | None = None
         super().__init__([w.HTML(f"<b>{html.escape(title)}</b>"), self.image, self.label])
 
     def refresh(self) -> None:
         if (player := self.player) is None:
             return
         frame = player.last_frame
-        if frame is not None and frame is not self.shown and frame.image is not None:
-            self.shown = frame  # a new picture only for a new frame
+        if frame is not None and frame is not self._shown and frame.image is not None:
+            self._shown = frame  # a new picture only for a new frame
             self.image.value = picture(frame)
         state = player.state if player.running else f"{player.state} (closed)"
         if player.running and frame is not None and (idle := time.time() - frame.wallclock) > 2:
             state += f", no new frame for {idle:.0f} s"  # the program's end, or a cut link
-        self.label.value = f"{self.shown or 'no frame yet'} · {state}"
+        self.label.value = f"{self._shown or 'no frame yet'} · {state}"
 
 
 class LinkToggle(w.VBox):
@@ -197,11 +197,6 @@ class BookmarkTable(w.VBox):
                 f"{at:.3f}</code> s · saved {html.escape(str(bookmark['saved_at']))}")]))
         self.children = [*lines, *([] if bookmarks else [w.HTML("<i>no bookmark</i>")]),
                          self.outcome]
-
-    def disable(self, why: str) -> None:
-        for button in self.buttons.values():
-            button.disabled = True
-        self.outcome.value = f"<i>{html.escape(why)}</i>"
 
     def button(self, content_id: str | None = None) -> w.Button:
         """The Resume button of a program's bookmark (the first one by default)."""

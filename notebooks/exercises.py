@@ -1,4 +1,5 @@
-"""Exercises: a student writes a piece of the real system; a check compares it with the
+"""The exercise notebooks' checks and hooks: course material beside the notebooks, not part
+of the system. A student writes a piece of the real system; a check compares it with the
 package's own piece (the heartbeat verdict of claims 2 and 8, RFC 6184 §5.8 FU-A
 fragmentation, the portal's newer-bookmark-wins rule of claims 1 and 3) on generated cases
 and says in words where it goes wrong; a hook lets the live streaming server run it."""
