@@ -28,9 +28,10 @@ test: sample lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check --quiet rtsp_resume tests benchmarks
+	$(VENV)/bin/ruff check --quiet rtsp_resume tests benchmarks notebooks/exercises.py
 
 lab: sample
+	$(PY) -m rtsp_resume make-sample --out sample_media --missing-only --lesson
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks
 
 clean:

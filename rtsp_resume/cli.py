@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("sample_media"), help="folder to write to")
     p.add_argument("--missing-only", action="store_true",
                    help="only write files that do not exist yet")
+    p.add_argument("--lesson", action="store_true",
+                   help="also write lesson/lesson.mp4, the tour's ten-minute program")
 
     p = sub.add_parser("serve-rtsp", **defaults, help="the streaming server (RTSP 1.0 / RTP)")
     p.add_argument("--media", type=Path, required=True, help="folder of MP4/MOV/MKV files")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 
 BLACK, WHITE = 16, 235  # limited-range ("TV") luma: what every decoder maps to black, white
 INDEX_BITS, CRC_BITS = 16, 8
@@ -31,6 +32,8 @@ AUDIO_RATE, AUDIO_FRAME = 48_000, 1024  # samples per second, per AAC frame
 # packetizer must cope; that variant is shorter, to keep the repository small.
 SAMPLE_FILES = {"sample.mp4": {"duration": 30.0, "slices": 1},
                 "sample_slices.mp4": {"duration": 20.0, "slices": 2}}
+# The tour's program, long enough for a class to talk before cutting; made on demand.
+LESSON_FILES = {"lesson/lesson.mp4": {"duration": 600.0, "preset": "veryfast"}}
 
 
 def crc8(data: bytes) -> int:
@@ -67,8 +70,11 @@ def read_frame_index(image: Any) -> int | None:
     """The frame number a decoded picture of the sample carries, or None (no strip, or a CRC
     that does not match: damaged, or not the sample). ``image``: an ``av.VideoFrame``, an
     HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole (H*3/2)xW yuv420p one too)."""
-    if isinstance(image, av.VideoFrame):
-        return _read_video_frame(image)
+    if isinstance(image, av.VideoFrame):  # its luma plane, where the strip is, uncopied
+        frame = image if image.format.name.startswith(("yuv", "gray", "nv")) else (
+            image.reformat(format="gray"))
+        rows = np.frombuffer(frame.planes[0], np.uint8).reshape(-1, frame.planes[0].line_size)
+        image = rows[: frame.height, : frame.width]
     shape = getattr(image, "shape", None)
     if shape is None or len(shape) not in (2, 3):
         raise TypeError(f"expected av.VideoFrame or an HxW(x3) array, got {type(image)!r}")
@@ -89,18 +95,6 @@ def read_frame_index(image: Any) -> int | None:
         # A yuv420p frame as one array: the Y plane is the top two thirds.
         found = _decode_strip(mean, width, height * 2 // 3)
     return found
-
-
-def _read_video_frame(frame: av.VideoFrame) -> int | None:
-    if not frame.format.name.startswith(("yuv", "yuvj", "gray", "nv")):
-        frame = frame.reformat(format="gray")
-    data, stride = memoryview(frame.planes[0]), frame.planes[0].line_size
-
-    def mean(x0: int, y0: int, w: int, h: int) -> float:
-        rows = (data[row * stride + x0 : row * stride + x0 + w] for row in range(y0, y0 + h))
-        return sum(sum(row) for row in rows) / (w * h)
-
-    return _decode_strip(mean, frame.width, frame.height)
 
 
 def _decode_strip(mean: Any, width: int, height: int) -> int | None:
@@ -253,7 +247,7 @@ def _audio_frame(first_sample: int, count: int) -> av.AudioFrame:
 
 def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: int = 360,
                 fps: int = 25, gop_seconds: float = 2.0, slices: int = 1,
-                audio: bool = True) -> Path:
+                audio: bool = True, preset: str = "fast") -> Path:
     """Write the sample clip: H.264 (+ AAC) in MP4, or MKV when ``path`` ends in .mkv. A
     keyframe every ``gop_seconds * fps`` frames and nowhere else (no scene cuts), so tests
     know where seeks land; B-frames on, as in most real files; ``slices`` per picture
@@ -274,7 +268,7 @@ def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: in
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.thread_type = "FRAME"
         video.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
-                         "crf": "30", "preset": "fast", "x264-params": "scenecut=0:open-gop=0",
+                         "crf": "30", "preset": preset, "x264-params": "scenecut=0:open-gop=0",
                          **({"slices": str(slices)} if slices > 1 else {})}
 
         sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
@@ -299,9 +293,10 @@ def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: in
 
 
 def main(args: argparse.Namespace) -> int:
-    """``make-sample``: write the sample clips into ``args.out``."""
+    """``make-sample``: write the sample clips into ``args.out`` (and the lesson's)."""
     out = Path(args.out)
-    for name, kwargs in SAMPLE_FILES.items():
+    for name, kwargs in (SAMPLE_FILES | (LESSON_FILES if getattr(args, "lesson", False)
+                                         else {})).items():
         target = out / name
         if args.missing_only and target.exists():
             print(f"kept {target} (exists)")

@@ -71,6 +71,7 @@ class StreamingServer:
     """Serves every H.264/AAC file of a folder over RTSP, like live555MediaServer:
     ``rtsp://host:port/<ContentID>`` plays ``<ContentID>.mp4`` (or .mov, .mkv).
     ``listeners`` are called on the server's thread with each :class:`Interruption`."""
+    packetizer: Callable[[int], H264Packetizer] = H264Packetizer  # per stream, given the MTU
 
     def __init__(self, media: MediaLibrary | Path | str, config: ServerConfig | None = None,
                  listeners: list[Callable[[Interruption], Any]] | None = None) -> None:
@@ -278,7 +279,7 @@ class StreamingServer:
         for, at once. The unit waited for stays ``pending``, where a PAUSE resumes."""
         pacing: _Pacing = session.io
         assert pacing.units is not None
-        packetizer, loop = H264Packetizer(self.config.mtu), asyncio.get_running_loop()
+        packetizer, loop = self.packetizer(self.config.mtu), asyncio.get_running_loop()
         origin: float | None = None
         while not session.closed:
             if pacing.pending is None:

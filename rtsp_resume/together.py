@@ -62,10 +62,9 @@ class System:
     def start(self) -> System:
         self.streaming.start()
         try:
-            self.portal = PortalServer(
-                self.data, self.media, self.rtsp_url, self.users, host=self.host,
-                port=self.portal_port, secret=self.secret, **self.portal_kwargs,
-            ).start()
+            self.portal = PortalServer(self.data, self.media, self.rtsp_url, self.users,
+                                       host=self.host, port=self.portal_port,
+                                       secret=self.secret, **self.portal_kwargs).start()
             self.outbox = BookmarkOutbox(self.portal.url, self.secret,
                                          self.data / "outbox.db").start()
         except BaseException:

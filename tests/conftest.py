@@ -42,6 +42,18 @@ def sample_dir() -> Path:
     return SAMPLE_DIR
 
 
+@pytest.fixture(scope="session")
+def lesson_dir(sample_dir: Path) -> Path:
+    """The tour's ten-minute program, made when missing (as `make lab` does: a minute or so)."""
+    from rtsp_resume.sample import main as make_samples
+
+    if not (SAMPLE_DIR / "lesson" / "lesson.mp4").exists():
+        import argparse
+
+        make_samples(argparse.Namespace(out=SAMPLE_DIR, missing_only=True, lesson=True))
+    return SAMPLE_DIR / "lesson"
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """Debian's Chromium driven by Playwright (never a downloaded browser)."""

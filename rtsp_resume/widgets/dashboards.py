@@ -17,7 +17,7 @@ from IPython.display import HTML
 from rtsp_resume.player import ShownFrame
 from rtsp_resume.server import Interruption
 from rtsp_resume.widgets.display import Chart, table
-from rtsp_resume.widgets.stage import Stage
+from rtsp_resume.widgets.stage import Stage, sample_media
 from rtsp_resume.widgets.terminal import Terminal
 from rtsp_resume.widgets.views import heartbeat_outcomes
 
@@ -29,7 +29,7 @@ class Tour(Terminal):
     def __init__(self, media: Path | str | None = None, *, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 1.5, user: str = "alice",
                  transport: str = "tcp") -> None:
-        stage = Stage(media, heartbeat_interval=heartbeat_interval,
+        stage = Stage(media or sample_media(lesson=True), heartbeat_interval=heartbeat_interval,
                       heartbeat_timeout=heartbeat_timeout).start()
         super().__init__(stage, user, transport)
         portal = stage.system.portal_url
@@ -107,6 +107,7 @@ class HeartbeatLab(w.VBox):
         self.connect_button = w.Button(description="Connect a player", icon="plug",
                                        button_style="primary")
         self.connect_button.on_click(self.connect)
+        self.stage.on_stop.append(lambda: setattr(self.connect_button, "disabled", True))
         settings = w.VBox([self.interval, self.timeout, self.connect_button, self.link])
         super().__init__([w.HBox([settings, self.terminal.view]), self.timeline, self.stage.log])
 

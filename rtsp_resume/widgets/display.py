@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from fractions import Fraction
 from functools import cache
 from typing import Any
@@ -16,9 +17,13 @@ from typing import Any
 import av
 import ipywidgets as w
 import numpy as np
+from IPython.display import HTML
 
 from rtsp_resume.player import ShownFrame
 
+STOPPED = "stopped: run the first cell again"
+# Unix times among a message's fields: shown with the time of day and what they mark.
+WHEN = {"InterruptedAt": "when the streaming server declared the interruption"}
 PICTURE_WIDTH = 320  # pixels of the pictures sent to the browser (the clip is 640x360)
 CSS = ("<style>.rr-table td, .rr-table th {border:1px solid #ddd; padding:2px 6px; "
        "text-align:left; vertical-align:top} .rr-table th {background:#f3f3f3} "
@@ -104,9 +109,14 @@ class FieldsView(w.HTML):
     def show(self, fields: dict[str, Any]) -> None:
         self.fields = dict(fields)
         rows = [(f"<code>{html.escape(name)}</code>",
-                 f'<code title="{html.escape(str(value))}">{html.escape(shorten(value))}</code>')
+                 f'<code title="{html.escape(str(value))}">{html.escape(shorten(value))}</code>'
+                 + (f" ({datetime.fromtimestamp(float(value), UTC):%H:%M:%S} UTC, {WHEN[name]})"
+                    if name in WHEN else ""))
                 for name, value in self.fields.items()]
         self.value = f"<b>{html.escape(self.caption)}</b>" + table(rows, ("field", "value"))
+
+    def snapshot(self) -> HTML:  # the message as it is now, a static picture for the output
+        return HTML(self.value)
 
 
 class Chart:
@@ -155,8 +165,10 @@ class Chart:
               py: float = 10) -> None:
         """A line across the plot at ``x`` (if in range), labelled at pixel row ``py``."""
         if self.x0 <= x <= self.x1:
+            near_edge = self.x(x) > self.width - self.right - 100  # label on the left side
             self.line([(x, self.y0), (x, self.y1)], color, dash)
-            self.text(self.x(x) + 3, py, label, color, bold=True)
+            self.text(self.x(x) + (-3 if near_edge else 3), py, label, color,
+                      anchor="end" if near_edge else "start", bold=True)
 
     def axes(self, x_label: str, y_label: str = "") -> None:
         """Ticks and labels along the bottom, and along the left if ``y_label``."""

@@ -20,7 +20,7 @@ from rtsp_resume import sample
 from rtsp_resume.bookmark_outbox import Delivery
 from rtsp_resume.server import Interruption, ServerConfig
 from rtsp_resume.together import System
-from rtsp_resume.widgets.display import EventLog, FieldsView
+from rtsp_resume.widgets.display import STOPPED, EventLog, FieldsView
 
 REFRESH = 0.1  # seconds between view refreshes: ten pictures a second is plenty to watch
 
@@ -41,12 +41,13 @@ def stop_all() -> None:
         stage.stop()
 
 
-def sample_media() -> Path:
-    """The repository's ``sample_media``, made first if missing (as ``make sample`` does)."""
+def sample_media(lesson: bool = False) -> Path:
+    """The repository's ``sample_media``, made first if missing (as ``make sample`` does);
+    with ``lesson``, its folder of the tour's ten-minute program (a minute to make once)."""
     folder = Path(__file__).resolve().parents[2] / "sample_media"
-    if not (folder / "sample.mp4").exists():
-        sample.main(Namespace(out=folder, missing_only=True))
-    return folder
+    if not (folder / ("lesson/lesson.mp4" if lesson else "sample.mp4")).exists():
+        sample.main(Namespace(out=folder, missing_only=True, lesson=lesson))
+    return folder / "lesson" if lesson else folder
 
 
 class Stage:
@@ -116,7 +117,7 @@ class Stage:
         if self.started:
             self.system.stop()
         shutil.rmtree(self.data, ignore_errors=True)
-        self.log.say("stopped: players, links, streaming server, portal and outbox")
+        self.log.say(f"players, links, streaming server, portal and outbox {STOPPED}")
 
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         """Wait until ``predicate()`` is true (checked after every event and tick); its value."""

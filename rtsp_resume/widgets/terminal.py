@@ -4,6 +4,7 @@ in again once the bookmark is saved and lists it; a bookmark's button resumes.""
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from rtsp_resume.linkcut import LinkCutter
 from rtsp_resume.player import Player, ShownFrame
 from rtsp_resume.position import format_clock
 from rtsp_resume.server import Interruption
-from rtsp_resume.widgets.display import FieldsView, shorten
+from rtsp_resume.widgets.display import STOPPED, FieldsView, shorten
 from rtsp_resume.widgets.stage import Stage
 from rtsp_resume.widgets.views import (
     BookmarkTable,
@@ -134,6 +135,8 @@ class Terminal:
             if episode is not None and episode.resumed is None:
                 episode.resumed = frame
                 self.comparison.show(episode.truth, frame, episode.check)
+                self.bookmarks.outcome.value = f"first frame after the resume: {frame}" + (
+                    f"; {episode.check.describe()}" if episode.check else "")
 
         server = f":{self.stage.system.streaming.port}/"  # through the link instead
         player = Player(url.replace(server, f":{self.cutter.port}/", 1),
@@ -167,12 +170,14 @@ class Terminal:
         player = next((p for p in self.players if p.session_id == event.session_id), None)
         if player is None:
             return  # another terminal's session
-        # The phone gives up too: what it showed last is the truth the bookmark is held to.
-        player.close_abruptly()
         for trace in self.traces:
             if trace.session_id == event.session_id:
                 trace.interruption, trace.log = event, list(event.heartbeat_log)
-        self.episodes.append(Episode(event, player, player.last_frame))
+        episode = Episode(event, player)
+        self.episodes.append(episode)  # before closing the player, which may take a while
+        # The phone gives up too: what it showed last is the truth the bookmark is held to.
+        player.close_abruptly()
+        episode.truth = player.last_frame
         self.comparison.show(player.last_frame, None)
         self.say(f"the player gave up on {player.last_frame}; a bookmark is on its way")
 
@@ -222,13 +227,18 @@ class Terminal:
         episode = next((e for e in reversed(self.episodes) if e.bookmark is not None
                         and e.bookmark["ContentID"] == bookmark["ContentID"]), None)
         try:
+            if self.stage.stopped:
+                raise RuntimeError(STOPPED)
+            self.bookmarks.outcome.value = "asking the portal for the bookmark interface…"
             self.error, answer = None, self.ask_interface(bookmark)
             at = float(answer["ContentBM"])
+            self.bookmarks.outcome.value = f"playing from {format_clock(at)}…"
             self.comparison.show(episode.truth if episode else None, None)
             self._start_player(answer["url"], at, f"resume at {format_clock(at)}", episode)
         except Exception as exc:  # a button's handler has nobody to raise to
             self.error = exc
             self.say(f"resume failed: {exc}")
+            self.bookmarks.outcome.value = html.escape(f"resume failed: {exc}")
 
     def wait_for_resume(self, timeout: float = 10.0) -> ResumeCheck:
         """Wait for the first frame after the latest resume; returns how it compares."""
@@ -250,8 +260,12 @@ class Terminal:
             self.episodes[-1].interruption.content_id if self.episodes else None)
 
     def close(self) -> None:
-        """Close the players and the link (the stage calls it when it stops)."""
+        """Close the players and the link, and say so on the buttons (the stage calls it
+        when it stops): a dashboard that stopped must not look live."""
         for player in self.players:
             if player.running:
                 player.close_abruptly()
         self.cutter.stop()
+        for button in [self.link.toggle, *self.bookmarks.buttons.values()]:
+            button.disabled = True
+        self.view.label.value = self.bookmarks.outcome.value = STOPPED

@@ -55,46 +55,52 @@ def heartbeat_outcomes(log: Iterable[LogEntry]) -> list[HeartbeatOutcome]:
 
 def timeline_svg(traces: Sequence[SessionTrace], link_events: Sequence[tuple[float, str]],
                  interval: float, timeout: float, now: float, window: float = 24.0) -> str:
-    """The last ``window`` seconds of the sessions (oldest first) and of the link."""
+    """The whole of the sessions (oldest first) and of the link, so a cut and its verdict
+    stay in view; answered heartbeats older than ``window`` seconds merge into a bar."""
     origin = traces[0].started_at
     end = max([now if any(t.live for t in traces) else origin]
               + [t for trace in traces for t, _, _ in trace.log]
               + [trace.interruption.detected_at for trace in traces if trace.interruption])
-    end = max(end + 0.3, origin + 6)
-    begin = max(origin, end - window)
-    chart = Chart((880, 210), (begin - origin, end - origin), (0, 4), (150, 15, 50, 30))
+    end, recent = max(end + 0.3, origin + 6), end - window
+    chart = Chart((880, 210), (0, end - origin), (0, 4), (150, 15, 50, 30))
     for y, lane in ((3.5, "radio link"), (2.5, "heartbeat OPTIONS"),
                     (1.5, "other signs of life"), (0.5, "server's verdict")):
         chart.text(8, chart.y(y) + 4, lane, size=12)
-        chart.line([(begin - origin, y), (end - origin, y)], "#f0f0f0", width=1)
-    cut, since = False, begin  # the link lane: green while up, red while cut
+        chart.line([(0, y), (end - origin, y)], "#f0f0f0", width=1)
+    cut, since = False, origin  # the link lane: green while up, red while cut
     for t, kind in [*link_events, (end, "end")]:
         if t > since:
             chart.band((since - origin, t - origin), (3.4, 3.6), CUT_RED if cut else UP_GREEN, 0.85)
         cut, since = kind == "cut", max(t, since)
     for trace in traces:
         chart.vline(trace.started_at - origin, "#777", trace.label, "2,3", 14)
-        for beat in heartbeat_outcomes(trace.log):
+        beats = heartbeat_outcomes(trace.log)
+        if old := [b.sent_at - origin for b in beats if b.answered and b.sent_at < recent]:
+            chart.band((old[0], old[-1]), (2.42, 2.58), GREEN, 0.6)
+        for beat in beats:
             at, name = beat.sent_at - origin, f"CSeq {beat.cseq}"
-            if beat.answered_at is not None and beat.sent_at >= begin:
+            if beat.answered_at is not None and beat.sent_at >= recent:
                 rtt = (beat.answered_at - beat.sent_at) * 1000
                 chart.glyph(at, 2.5, "●", GREEN, f"{name}: answered after {rtt:.1f} ms")
             elif trace.live and now - beat.sent_at < min(0.3, interval):
                 chart.glyph(at, 2.5, "○", "#999", f"{name}: waiting")
-            elif beat.sent_at >= begin:
+            elif beat.answered_at is None:
                 chart.glyph(at, 2.5, "✕", RED, f"{name}: never answered")
         for t, kind, _ in trace.log:
-            if kind == "life" and t >= begin:
+            if kind == "life" and t >= recent:
                 chart.glyph(t - origin, 1.5, "●", "#607d8b", "keep-alive / RTCP", 8)
         if (event := trace.interruption) is not None:
             last, verdict = event.last_life - origin, event.detected_at - origin
             chart.band((last, verdict), (0, 4), CUT_RED, 0.08)
-            chart.text((chart.x(max(last, begin - origin)) + chart.x(verdict)) / 2,
-                       chart.y(0.5) - 12, f"silent {verdict - last:.2f} s ≥ timeout", RED, 10,
-                       "middle")
+            # Labels left of the line near the right edge, so that none is cut off.
+            right = chart.x(verdict) > chart.width - chart.right - 160
+            chart.text(chart.x(verdict) + (-9 if right else 9), chart.y(0.5) - 12,
+                       f"silent {verdict - last:.2f} s ≥ timeout", RED, 10,
+                       "end" if right else "start")
             chart.vline(verdict, "#111")
             chart.glyph(verdict, 0.5, "◆", "#111", "interruption declared: bookmark sent")
-            chart.text(chart.x(verdict) + 9, chart.y(0.5) + 4, "interrupted", "#111", bold=True)
+            chart.text(chart.x(verdict) + (-9 if right else 9), chart.y(0.5) + 4, "interrupted",
+                       "#111", anchor="end" if right else "start", bold=True)
     for t, kind in link_events:
         cut = kind == "cut"
         chart.vline(t - origin, CUT_RED if cut else UP_GREEN, kind, "5,3", 28 if cut else 41)
@@ -139,6 +145,8 @@ class PlayerView(w.VBox):
             self._shown = frame  # a new picture only for a new frame
             self.image.value = picture(frame)
         state = player.state if player.running else f"{player.state} (closed)"
+        if player.running and frame is not None and (idle := time.time() - frame.wallclock) > 2:
+            state += f", no new frame for {idle:.0f} s"  # the program's end, or a cut link
         self.label.value = f"{self._shown or 'no frame yet'} · {state}"
 
 
@@ -168,7 +176,9 @@ class BookmarkTable(w.VBox):
         self.rows: list[dict[str, Any]] = []
         self.buttons: dict[str, w.Button] = {}  # by ContentID
         self.heading = w.HTML("<b>My bookmarks</b> (the portal's list)")
-        super().__init__([self.heading, w.HTML("<i>no bookmark yet</i>")])
+        self.outcome = w.HTML()  # what the latest Resume did, right under the buttons
+        self.outcome.add_class("rr-resume-outcome")
+        super().__init__([self.heading, w.HTML("<i>no bookmark yet</i>"), self.outcome])
         self.add_class("rr-bookmarks")
 
     def show(self, bookmarks: list[dict[str, Any]]) -> None:
@@ -185,7 +195,8 @@ class BookmarkTable(w.VBox):
             lines.append(w.HBox([button, w.HTML(
                 f"<b>{name}</b> ({html.escape(bookmark['ContentID'])}) · ContentBM <code>"
                 f"{at:.3f}</code> s · saved {html.escape(str(bookmark['saved_at']))}")]))
-        self.children = lines if bookmarks else [*lines, w.HTML("<i>no bookmark</i>")]
+        self.children = [*lines, *([] if bookmarks else [w.HTML("<i>no bookmark</i>")]),
+                         self.outcome]
 
     def button(self, content_id: str | None = None) -> w.Button:
         """The Resume button of a program's bookmark (the first one by default)."""
