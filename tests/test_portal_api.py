@@ -19,8 +19,9 @@ from rtsp_resume.portal.app import OPENAPI
 
 
 @pytest.fixture
-def portal(tmp_path: Path, sample_dir: Path):
-    with running_portal(tmp_path / "data", sample_dir) as p:
+def portal(tmp_path: Path, sample_dir: Path, database: str | None):
+    """A running portal, once on SQLite and once on PostgreSQL."""
+    with running_portal(tmp_path / "data", sample_dir, database=database) as p:
         yield p
 
 
