@@ -49,9 +49,8 @@ def _add_heartbeat_flags(p: argparse.ArgumentParser) -> None:
 def _add_portal_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--play-token-ttl", type=float, default=300.0, metavar="S",
                    help="how long a play token may start sessions (a running one plays on)")
-    p.add_argument("--database", default=None, metavar="URL",
-                   help="sqlite:///FILE or postgresql://USER@HOST:PORT/DB (several portal "
-                        "processes can share one); default: SQLite in the data folder")
+    p.add_argument("--database", metavar="URL", help="sqlite:///FILE or postgresql://USER@"
+                   "HOST:PORT/DB, which portal processes share (default: SQLite in --data)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,9 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shared secret with the portal (default: PORTAL data dir's 'secret')")
     p.add_argument("--outbox", type=Path, default=None,
                    help="durable outbox for bookmark requests (SQLite file)")
-    p.add_argument("--name", default=None,
-                   help="this server's name in its BookMarkReqs and log lines "
-                        "(default: HOSTNAME:PORT)")
+    p.add_argument("--name", help="the server's name in its BookMarkReqs and log lines "
+                   "(default: HOSTNAME:PORT)")
     _add_heartbeat_flags(p)
 
     p = sub.add_parser("serve-portal", **defaults, help="the web portal (Bottle)")
@@ -86,10 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=Path("data"), help="folder for SQLite and secret")
     p.add_argument("--media", type=Path, default=Path("sample_media"),
                    help="the streaming server's media folder (for the catalogue)")
-    p.add_argument("--rtsp-url", action="append", default=None,
-                   help="base URL of the streaming server, for play URLs (repeatable: "
-                        "several servers of the same media, given plays in turn; default: "
-                        "rtsp://127.0.0.1:8554)")
+    p.add_argument("--rtsp-url", action="append", help="base URL of the streaming server, for "
+                   "play URLs (repeatable: plays go to each in turn; default: rtsp://127.0.0.1:8554)")
     p.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
                    help="an account (repeatable)")
     p.add_argument("--users-file", type=Path, default=None,
@@ -192,7 +188,7 @@ def serve_portal(args: argparse.Namespace) -> int:
     """Run the portal in the foreground until Ctrl-C."""
     from rtsp_resume.portal import PortalServer, read_users_file
     from rtsp_resume.portal.service import SECRET_FILE
-    from rtsp_resume.portal.store import DB_NAME, StorageError
+    from rtsp_resume.portal.store import StorageError
 
     rtsp_urls = args.rtsp_url or ["rtsp://127.0.0.1:8554"]
     try:
@@ -206,11 +202,10 @@ def serve_portal(args: argparse.Namespace) -> int:
     try:
         accounts = ", ".join(server.store.users()) or (
             "none yet: add --user NAME:PASSWORD or --users-file FILE")
-        database = args.database or f"sqlite:///{server.data_dir / DB_NAME}"
-        scheme, _, where = database.partition("://")  # shown without any user:password@
+        database = (args.database or "sqlite").partition(":")[0]  # no password shown
         print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)\n"
-              f"portal: database {scheme}://{where.rpartition('@')[2]}, shared secret in "
-              f"{(server.data_dir / SECRET_FILE).resolve()}\n"
+              f"portal: data in {server.data_dir.resolve()} (database: {database}), shared "
+              f"secret in {(server.data_dir / SECRET_FILE).resolve()}\n"
               f"portal: play URLs under {', '.join(rtsp_urls)}\nportal: accounts: {accounts}\n"
               "portal: press Ctrl-C to stop", flush=True)
         server.serve_forever()
