@@ -33,11 +33,12 @@ DELIVERED_CODES = {0, 1}  # saved, duplicate
 RETRY_CODES = {30}  # the portal's storage failed
 
 
-def bookmark_request(event: Interruption) -> dict[str, Any] | None:
+def bookmark_request(event: Interruption, server: str = "") -> dict[str, Any] | None:
     """The BookMarkReq of the embodiment's step 2, or None when nobody is logged in.
 
     ``UserToken`` carries the login session named in the play token: the streaming server
-    never holds the viewer's bearer secret (see :mod:`rtsp_resume.portal`).
+    never holds the viewer's bearer secret (see :mod:`rtsp_resume.portal`). ``server``, the
+    streaming server's name, tells the portal's log which of several sent it.
     """
     if event.user_id is None or event.play_token is None:
         return None
@@ -49,7 +50,7 @@ def bookmark_request(event: Interruption) -> dict[str, Any] | None:
         "UserID": event.user_id,
         # When it happened, so that the portal orders late retries correctly.
         "InterruptedAt": round(event.detected_at, 3),
-    }
+    } | ({"Server": server} if server else {})
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,15 @@ class Delivery:
 
 
 class BookmarkOutbox:
-    """A durable, retrying sender of BookMarkReq to ``{portal_url}/api/bookmark/set``."""
+    """A durable, retrying sender of BookMarkReq to ``{portal_url}/api/bookmark/set``, each
+    naming the streaming server ``name``."""
 
-    def __init__(self, portal_url: str, key: bytes, path: Path | str, *,
+    def __init__(self, portal_url: str, key: bytes, path: Path | str, *, name: str = "",
                  first_retry: float = 0.25, max_retry: float = 30.0,
                  http_timeout: float = 5.0) -> None:
         self.endpoint = portal_url.rstrip("/") + "/api/bookmark/set"
         self.key = key
+        self.name = name
         self.first_retry = first_retry
         self.max_retry = max_retry
         self.http_timeout = http_timeout
@@ -97,7 +100,7 @@ class BookmarkOutbox:
     def submit(self, event: Interruption) -> str | None:
         """Queue the bookmark of an interruption; returns its nonce (None: no user). Called
         on the streaming server's loop, so it only writes a row and wakes the worker."""
-        request = bookmark_request(event)
+        request = bookmark_request(event, self.name)
         if request is None:
             log.info("interruption of %s without a play token: no bookmark", event.content_id)
             return None

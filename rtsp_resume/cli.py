@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -45,9 +46,11 @@ def _add_heartbeat_flags(p: argparse.ArgumentParser) -> None:
                    help="subtracted from the confirmed position for the player's buffer")
 
 
-def _add_play_token_ttl(p: argparse.ArgumentParser) -> None:
+def _add_portal_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--play-token-ttl", type=float, default=300.0, metavar="S",
                    help="how long a play token may start sessions (a running one plays on)")
+    p.add_argument("--database", metavar="URL", help="sqlite:///FILE or postgresql://USER@"
+                   "HOST:PORT/DB, which portal processes share (default: SQLite in --data)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shared secret with the portal (default: PORTAL data dir's 'secret')")
     p.add_argument("--outbox", type=Path, default=None,
                    help="durable outbox for bookmark requests (SQLite file)")
+    p.add_argument("--name", help="the server's name in its BookMarkReqs and log lines "
+                   "(default: HOSTNAME:PORT)")
     _add_heartbeat_flags(p)
 
     p = sub.add_parser("serve-portal", **defaults, help="the web portal (Bottle)")
@@ -81,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=Path("data"), help="folder for SQLite and secret")
     p.add_argument("--media", type=Path, default=Path("sample_media"),
                    help="the streaming server's media folder (for the catalogue)")
-    p.add_argument("--rtsp-url", default="rtsp://127.0.0.1:8554",
-                   help="base URL of the streaming server, for play URLs")
+    p.add_argument("--rtsp-url", action="append", help="base URL of the streaming server, for "
+                   "play URLs (repeatable: plays go to each in turn; default: rtsp://127.0.0.1:8554)")
     p.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
                    help="an account (repeatable)")
     p.add_argument("--users-file", type=Path, default=None,
                    help="file of NAME:PASSWORD lines")
-    _add_play_token_ttl(p)
+    _add_portal_flags(p)
 
     p = sub.add_parser("serve", **defaults, help="portal and streaming server in one process")
     p.add_argument("--media", type=Path, default=Path("sample_media"),
@@ -100,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
                    help="an account (repeatable; none given: alice:wonderland and bob:builder)")
     _add_heartbeat_flags(p)
-    _add_play_token_ttl(p)
+    _add_portal_flags(p)
 
     p = sub.add_parser("linkcut", **defaults,
                        help="a relay in front of the server whose link you can cut")
@@ -132,9 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `kill` (SIGTERM) stops every command as cleanly as Ctrl-C does: each one handles
     # KeyboardInterrupt, and this is the only place that turns the signal into it.
     signal.signal(signal.SIGTERM, _interrupt)
+    name = ""  # a streaming server names itself on every line: N servers' logs can mix
+    if args.command == "serve-rtsp":
+        args.name = args.name or f"{socket.gethostname()}:{args.port}"
+        name = args.name.replace("%", "%%") + " "
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        format=f"%(asctime)s {name}%(name)s %(levelname)s %(message)s",
     )
     return COMMANDS[args.command](args)
 
@@ -160,7 +169,8 @@ def serve_rtsp(args: argparse.Namespace) -> int:
         from rtsp_resume.bookmark_outbox import BookmarkOutbox
 
         key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
-        outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db")
+        outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db",
+                                name=args.name)
         listeners.append(outbox.start().submit)
     config = _server_config(args, host=args.host, port=args.port, token_key=key)
     try:
@@ -180,22 +190,25 @@ def serve_portal(args: argparse.Namespace) -> int:
     """Run the portal in the foreground until Ctrl-C."""
     from rtsp_resume.portal import PortalServer, read_users_file
     from rtsp_resume.portal.service import SECRET_FILE
+    from rtsp_resume.portal.store import StorageError
 
+    rtsp_urls = args.rtsp_url or ["rtsp://127.0.0.1:8554"]
     try:
         users = list(args.user) + (read_users_file(args.users_file) if args.users_file else [])
-        server = PortalServer(args.data, args.media, args.rtsp_url, users, args.host, args.port,
-                              play_ttl=args.play_token_ttl)
-    except (ValueError, OSError) as exc:
+        server = PortalServer(args.data, args.media, rtsp_urls, users, args.host, args.port,
+                              play_ttl=args.play_token_ttl, database=args.database)
+    except (ValueError, OSError, StorageError) as exc:
         print(f"portal: cannot start: {exc}", file=sys.stderr)
         return 2
     # Ctrl-C may come as soon as the first line is out, and must still stop cleanly.
     try:
         accounts = ", ".join(server.store.users()) or (
             "none yet: add --user NAME:PASSWORD or --users-file FILE")
+        database = (args.database or "sqlite").partition(":")[0]  # no password shown
         print(f"portal: {server.url}/  (API description: {server.url}/api/openapi.yaml)\n"
-              f"portal: data in {server.data_dir.resolve()}, shared secret in "
-              f"{(server.data_dir / SECRET_FILE).resolve()}\n"
-              f"portal: play URLs under {args.rtsp_url}\nportal: accounts: {accounts}\n"
+              f"portal: data in {server.data_dir.resolve()} (database: {database}), shared "
+              f"secret in {(server.data_dir / SECRET_FILE).resolve()}\n"
+              f"portal: play URLs under {', '.join(rtsp_urls)}\nportal: accounts: {accounts}\n"
               "portal: press Ctrl-C to stop", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
@@ -212,7 +225,8 @@ def serve(args: argparse.Namespace) -> int:
     config = _server_config(args)
     users = args.user or DEMO_USERS
     system = System(args.media, args.data, users, host=args.host, rtsp_port=args.rtsp_port,
-                    portal_port=args.portal_port, config=config, play_ttl=args.play_token_ttl)
+                    portal_port=args.portal_port, config=config, play_ttl=args.play_token_ttl,
+                    database=args.database)
     system.start()
     print(f"portal:    {system.portal_url}/\n"
           f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)\n"

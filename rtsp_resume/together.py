@@ -73,7 +73,7 @@ class System:
         self.streaming.listeners.append(self.outbox.submit)
         return self
 
-    def stop(self) -> None:
+    def stop(self, *_exc_info: object) -> None:
         self.streaming.stop()
         if self.outbox is not None:
             self.outbox.stop()
@@ -82,8 +82,4 @@ class System:
             self.portal.stop()
             self.portal = None
 
-    def __enter__(self) -> System:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    __enter__, __exit__ = start, stop

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pg_support"]  # the PostgreSQL fixtures: postgres_url, database
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "sample_media"
 ARTIFACTS = ROOT / "artifacts"  # screenshots kept from browser tests (not committed)

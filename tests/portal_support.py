@@ -189,7 +189,8 @@ DROP: Any = _DROP  # pass as an override to leave a field out of a BookMarkReq
 @contextmanager
 def running_portal(data_dir: Path, media_dir: Path, **kw: Any) -> Iterator[Portal]:
     clock = kw.pop("clock", None) or Clock()
-    server = PortalServer(data_dir, media_dir, RTSP_URL, kw.pop("users", USERS),
+    server = PortalServer(data_dir, media_dir, kw.pop("rtsp_url", RTSP_URL),
+                          kw.pop("users", USERS),
                           kdf=kw.pop("kdf", FAST_KDF), clock=clock, **kw)
     server.start()
     portal = Portal(server, clock)

@@ -28,7 +28,7 @@ from portal_support import FAST_KDF
 from story import DEADLINE, USERS, Story, free_port, running_story
 
 from rtsp_resume import tokens
-from rtsp_resume.bookmark_outbox import BookmarkOutbox, Delivery
+from rtsp_resume.bookmark_outbox import BookmarkOutbox, Delivery, bookmark_request
 from rtsp_resume.client import PortalClient
 from rtsp_resume.portal import PortalServer
 from rtsp_resume.server import Interruption
@@ -256,3 +256,20 @@ def test_the_queue_of_live_play_tokens_is_private(portal: PortalServer, tmp_path
         outbox.stop()
     assert path.parent.stat().st_mode & 0o777 == 0o700
     assert modes["outbox.db"] == 0o600 and modes["outbox.db-wal"] == 0o600, modes
+
+
+def test_a_named_server_says_so_in_its_bookmark_requests(portal: PortalServer, tmp_path: Path
+                                                          ) -> None:
+    # One of several streaming servers: its name travels in the BookMarkReq, which the
+    # portal accepts (an unknown field would be refused) and logs.
+    outbox = BookmarkOutbox(portal.url, portal.secret, tmp_path / "outbox.db",
+                            name="site-a:8554").start()
+    try:
+        nonce = outbox.submit(interruption(portal))
+        assert nonce is not None
+        delivery = outbox.wait(nonce, DEADLINE)
+    finally:
+        outbox.stop()
+    assert delivery is not None and delivery.request["Server"] == "site-a:8554"
+    assert delivery.status == "delivered" and delivery.response["ResultCode"] == 0
+    assert "Server" not in bookmark_request(interruption(portal))  # unnamed: as before

@@ -19,8 +19,9 @@ from rtsp_resume.portal.app import OPENAPI
 
 
 @pytest.fixture
-def portal(tmp_path: Path, sample_dir: Path):
-    with running_portal(tmp_path / "data", sample_dir) as p:
+def portal(tmp_path: Path, sample_dir: Path, database: str | None):
+    """A running portal, once on SQLite and once on PostgreSQL."""
+    with running_portal(tmp_path / "data", sample_dir, database=database) as p:
         yield p
 
 
@@ -123,3 +124,19 @@ def test_bad_http_gets_a_4xx_and_the_server_goes_on(portal) -> None:
             answer = s.recv(4096)
         assert answer.startswith(b"HTTP/1.1 4"), (raw, answer[:80])
     assert portal.http.get("/login").status == 200
+
+
+def test_plays_go_to_each_streaming_server_in_turn(tmp_path: Path, sample_dir: Path) -> None:
+    # Several streaming servers of the same media behind one portal: each play, and each
+    # resume, is a URL of the next server.
+    servers = ["rtsp://site-a:8554", "rtsp://site-b:8554/"]
+    with running_portal(tmp_path / "data", sample_dir, rtsp_url=servers) as portal:
+        token = portal.login()
+        urls = [portal.play(token)["url"] for _ in range(4)]
+        urls.append(portal.interrupt(token, 3.0)["url"])  # the fifth play
+        mark = portal.bookmarks(token)[0]
+        resume = portal.interface(EncryptToken=mark["EncryptToken"], UserToken=token,
+                                  ContentID="sample", ContentBM=mark["ContentBM"])
+    hosts = [url.split("/")[2] for url in [*urls, resume.json["url"]]]
+    assert hosts == ["site-a:8554", "site-b:8554"] * 3
+    assert all(url.split("/", 3)[3].startswith("sample?token=") for url in urls)

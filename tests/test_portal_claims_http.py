@@ -11,6 +11,8 @@ the test_claim_01/03/07/09 files).
   user picks a bookmark, the terminal asks the portal for the bookmark interface and gets
   what it needs to fetch the program from the streaming server at the bookmark.
 * Claim 10: the bookmark interface is returned only after the tokens check out.
+
+Each test runs with the portal on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from rtsp_resume import tokens
 
 
 @pytest.fixture
-def portal(tmp_path: Path, sample_dir: Path):
-    with running_portal(tmp_path / "data", sample_dir) as p:
+def portal(tmp_path: Path, sample_dir: Path, database: str | None):
+    """A running portal, once on SQLite and once on PostgreSQL."""
+    with running_portal(tmp_path / "data", sample_dir, database=database) as p:
         yield p
 
 

@@ -199,3 +199,17 @@ def test_bad_users_file_is_a_clear_error(tmp_path: Path, sample_dir: Path) -> No
     )
     assert result.returncode == 2
     assert "users.txt:1: expected NAME:PASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("mysql://db/portal", "expected sqlite:///FILE or postgresql://..."),
+    ("postgresql://nobody@127.0.0.1:1/portal", "cannot use the PostgreSQL database"),
+])
+def test_a_bad_database_url_is_a_clear_error(tmp_path: Path, url: str, says: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rtsp_resume", "serve-portal", "--port", "0",
+         "--data", str(tmp_path / "data"), "--database", url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr

@@ -1,9 +1,11 @@
-"""The portal's SQLite store: accounts, login sessions, the bookmark rules, durability setup."""
+"""The portal's store: accounts, login sessions, the bookmark rules, durability setup.
+
+Tests taking the ``store`` fixture run on both backends, SQLite and PostgreSQL; the others
+check what is SQLite's own (its files, pragmas and damage)."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import threading
 from pathlib import Path
@@ -17,8 +19,8 @@ NOW = 1_700_000_000.0
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path, kdf=FAST_KDF)
+def store(tmp_path: Path, database: str | None):
+    s = Store(tmp_path, kdf=FAST_KDF, database=database)
     try:
         yield s
     finally:
@@ -34,9 +36,29 @@ def write(nonce: str, position: float, *, issued: float = NOW, interrupted: floa
     )
 
 
-def test_database_is_wal_with_full_sync(store: Store) -> None:
-    assert store._one("PRAGMA journal_mode") == ("wal",)
-    assert store._one("PRAGMA synchronous") == (2,)  # FULL
+def test_sqlite_database_is_wal_with_full_sync(tmp_path: Path) -> None:
+    store = Store(tmp_path, kdf=FAST_KDF)
+    try:
+        assert store._one("PRAGMA journal_mode") == ("wal",)
+        assert store._one("PRAGMA synchronous") == (2,)  # FULL
+    finally:
+        store.close()
+
+
+def test_a_database_url_names_the_backend(tmp_path: Path) -> None:
+    store = Store(tmp_path / "unused", kdf=FAST_KDF, database=f"sqlite:///{tmp_path}/my.db")
+    store.add_user("alice", "pw", NOW)
+    store.close()
+    assert (tmp_path / "my.db").exists() and not (tmp_path / "unused").exists()
+    for url in ("mysql://x/y", "sqlite://relative.db", str(tmp_path / "my.db")):
+        with pytest.raises(ValueError, match="sqlite:///FILE or postgresql://"):
+            Store(tmp_path, kdf=FAST_KDF, database=url)
+
+
+def test_an_unreachable_postgresql_is_a_storage_error(tmp_path: Path, postgres_url: str) -> None:
+    closed_port = postgres_url.rsplit(":", 1)[0] + ":1/nothing"
+    with pytest.raises(StorageError, match="cannot use the PostgreSQL database"):
+        Store(tmp_path, kdf=FAST_KDF, database=closed_port)
 
 
 def test_data_folder_and_database_files_are_private(tmp_path: Path) -> None:
@@ -81,8 +103,10 @@ def test_bad_user_names_refused(store: Store, name: str) -> None:
 def test_passwords_and_user_tokens_never_stored_in_clear(store: Store, tmp_path: Path) -> None:
     store.add_user("alice", "correct horse battery", NOW)
     _session, user_token = store.create_session("alice", 3600, NOW)
+    rows = [store._all(f"SELECT * FROM {table}") for table in ("users", "login_sessions")]
     store.close()
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_NAME))
+    raw = repr(rows).encode()  # every row, on either backend; and SQLite's files
+    raw += b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_NAME))
     assert b"correct horse battery" not in raw
     assert user_token.encode() not in raw
     assert b"scrypt$" in raw
@@ -227,13 +251,10 @@ def test_concurrent_writers_lose_nothing(store: Store) -> None:
     assert sorted(b.position for b in store.bookmarks("alice")) == [25.0] * 16
 
 
-def test_a_failing_write_is_reported_and_spoils_nothing_else(store: Store, tmp_path: Path) -> None:
+def test_a_failing_write_is_reported_and_spoils_nothing_else(store: Store) -> None:
     store.add_user("alice", "pw", NOW)
-    # Break the history table behind the store's back, as a damaged database would be.
-    conn = sqlite3.connect(tmp_path / DB_NAME)
-    conn.execute("ALTER TABLE bookmark_history RENAME TO gone")
-    conn.commit()
-    conn.close()
+    # Break the history table, as a damaged database would be.
+    store._one("ALTER TABLE bookmark_history RENAME TO gone")
     with pytest.raises(StorageError):
         store.record_bookmark(write("n1", 3.0))
     # Other writes in the same store still commit.
@@ -241,12 +262,12 @@ def test_a_failing_write_is_reported_and_spoils_nothing_else(store: Store, tmp_p
     assert store.session_for_token(token) == session
 
 
-def test_data_survives_reopening(tmp_path: Path) -> None:
-    first = Store(tmp_path, kdf=FAST_KDF)
+def test_data_survives_reopening(tmp_path: Path, database: str | None) -> None:
+    first = Store(tmp_path, kdf=FAST_KDF, database=database)
     first.add_user("alice", "pw", NOW)
     first.record_bookmark(write("n1", 7.5))
     first.close()
-    again = Store(tmp_path, kdf=FAST_KDF)
+    again = Store(tmp_path, kdf=FAST_KDF, database=database)
     try:
         assert again.authenticate("alice", "pw") == "alice"
         assert again.bookmark("alice", "sample").position == 7.5
@@ -254,8 +275,43 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
         again.close()
 
 
-def test_closed_store_refuses_writes(tmp_path: Path) -> None:
-    s = Store(tmp_path, kdf=FAST_KDF)
+def test_closed_store_refuses_writes(tmp_path: Path, database: str | None) -> None:
+    s = Store(tmp_path, kdf=FAST_KDF, database=database)
     s.close()
     with pytest.raises(StorageError):
         s.record_bookmark(write("n1", 1.0))
+
+
+def test_two_stores_on_one_postgresql_are_one_portal(tmp_path: Path, postgres_url: str) -> None:
+    # Two stores are two pools of connections, as two portal processes would have: a login
+    # made through one is valid on the other, and racing writes keep the newest bookmark.
+    stores = [Store(tmp_path / f"p{i}", kdf=FAST_KDF, database=postgres_url) for i in (0, 1)]
+    try:
+        stores[0].add_user("alice", "pw", NOW)
+        session, token = stores[0].create_session("alice", 60, NOW)
+        assert stores[1].session_for_token(token) == session
+        assert stores[1].authenticate("alice", "pw") == "alice"
+        errors: list[BaseException] = []
+
+        def writer(which: int) -> None:  # store 0 writes the even instants, store 1 the odd
+            try:
+                for i in range(which, 80, 2):
+                    stores[which].record_bookmark(write(f"s{which}-{i}", 1.0 + i,
+                                                        interrupted=NOW + i))
+            except BaseException as exc:  # surfaced by the assert below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        for store in stores:
+            assert store.bookmark("alice", "sample").position == 80.0
+            assert len(store.history("alice")) == 80
+        # Each nonce once, whichever store sees it first.
+        assert stores[1].record_bookmark(write("s0-0", 1.0)).duplicate
+    finally:
+        for store in stores:
+            store.close()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -83,7 +84,7 @@ class BookmarkRefused(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    rtsp_url: str
+    rtsp_url: str | Sequence[str]  # several streaming servers: plays go to each in turn
     login_ttl: float = 8 * 3600.0
     play_ttl: float = tokens.DEFAULT_TTL
     max_skew: float = 300.0
@@ -106,7 +107,9 @@ class Portal:
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.catalogue, self.secret = store, catalogue, secret
         self.settings, self.clock = settings, clock
-        self.brake = GuessBrake(clock)
+        self.brake = GuessBrake(clock)  # in this process's memory: see docs/deploy.md
+        urls = settings.rtsp_url
+        self._rtsp_urls = itertools.cycle([urls] if isinstance(urls, str) else urls)
         self.app = app = bottle.Bottle(catchall=True, autojson=True)
         app.add_hook("before_request", checks.before_request)
         app.add_hook("after_request", checks.after_request)
@@ -210,7 +213,7 @@ class Portal:
             self.secret, user_id=session.user_id, content_id=program.content_id,
             login_session=session.session_id, start=start, ttl=self.settings.play_ttl,
             now=self.clock())
-        base = self.settings.rtsp_url.rstrip("/")
+        base = next(self._rtsp_urls).rstrip("/")
         url = f"{base}/{urllib.parse.quote(program.content_id, safe='')}?token={token}"
         return {"ContentID": program.content_id, "EncryptToken": token, "url": url,
                 "ContentBM": round(start, 3), "expires_in": int(self.settings.play_ttl)}
@@ -290,10 +293,11 @@ class Portal:
                 if isinstance(body.get("UserID"), str):
                     user_id = body["UserID"][:checks.MAX_TEXT]
                 checks.check_fields(body, _BOOKMARK_FIELDS | {"UserID": "text"},
-                                    {"InterruptedAt": "number"})
+                                    {"InterruptedAt": "number", "Server": "text"})
             except ApiError as exc:
                 raise BookmarkRefused(_R.BAD_REQUEST, exc.detail) from exc
             code, detail, current = self._set_bookmark(nonce, raw, body)
+            log.info("BookMarkReq from %s for %s: %s", body.get("Server", "?"), user_id, detail)
         except BookmarkRefused as exc:
             code, detail = exc.args
             bottle.response.status = HTTP_STATUS[code]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +53,17 @@ class _Server(wsgi.Server):
 class PortalServer:
     """The portal on a background thread. ``secret`` is the key shared with the streaming
     server (default: read from, or created in, ``data_dir/secret``, where ``serve-rtsp
-    --secret-file`` looks); ``settings`` go to :class:`.app.Settings`."""
+    --secret-file`` looks); ``database`` a URL for :class:`.store.Store` (default: SQLite in
+    ``data_dir``); ``rtsp_url`` one streaming server or several; ``settings`` go to
+    :class:`.app.Settings`."""
 
-    def __init__(self, data_dir: Path, media_dir: Path | None, rtsp_url: str,
+    def __init__(self, data_dir: Path, media_dir: Path | None, rtsp_url: str | Sequence[str],
                  users: Iterable[tuple[str, str]] = (), host: str = "127.0.0.1", port: int = 0,
                  secret: bytes | None = None, *, kdf: Kdf | None = None,
-                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
+                 database: str | None = None, clock: Callable[[], float] = time.time,
+                 **settings: Any) -> None:
         self.data_dir = Path(data_dir)
-        self.store = Store(self.data_dir, kdf=kdf)
+        self.store = Store(self.data_dir, kdf=kdf, database=database)
         try:
             self.secret = secret if secret is not None else tokens.load_or_create_secret(
                 self.data_dir / SECRET_FILE)
