@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -93,31 +94,16 @@ def _b64decode(text: str) -> bytes:
     return data
 
 
-def issue_play_token(
-    key: bytes,
-    *,
-    user_id: str,
-    content_id: str,
-    login_session: str,
-    start: float = 0.0,
-    ttl: float = DEFAULT_TTL,
-    now: float,
-) -> str:
+def issue_play_token(key: bytes, *, user_id: str, content_id: str, login_session: str,
+                     start: float = 0.0, ttl: float = DEFAULT_TTL, now: float) -> str:
     """Make a play token (EncryptToken) valid from ``now`` for ``ttl`` seconds."""
     if not (math.isfinite(start) and start >= 0):
         raise ValueError(f"start must be a finite position >= 0, got {start!r}")
     if not (math.isfinite(ttl) and ttl > 0):
         raise ValueError(f"ttl must be positive, got {ttl!r}")
-    payload = {
-        "v": TOKEN_VERSION,
-        "u": user_id,
-        "c": content_id,
-        "s": login_session,
-        "b": round(float(start), 3),
-        "i": round(float(now), 3),
-        "e": round(float(now + ttl), 3),
-        "n": secrets.token_urlsafe(9),
-    }
+    payload = {"v": TOKEN_VERSION, "u": user_id, "c": content_id, "s": login_session,
+               "b": round(float(start), 3), "i": round(float(now), 3),
+               "e": round(float(now + ttl), 3), "n": secrets.token_urlsafe(9)}
     body = _b64encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
     return f"{body}.{_b64encode(_mac(key, b'play-token', body.encode('ascii')))}"
 
@@ -142,11 +128,9 @@ def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0
         payload = json.loads(raw)
         if payload.get("v") != TOKEN_VERSION:
             raise InvalidToken("malformed", "unknown token version")
-        grant = PlayGrant(
-            token=token, user_id=_str(payload["u"]), content_id=_str(payload["c"]),
-            login_session=_str(payload["s"]), start=_num(payload["b"]),
-            expires=_num(payload["e"]), issued=_num(payload["i"]), nonce=_str(payload["n"]),
-        )
+        grant = PlayGrant(token, _str(payload["u"]), _str(payload["c"]), _str(payload["s"]),
+                          start=_num(payload["b"]), expires=_num(payload["e"]),
+                          issued=_num(payload["i"]), nonce=_str(payload["n"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, InvalidToken):
             raise
@@ -176,34 +160,26 @@ def _request_mac(key: bytes, timestamp: str, nonce: str, body: bytes) -> str:
 def sign_request(key: bytes, body: bytes, now: float, nonce: str | None = None) -> dict[str, str]:
     """Headers that authenticate ``body`` as sent by a holder of ``key`` at ``now``. A retry
     reuses its ``nonce``: the portal's idempotency key, so no bookmark is stored twice."""
-    if nonce is None:
-        nonce = secrets.token_urlsafe(16)
+    nonce = secrets.token_urlsafe(16) if nonce is None else nonce
     if not _NONCE_RE.fullmatch(nonce):
         raise ValueError("nonce must be 8-128 characters of [A-Za-z0-9_-]")
     timestamp = str(int(now))
-    return {
-        TIMESTAMP_HEADER: timestamp,
-        NONCE_HEADER: nonce,
-        IDEMPOTENCY_HEADER: nonce,
-        SIGNATURE_HEADER: _request_mac(key, timestamp, nonce, body),
-    }
+    return {TIMESTAMP_HEADER: timestamp, NONCE_HEADER: nonce, IDEMPOTENCY_HEADER: nonce,
+            SIGNATURE_HEADER: _request_mac(key, timestamp, nonce, body)}
 
 
-def verify_request(
-    key: bytes, body: bytes, headers: Mapping[str, str], now: float, max_skew: float = 300.0
-) -> str:
+def verify_request(key: bytes, body: bytes, headers: Mapping[str, str], now: float,
+                   max_skew: float = 300.0) -> str:
     """Check the signature headers of a reverse call (names in any case); return its nonce."""
     lowered = {str(name).lower(): value for name, value in headers.items()}
-    timestamp = lowered.get(TIMESTAMP_HEADER.lower())
-    nonce = lowered.get(NONCE_HEADER.lower())
-    signature = lowered.get(SIGNATURE_HEADER.lower())
+    timestamp, nonce, signature, idempotency = (lowered.get(name.lower()) for name in (
+        TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER, IDEMPOTENCY_HEADER))
     if timestamp is None or nonce is None or signature is None:
         raise InvalidSignature("missing", "timestamp, nonce and signature headers are required")
     if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
         raise InvalidSignature("malformed", "timestamp must be whole seconds since the epoch")
     if not _NONCE_RE.fullmatch(nonce):
         raise InvalidSignature("malformed", "nonce must be 8-128 characters of [A-Za-z0-9_-]")
-    idempotency = lowered.get(IDEMPOTENCY_HEADER.lower())
     if idempotency is not None and idempotency != nonce:
         raise InvalidSignature("malformed", "Idempotency-Key differs from the nonce")
     expected = _request_mac(key, timestamp, nonce, body)
@@ -231,11 +207,8 @@ def load_or_create_secret(path: Path) -> bytes:
                 f.write(secret.hex() + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            try:
+            with contextlib.suppress(FileExistsError):  # else the race's winner's key, below
                 os.link(tmp, path)
-            except FileExistsError:
-                pass  # someone else won the race: use their key, read below
-            else:
                 return secret
         finally:
             tmp.unlink(missing_ok=True)
