@@ -13,7 +13,7 @@ import re
 import time
 from array import array
 from fractions import Fraction
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -223,21 +223,20 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
     return frame
 
 
-@lru_cache(maxsize=1)
-def _one_second_of_sound() -> bytes:
-    """One second that loops seamlessly: a quiet 440 Hz tone, a 1 kHz beep in its first 100 ms."""
+@cache
+def _two_seconds_of_sound() -> bytes:
+    """A second that loops seamlessly, twice (a frame may wrap past its end): a quiet 440 Hz
+    tone, a 1 kHz beep in its first 100 ms."""
     times = ((n, n / AUDIO_RATE) for n in range(AUDIO_RATE))
     return array("f", (0.05 * math.sin(2 * math.pi * 440 * t)
                        + (0.3 * math.sin(2 * math.pi * 1000 * t) if n < AUDIO_RATE // 10 else 0)
-                       for n, t in times)).tobytes()
+                       for n, t in times)).tobytes() * 2
 
 
 def _audio_frame(first_sample: int, count: int) -> av.AudioFrame:
-    second, size = _one_second_of_sound(), 4  # 4 bytes per float sample
+    size = 4  # bytes per float sample
     start = (first_sample % AUDIO_RATE) * size
-    chunk = second[start : start + count * size]
-    while len(chunk) < count * size:  # wrapped past the end of the second
-        chunk += second[: count * size - len(chunk)]
+    chunk = _two_seconds_of_sound()[start : start + count * size]
     frame = av.AudioFrame(format="fltp", layout="mono", samples=count)
     frame.planes[0].update(chunk + bytes(frame.planes[0].buffer_size - len(chunk)))
     frame.sample_rate, frame.pts = AUDIO_RATE, first_sample
@@ -264,16 +263,13 @@ def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: in
     partial = path.with_name(path.name + ".part")
     with av.open(str(partial), "w", format="matroska" if path.suffix.lower() == ".mkv"
                  else "mp4") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video = out.add_stream("libx264", rate=fps, width=width, height=height, pix_fmt="yuv420p")
         video.codec_context.thread_type = "FRAME"
         video.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
                          "crf": "30", "preset": preset, "x264-params": "scenecut=0:open-gop=0",
                          **({"slices": str(slices)} if slices > 1 else {})}
-
-        sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
-        if sound is not None:
-            sound.bit_rate = 48_000
+        sound = (out.add_stream("aac", rate=AUDIO_RATE, layout="mono", bit_rate=48_000)
+                 if audio else None)
         total_samples, samples_done = round(frames / fps * AUDIO_RATE), 0
         for index in range(frames):
             out.mux(video.encode(draw_frame(index, width, height, fps)))
