@@ -21,20 +21,12 @@ class PortalError(Exception):
     without an answer), ``body`` its JSON ``{"error", "detail"}`` or its text."""
 
     def __init__(self, status: int | None, body: Any) -> None:
-        self.status = status
-        self.body = body
+        self.status, self.body = status, body
+        json = isinstance(body, dict)
+        self.error: str | None = body.get("error") if json else None
+        self.detail: str | None = body.get("detail") if json else (str(body) if body else None)
         super().__init__(f"portal: {status if status is not None else 'no answer'}: "
                          f"{self.error or ''} {self.detail or ''}".rstrip())
-
-    @property
-    def error(self) -> str | None:
-        return self.body.get("error") if isinstance(self.body, dict) else None
-
-    @property
-    def detail(self) -> str | None:
-        if isinstance(self.body, dict):
-            return self.body.get("detail")
-        return str(self.body) if self.body else None
 
 
 def interface_request(bookmark: dict[str, Any], user_token: str | None) -> dict[str, Any]:

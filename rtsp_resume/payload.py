@@ -5,6 +5,7 @@ building it, and is dropped and counted when a depacketizer receives it."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -211,12 +212,10 @@ def aac_payload(frames: Sequence[bytes]) -> bytes:
     No fragments (§3.2.3): a frame is at most 768 bytes per channel, near an Ethernet MTU."""
     if not frames:
         raise RtpError("an AAC payload needs at least one frame")
-    headers = []
-    for frame in frames:
-        if not 1 <= len(frame) <= AAC_MAX_FRAME:
-            raise RtpError(f"AAC frame of {len(frame)} bytes: AU-size has 13 bits")
-        headers.append(struct.pack("!H", len(frame) << 3))
-    return struct.pack("!H", 16 * len(frames)) + b"".join(headers) + b"".join(frames)
+    if bad := [len(frame) for frame in frames if not 1 <= len(frame) <= AAC_MAX_FRAME]:
+        raise RtpError(f"AAC frame of {bad[0]} bytes: AU-size has 13 bits")
+    sizes = [len(frame) << 3 for frame in frames]
+    return struct.pack(f"!{1 + len(frames)}H", 16 * len(frames), *sizes) + b"".join(frames)
 
 
 def aac_frames(payload: bytes) -> list[bytes]:
@@ -232,12 +231,10 @@ def aac_frames(payload: bytes) -> list[bytes]:
     data_start = 2 + 2 * count
     if len(payload) < data_start:
         raise RtpError(f"AAC payload of {len(payload)} bytes is too short for {count} headers")
-    sizes = []
-    for i in range(count):
-        header = struct.unpack_from("!H", payload, 2 + 2 * i)[0]
-        if i and header & 0x7:
-            raise RtpError("interleaved AAC (non-zero AU-Index-delta) is not supported")
-        sizes.append(header >> 3)
+    headers = struct.unpack_from(f"!{count}H", payload, 2)
+    if any(header & 0x7 for header in headers[1:]):
+        raise RtpError("interleaved AAC (non-zero AU-Index-delta) is not supported")
+    sizes = [header >> 3 for header in headers]
     available = len(payload) - data_start
     if count == 1 and sizes[0] > available:
         raise RtpError(f"AAC frame of {sizes[0]} bytes but only {available} present "
@@ -245,10 +242,7 @@ def aac_frames(payload: bytes) -> list[bytes]:
     if sum(sizes) != available:
         raise RtpError(f"AU-headers announce {sum(sizes)} bytes of AAC frames, "
                        f"the payload holds {available}")
-    frames, pos = [], data_start
-    for size in sizes:
-        if size == 0:
-            raise RtpError("AAC frame of size 0")
-        frames.append(bytes(payload[pos:pos + size]))
-        pos += size
-    return frames
+    if 0 in sizes:
+        raise RtpError("AAC frame of size 0")
+    ends = itertools.accumulate(sizes, initial=data_start)
+    return [bytes(payload[start:end]) for start, end in itertools.pairwise(ends)]
