@@ -5,13 +5,11 @@ The two servers still talk only over HTTP, exactly as when they run as two proce
 posts signed BookMarkReq to the portal's ``/api/bookmark/set``. What they share is the
 secret key (play tokens and request signatures) and this module, which starts them.
 
-:class:`System` is what tests, notebooks and the demo use; :func:`main` is
-``python -m rtsp_resume serve``.
+:class:`System` is what tests, notebooks, the demo and ``python -m rtsp_resume serve`` use.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,6 @@ from rtsp_resume import tokens
 from rtsp_resume.bookmark_outbox import BookmarkOutbox
 from rtsp_resume.portal import PortalServer
 from rtsp_resume.server import ServerConfig, StreamingServer
-
-log = logging.getLogger("rtsp_resume.system")
 
 DEMO_USERS = [("alice", "wonderland"), ("bob", "builder")]
 
@@ -37,12 +33,8 @@ class System:
                  users: Iterable[tuple[str, str]] = DEMO_USERS, host: str = "127.0.0.1",
                  rtsp_port: int = 0, portal_port: int = 0,
                  config: ServerConfig | None = None, **portal_kwargs: Any) -> None:
-        self.media = Path(media)
-        self.data = Path(data)
-        self.users = list(users)
-        self.host = host
-        self.portal_port = portal_port
-        self.portal_kwargs = portal_kwargs
+        self.media, self.data, self.users, self.host = Path(media), Path(data), list(users), host
+        self.portal_port, self.portal_kwargs = portal_port, portal_kwargs
         self.secret = tokens.load_or_create_secret(self.data / "secret")
         cfg = config or ServerConfig()
         cfg.host, cfg.port, cfg.token_key = host, rtsp_port, self.secret

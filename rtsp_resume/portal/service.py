@@ -1,5 +1,5 @@
-"""Running the portal: :class:`PortalServer` (embeddable) and ``serve-portal``'s ``main``,
-on cheroot's threaded WSGI server (HTTP/1.1 keep-alive; idle connections wait in its
+"""Running the portal: :class:`PortalServer`, embedded or behind ``serve-portal``, on
+cheroot's threaded WSGI server (HTTP/1.1 keep-alive; idle connections wait in its
 selector rather than holding a thread)."""
 
 from __future__ import annotations
