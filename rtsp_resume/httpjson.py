@@ -1,9 +1,5 @@
-"""JSON over HTTP with the standard library: the one way the project calls the portal.
-
-The terminal's portal client, the streaming server's bookmark outbox and the notebooks'
-probes all send a JSON body and read a JSON answer; they differ only in what they make of
-the status. :func:`request_json` does the exchange and leaves that judgement to them.
-"""
+"""JSON over HTTP with the standard library: the one way the project calls the portal (the
+terminal's client, the streaming server's bookmark outbox, the notebooks' probes)."""
 
 from __future__ import annotations
 
@@ -15,12 +11,9 @@ from typing import Any
 
 def request_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
                  timeout: float = 10.0) -> tuple[int, Any]:
-    """Send ``body`` (JSON-encoded unless already bytes); return (status, answer).
-
-    The answer is the decoded JSON, or the text when it is not JSON. 4xx and 5xx answers
-    are returned like any other; only a failure to reach the server raises (``OSError``:
-    refused, reset, timed out, unknown host).
-    """
+    """Send ``body`` (JSON-encoded unless already bytes); return (status, decoded JSON or
+    text). Every status is returned, for the caller to judge; only a failure to reach the
+    server raises (``OSError``: refused, reset, timed out, unknown host)."""
     data = None
     sent = {"Accept": "application/json", **(headers or {})}
     if body is not None:

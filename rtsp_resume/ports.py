@@ -1,8 +1,5 @@
-"""RTP/RTCP port pairs: RTP on an even port, RTCP on the odd one above it (RFC 3550 §11).
-
-Both the streaming server and the terminal bind such a pair for RTP over UDP; tests that
-play a raw UDP client do too.
-"""
+"""RTP/RTCP port pairs for RTP over UDP: RTP on an even port, RTCP on the odd one above it
+(RFC 3550 §11), as the streaming server, the terminal and the relay bind them."""
 
 from __future__ import annotations
 
@@ -12,11 +9,8 @@ import socket
 
 def bind_udp_pair(host: str, *, blocking: bool = False,
                   receive_buffer: int | None = None) -> tuple[socket.socket, socket.socket]:
-    """Two UDP sockets bound to ``host`` on an even port and the odd port above it.
-
-    ``receive_buffer`` enlarges the RTP socket's kernel buffer (a receiver wants room for
-    a keyframe's burst of packets).
-    """
+    """Two UDP sockets on ``host``, RTP and RTCP; ``receive_buffer`` enlarges the RTP
+    socket's kernel buffer (a receiver wants room for a keyframe's burst of packets)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(100):
         rtp = socket.socket(family, socket.SOCK_DGRAM)

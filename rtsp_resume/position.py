@@ -31,11 +31,7 @@ _MAX_MARKS = 256  # marks remembered: minutes of heartbeats at the default inter
 
 
 def format_clock(seconds: float) -> str:
-    """A play position as people read it: ``12.43`` -> ``0:12.4``, ``3725`` -> ``1:02:05.0``.
-
-    The one place the project writes m:ss.d (the portal's bookmark button, BookMarkResp's
-    ResultDesc, the demo and the widgets all use it).
-    """
+    """A play position as people read it: ``12.43`` -> ``0:12.4``, ``3725`` -> ``1:02:05.0``."""
     tenths = round(max(0.0, seconds) * 10)
     whole, tenth = divmod(tenths, 10)
     hours, rest = divmod(whole, 3600)
@@ -47,10 +43,8 @@ def format_clock(seconds: float) -> str:
 
 class PositionEstimator:
     """Play position of one session's video stream, from sent frames and delivery proofs.
-
     ``fps``: the video frame rate (for ``frames_sent`` and the contiguity of presentation
-    times); ``allowance``: seconds the player holds but has not shown yet.
-    """
+    times); ``allowance``: seconds the player holds but has not shown yet."""
 
     def __init__(self, fps: float, allowance: float = 0.5, *, max_pending: int = 1 << 12) -> None:
         if not fps > 0 or not math.isfinite(fps):

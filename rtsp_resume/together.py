@@ -3,10 +3,8 @@
 The two servers still talk only over HTTP, exactly as when they run as two processes
 (``serve-portal`` and ``serve-rtsp --portal-url``): the streaming server's bookmark outbox
 posts signed BookMarkReq to the portal's ``/api/bookmark/set``. What they share is the
-secret key (play tokens and request signatures) and this module, which starts them.
-
-:class:`System` is what tests, notebooks, the demo and ``python -m rtsp_resume serve`` use.
-"""
+secret key (play tokens and request signatures) and this module, which starts them:
+:class:`System` is what tests, notebooks, the demo and ``python -m rtsp_resume serve`` use."""
 
 from __future__ import annotations
 
@@ -23,11 +21,9 @@ DEMO_USERS = [("alice", "wonderland"), ("bob", "builder")]
 
 
 class System:
-    """A streaming server, a portal and the outbox between them, on background threads.
-
-    ``rtsp_port``/``portal_port`` 0 pick free ports. ``portal_kwargs`` go to
-    :class:`rtsp_resume.portal.PortalServer` (tests pass a cheap ``kdf``).
-    """
+    """A streaming server, a portal and the outbox between them, on background threads;
+    ``rtsp_port``/``portal_port`` 0 pick free ports, ``portal_kwargs`` go to
+    :class:`rtsp_resume.portal.PortalServer` (tests pass a cheap ``kdf``)."""
 
     def __init__(self, media: Path | str, data: Path | str,
                  users: Iterable[tuple[str, str]] = DEMO_USERS, host: str = "127.0.0.1",
