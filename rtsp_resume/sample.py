@@ -78,33 +78,26 @@ def read_frame_index(image: Any) -> int | None:
     shape = getattr(image, "shape", None)
     if shape is None or len(shape) not in (2, 3):
         raise TypeError(f"expected av.VideoFrame or an HxW(x3) array, got {type(image)!r}")
-    height, width = int(shape[0]), int(shape[1])
-    color = len(shape) == 3
-
-    def mean(x0: int, y0: int, w: int, h: int) -> float:
-        region = image[y0 : y0 + h, x0 : x0 + w]
-        if not color:
-            return float(region.mean())
+    if len(shape) == 3:
         # Rec. 601 weights; for a YUV array the thresholds still fall between the
         # reference cells, because chroma is flat over the strip.
-        return float(0.299 * region[..., 0].mean() + 0.587 * region[..., 1].mean()
-                     + 0.114 * region[..., 2].mean())
-
-    found = _decode_strip(mean, width, height)
-    if found is None and not color and height % 3 == 0:
+        return _decode_strip(np.asarray(image)[..., :3] @ np.array([0.299, 0.587, 0.114]))
+    found = _decode_strip(image)
+    if found is None and shape[0] % 3 == 0:
         # A yuv420p frame as one array: the Y plane is the top two thirds.
-        found = _decode_strip(mean, width, height * 2 // 3)
+        found = _decode_strip(image[: shape[0] * 2 // 3])
     return found
 
 
-def _decode_strip(mean: Any, width: int, height: int) -> int | None:
+def _decode_strip(luma: Any) -> int | None:
     try:
-        x, y, cell_w, cell_h = strip_geometry(width, height)
+        x, y, cell_w, cell_h = strip_geometry(luma.shape[1], luma.shape[0])
     except ValueError:
         return None
     # The centre half of each cell: compression smears edges, not centres.
-    levels = [mean(x + i * cell_w + cell_w // 4, y + cell_h // 4, cell_w // 2, cell_h // 2)
-              for i in range(STRIP_CELLS)]
+    top, left = y + cell_h // 4, x + cell_w // 4
+    levels = [float(luma[top : top + cell_h // 2, cx : cx + cell_w // 2].mean())
+              for cx in range(left, left + STRIP_CELLS * cell_w, cell_w)]
     white, black = levels[0], levels[1]
     middle, margin = (white + black) / 2, (white - black) / 4
     if white - black < 48 or any(abs(level - middle) < margin for level in levels[2:]):
