@@ -3,7 +3,7 @@ Every frame carries its number twice: as digits a person reads (timecode and fra
 a small 5x7 font) and as a strip of large black and white blocks that a program reads back
 after H.264 compression (16 bits of frame number, an 8-bit CRC), so tests and notebooks
 prove which frame arrived with :func:`read_frame_index`. Pictures are drawn straight into
-the YUV planes, so nothing beyond PyAV is needed."""
+the YUV planes as NumPy arrays: no drawing library is needed."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import av
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 BLACK, WHITE = 16, 235  # limited-range ("TV") luma: what every decoder maps to black, white
 INDEX_BITS, CRC_BITS = 16, 8
@@ -133,49 +134,33 @@ def _glyph_rects(char: str, scale: int) -> tuple[tuple[int, int, int, int], ...]
                  for row, line in enumerate(_FONT[char]) for run in re.finditer("#+", line))
 
 
-class _Plane:
-    """One 8-bit picture plane as a bytearray laid out like the frame's (row stride)."""
-
-    def __init__(self, width: int, height: int, stride: int, value: int) -> None:
-        self.width, self.height, self.stride = width, height, stride
-        self.data = bytearray(bytes([value]) * (stride * height))
-
-    def fill(self, x: int, y: int, w: int, h: int, value: int) -> None:
-        x0, x1 = max(0, x), min(self.width, x + w)
-        run = bytes([value]) * (x1 - x0)
-        for row in range(max(0, y), min(self.height, y + h)) if x1 > x0 else ():
-            self.data[row * self.stride + x0 : row * self.stride + x1] = run
-
-    def text(self, x: int, y: int, text: str, scale: int, value: int) -> None:
-        for i, char in enumerate(text):
-            left = x + i * (_GLYPH_W + 1) * scale
-            for dx, dy, w, h in _glyph_rects(char, scale):
-                self.fill(left + dx, y + dy, w, h, value)
+def _fill(plane: np.ndarray, x: int, y: int, w: int, h: int, value: int) -> None:
+    """Fill a rectangle of ``plane``, the part of it inside the picture."""
+    plane[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)] = value
 
 
-_STRIPE_PERIOD = 64
+def _text(plane: np.ndarray, x: int, y: int, text: str, scale: int, value: int) -> None:
+    for i, char in enumerate(text):
+        left = x + i * (_GLYPH_W + 1) * scale
+        for dx, dy, w, h in _glyph_rects(char, scale):
+            _fill(plane, left + dx, y + dy, w, h, value)
 
 
-@cache
-def _stripe_pattern(width: int) -> bytes:
-    """One row of background (a soft triangle wave of mid greys: it moves visibly and
-    compresses well), a period longer than the picture so that it can be shifted."""
-    half = _STRIPE_PERIOD // 2
-    levels = [70 + (60 * abs(half - i)) // half for i in range(_STRIPE_PERIOD)]
-    return bytes(levels * (width // _STRIPE_PERIOD + 2))
+# The background's row: a soft triangle wave of mid greys (it moves visibly and compresses well).
+_STRIPES = np.array([70 + (60 * abs(32 - i)) // 32 for i in range(64)], np.uint8)
 
 
 def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
     """Picture number ``index`` of the clip, as a yuv420p frame ready to encode."""
     frame = av.VideoFrame(width, height, "yuv420p")
-    y_plane = frame.planes[0]
-    luma = _Plane(width, height, y_plane.line_size, BLACK)
+    # The planes laid out like the frame's (rows of line_size bytes), drawn where the picture is.
+    rows = [np.full((plane.height, plane.line_size), value, np.uint8)
+            for plane, value in zip(frame.planes, (BLACK, 128, 128), strict=True)]
+    luma, *chroma = (data[:, : p.width] for data, p in zip(rows, frame.planes, strict=True))
 
-    # Background: diagonal stripes drifting two pixels a frame.
-    pattern = _stripe_pattern(width)
-    pad = bytes(y_plane.line_size - width)
-    phases = ((2 * index + row) % _STRIPE_PERIOD for row in range(height))
-    luma.data[:] = b"".join(pattern[phase : phase + width] + pad for phase in phases)
+    # Background: diagonal stripes drifting two pixels a frame, each row the one above shifted.
+    row = np.resize(_STRIPES, width + len(_STRIPES))  # a period longer than the picture
+    luma[:] = sliding_window_view(row, width)[(2 * index + np.arange(height)) % len(_STRIPES)]
 
     # A box bouncing across the picture, in colour, so motion is easy to see.
     box = max(16, height // 8) // 2 * 2
@@ -184,10 +169,9 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
     bx = min(bx, 2 * span_x - bx) // 2 * 2  # there and back
     by = height // 4 + int(span_y * (0.5 + 0.5 * math.sin(index / fps * math.pi)))
     by = min(by, height - box) // 2 * 2
-    luma.fill(bx, by, box, box, 150)
-    chroma = [_Plane(plane.width, plane.height, plane.line_size, 128) for plane in frame.planes[1:]]
+    _fill(luma, bx, by, box, box, 150)
     for c, value in zip(chroma, (60, 200), strict=True):
-        c.fill(bx // 2, by // 2, box // 2, box // 2, value)
+        _fill(c, bx // 2, by // 2, box // 2, box // 2, value)
 
     # Human-readable: timecode HH:MM:SS:FF and the frame number, white on a black panel.
     scale = max(2, height // 90)
@@ -196,22 +180,21 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
              f"F {index:06d}"]
     line_h = (_GLYPH_H + 3) * scale
     panel_w = (max(len(s) for s in lines) * (_GLYPH_W + 1) + 2) * scale
-    luma.fill(8, 8, panel_w, len(lines) * line_h + scale, BLACK)
+    _fill(luma, 8, 8, panel_w, len(lines) * line_h + scale, BLACK)
     for i, line in enumerate(lines):
-        luma.text(8 + 2 * scale, 8 + 2 * scale + i * line_h, line, scale, WHITE)
+        _text(luma, 8 + 2 * scale, 8 + 2 * scale + i * line_h, line, scale, WHITE)
 
     # Machine-readable: the index strip, on a black band so its edges are clean.
     x, y, cell_w, cell_h = strip_geometry(width, height)
-    luma.fill(x - cell_w // 2, y - 4, STRIP_CELLS * cell_w + cell_w, cell_h + 8, BLACK)
+    _fill(luma, x - cell_w // 2, y - 4, STRIP_CELLS * cell_w + cell_w, cell_h + 8, BLACK)
     for i, bit in enumerate(strip_bits(index)):
-        luma.fill(x + i * cell_w, y, cell_w, cell_h, WHITE if bit else BLACK)
+        _fill(luma, x + i * cell_w, y, cell_w, cell_h, WHITE if bit else BLACK)
     for c in chroma:  # colourless, even when the box passes behind the strip
-        c.fill(x // 2 - cell_w // 4, y // 2 - 2, (STRIP_CELLS + 1) * cell_w // 2,
-               cell_h // 2 + 4, 128)
+        _fill(c, x // 2 - cell_w // 4, y // 2 - 2, (STRIP_CELLS + 1) * cell_w // 2,
+              cell_h // 2 + 4, 128)
 
-    y_plane.update(luma.data)
-    for plane, c in zip(frame.planes[1:], chroma, strict=True):
-        plane.update(c.data)
+    for plane, data in zip(frame.planes, rows, strict=True):
+        plane.update(data)
     frame.pts, frame.time_base = index, Fraction(1, fps)
     return frame
 
