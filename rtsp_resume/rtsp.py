@@ -574,9 +574,8 @@ def parse_rtp_info(value: str) -> list[RtpInfo]:
 def parse_public(value: str) -> set[str]:
     """The method names of a Public (or Allow) header; method names are case-sensitive."""
     methods = {part.strip() for part in value.split(",")} - {""}
-    for name in methods:
-        if not _is_token(name):
-            raise RtspProtocolError(400, f"malformed method name {name[:40]!r}")
+    if bad := [name for name in methods if not _is_token(name)]:
+        raise RtspProtocolError(400, f"malformed method name {bad[0][:40]!r}")
     return methods
 
 

@@ -86,10 +86,8 @@ class ProbeTable(w.HTML):
         status, answer = request_json(
             "POST", f"{portal_url.rstrip('/')}/api/bookmark/interface", body)
         got = answer if isinstance(answer, dict) else {"error": answer}
-        if "url" in got:
-            word, seen = "url", f"a resume URL at {got.get('ContentBM')} s"
-        else:
-            word = seen = str(got.get("error"))
+        word = "url" if "url" in got else str(got.get("error"))
+        seen = f"a resume URL at {got.get('ContentBM')} s" if "url" in got else word
         return self.add(what, "a resume URL" if expect == "url" else f"refused: {expect}",
                         f"HTTP {status}: {seen}", word == expect)
 
