@@ -5,8 +5,7 @@ heartbeats go unanswered (claim 2); the server declares the interruption and the
 sends BookMarkReq to the portal, which answers BookMarkResp (claims 1, 3, 5, 6); the viewer
 logs in again, lists the bookmarks (claim 1), asks for the bookmark interface (claims 3, 4,
 9, 10) and resumes. Exit status 0 only if the first frame after the resume skipped nothing
-the viewer had not seen. All real: loopback sockets, RTSP/RTP, the portal, H.264 decoding.
-"""
+the viewer had not seen. All real: loopback sockets, RTSP/RTP, the portal, H.264 decoding."""
 
 from __future__ import annotations
 

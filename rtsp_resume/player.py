@@ -5,8 +5,7 @@ CN101662474A's mobile terminal, as far as playing goes. :meth:`Player.start` run
 thread takes the answers, the media (TCP interleaved or UDP) and the server's heartbeat
 requests (claims 2, 8), and sends keep-alives and RTCP receiver reports. Exact resume:
 asked to start at ``t``, the server starts at the keyframe before; the player decodes
-from there but first shows the frame nearest ``t`` (the earlier one at a tie).
-"""
+from there but first shows the frame nearest ``t`` (the earlier one at a tie)."""
 
 from __future__ import annotations
 
@@ -80,12 +79,10 @@ class PlayerCounters:
 
 class Player:
     """An RTSP/RTP player of ``url`` (a portal play or resume URL with its ``?token=``).
-
     ``transport``: ``"tcp"`` (interleaved) or ``"udp"``. ``on_frame(ShownFrame)`` and
     ``on_event(name, data)`` run on the reader thread; their exceptions are logged.
     ``start``: PLAY with ``Range: npt=start-``, and with ``exact`` nothing earlier shown.
-    Events: connected, described, setup, playing, heartbeat, error, closed.
-    """
+    Events: connected, described, setup, playing, heartbeat, error, closed."""
 
     def __init__(self, url: str, transport: str = "tcp",
                  on_frame: Callable[[ShownFrame], None] | None = None,

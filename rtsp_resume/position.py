@@ -15,8 +15,7 @@ contiguous presentation frontier: the largest pts P such that every frame presen
 or before P since the PLAY was delivered (frames at most 1.5 frame durations apart are
 contiguous). A wider gap is crossed once no frame can still fill it: H.264 lets at most
 16 frames precede a frame in decode order and follow it in presentation order. Memory
-stays bounded (at most ``max_pending`` undelivered frames are remembered).
-"""
+stays bounded (at most ``max_pending`` undelivered frames are remembered)."""
 
 from __future__ import annotations
 

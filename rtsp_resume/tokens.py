@@ -6,8 +6,7 @@ which never import each other. The **play token** is the patent's EncryptToken (
 whom the server serves (for the bookmark). It is ``<payload>.<mac>`` in base64url, so it
 fits an RTSP URL query: compact JSON and an HMAC-SHA256. A **reverse bookmark call**
 (claims 3, 9) is signed over ``timestamp.nonce.body``; the nonce is its idempotency key.
-Each use has its own sub-key of the shared key, so one MAC never passes as the other.
-"""
+Each use has its own sub-key of the shared key, so one MAC never passes as the other."""
 
 from __future__ import annotations
 

@@ -5,8 +5,7 @@ beside a random *login session id*); its **EncryptToken** is a play token
 (:mod:`rtsp_resume.tokens`) naming user, content and login session id, which the streaming
 server sends as the BookMarkReq's ``UserToken`` (it never holds the viewer's secret). The
 **bookmark interface** (claims 3, 4, 9, 10) answers with an ``rtsp://`` URL whose fresh play
-token starts at the bookmark, so a player that does not seek still begins there.
-"""
+token starts at the bookmark, so a player that does not seek still begins there."""
 
 from __future__ import annotations
 
@@ -49,11 +48,9 @@ _SIGNED_HEADERS = (tokens.TIMESTAMP_HEADER, tokens.NONCE_HEADER, tokens.SIGNATUR
 
 class ResultCode(IntEnum):
     """BookMarkResp.ResultCode of the reverse bookmark-set interface (claim 6).
-
     0: stored; 1: this nonce was stored already and nothing more was written (a retry may
     count it delivered). The rest are refusals a retry cannot change, except 30 (the
-    database failed: retry later).
-    """
+    database failed: retry later)."""
 
     SAVED, DUPLICATE = 0, 1
     BAD_REQUEST, UNSIGNED, BAD_SIGNATURE, STALE, NONCE_REUSED = 2, 3, 4, 5, 6  # the request

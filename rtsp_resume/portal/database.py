@@ -1,8 +1,7 @@
 """Where the portal's SQL runs, named by a URL: ``sqlite:///FILE`` (the default, a file in the
 data folder, for one portal process) or ``postgresql://...`` (psycopg 3 and a connection pool,
 the optional ``postgres`` extra; any number of portal processes share it as one portal).
-What differs between the two is here: setup, placeholders and how a transaction is had.
-"""
+What differs between the two is here: setup, placeholders and how a transaction is had."""
 
 from __future__ import annotations
 

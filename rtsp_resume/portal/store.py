@@ -4,8 +4,7 @@ A bookmark answered with ResultCode 0 outlives a ``kill -9``: one transaction pe
 answered after its COMMIT (SQLite in WAL mode with ``synchronous=FULL``, or PostgreSQL). The
 statements are portable (:mod:`.database` holds the differences); the bookmark rules (claims
 1, 5) are one statement each, in :meth:`Store.record_bookmark`, and keep the newer bookmark
-whichever portal process writes it.
-"""
+whichever portal process writes it."""
 
 from __future__ import annotations
 
