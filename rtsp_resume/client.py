@@ -85,9 +85,8 @@ class PortalClient:
 
     def _call(self, method: str, path: str, body: Any = None, expect: type = object) -> Any:
         """One exchange; anything but a 2xx JSON answer of type ``expect`` raises."""
-        headers = {}
-        if self.user_token is not None and path != "/api/login":  # a login starts afresh
-            headers["Authorization"] = f"Bearer {self.user_token}"
+        bearer = self.user_token is not None and path != "/api/login"  # a login starts afresh
+        headers = {"Authorization": f"Bearer {self.user_token}"} if bearer else {}
         try:
             status, answer = request_json(method, self.base_url + path, body, headers,
                                           self.timeout)

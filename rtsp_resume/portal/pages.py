@@ -26,9 +26,8 @@ SESSION_COOKIE, LOGIN_CSRF_COOKIE = "rtsp_resume_session", "rtsp_resume_login"
 
 
 def format_duration(seconds: float) -> str:
-    """``90.4`` -> ``1:30``; ``3600`` -> ``1:00:00``."""
-    hours, rest = divmod(int(round(seconds)), 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+    """``90.4`` -> ``1:30``; ``3600`` -> ``1:00:00``: the clock in whole seconds."""
+    return format_clock(round(seconds)).removesuffix(".0")
 
 
 def iso_time(epoch: float) -> str:
