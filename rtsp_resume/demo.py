@@ -37,9 +37,8 @@ class Timeline:
 
 
 def _show(data: dict[str, Any]) -> str:
-    shown = {k: (v[:16] + "..." if isinstance(v, str) and len(v) > 24 else v)
-             for k, v in data.items()}
-    return json.dumps(shown)
+    return json.dumps({k: (v[:16] + "..." if isinstance(v, str) and len(v) > 24 else v)
+                       for k, v in data.items()})
 
 
 def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,

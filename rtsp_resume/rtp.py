@@ -386,8 +386,7 @@ class ReceptionStats:
             return
         extended = unwrap_sequence(packet.sequence_number, self.highest)
         self.highest = extended if self.highest is None else max(self.highest, extended)
-        if self._base is None or extended < self._base:
-            self._base = extended
+        self._base = extended if self._base is None else min(self._base, extended)
         if self.received:
             # A.8: D = (Rj - Ri) - (Sj - Si) in timestamp units, the RTP timestamps
             # compared modulo 2**32 so that a wrap is a small step.
