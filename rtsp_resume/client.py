@@ -88,8 +88,7 @@ class PortalClient:
         bearer = self.user_token is not None and path != "/api/login"  # a login starts afresh
         headers = {"Authorization": f"Bearer {self.user_token}"} if bearer else {}
         try:
-            status, answer = request_json(method, self.base_url + path, body, headers,
-                                          self.timeout)
+            status, answer = request_json(method, self.base_url + path, body, headers, self.timeout)
         except OSError as exc:  # refused, reset, timed out
             reason = getattr(exc, "reason", exc)
             raise PortalError(None, {"error": "unreachable",

@@ -27,8 +27,7 @@ class Timeline:
     """Prints events with the time since the story began; thread-safe."""
 
     def __init__(self) -> None:
-        self.t0 = time.time()
-        self._lock = threading.Lock()
+        self.t0, self._lock = time.time(), threading.Lock()
 
     def say(self, text: str, at: float | None = None) -> None:
         with self._lock:

@@ -51,17 +51,19 @@ class PositionEstimator:
         if not allowance >= 0:
             raise ValueError(f"invalid allowance {allowance!r}")
         self.fps, self.allowance, self.max_pending = fps, allowance, max_pending
-        self.start = 0.0
-        self.frames_since_play = 0
         # Unwrapped sequence numbers: last sent, highest sent, delivered up to (-1: none).
         self._last_seq: int | None = None
         self.highest_sent_seq = -1
         self.delivered_seq = -1
         self._marks: deque[tuple[int, int]] = deque(maxlen=_MAX_MARKS)  # (key, seq) in order
         self._sent_at: deque[tuple[float, int]] = deque(maxlen=max_pending)  # (when, seq)
-        self._reset_frames()
+        self.play(0.0)
 
-    def _reset_frames(self) -> None:
+    def play(self, start: float) -> None:
+        """A PLAY began at media time ``start`` (the start answered in its Range): earlier
+        frames no longer count; the numbering goes on. Not for a resume after PAUSE."""
+        self.start = start
+        self.frames_since_play = 0
         # Sent but not known delivered, in decode order: (last unwrapped seq, pts).
         self._pending: deque[tuple[int, float]] = deque()
         # Undelivered frames forgotten to bound memory: up to which seq, lowest pts.
@@ -71,13 +73,6 @@ class PositionEstimator:
         self._pool: list[float] = []
         self._frontier: float | None = None
         self.evidence = "none"  # nothing proven since the PLAY: the position is unknown
-
-    def play(self, start: float) -> None:
-        """A PLAY began at media time ``start`` (the start answered in its Range): earlier
-        frames no longer count; the numbering goes on. Not for a resume after PAUSE."""
-        self.start = start
-        self.frames_since_play = 0
-        self._reset_frames()
 
     def frame_sent(self, pts: float, first_seq: int, last_seq: int, now: float = math.inf) -> None:
         """A video access unit went out at ``now`` in RTP packets ``first_seq..last_seq``

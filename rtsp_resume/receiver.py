@@ -167,8 +167,7 @@ class TrackReceiver:
     def _decode(self, data: bytes, ticks: int) -> list[tuple[float, av.frame.Frame]]:
         """Decode one packet stamped ``ticks``; (npt, frame) for each frame that came out."""
         packet = av.Packet(data)
-        packet.pts = ticks
-        packet.time_base = Fraction(1, self.clock_rate)
+        packet.pts, packet.time_base = ticks, Fraction(1, self.clock_rate)
         try:
             frames = self._decoder.decode(packet)
         except (av.error.FFmpegError, ValueError) as exc:

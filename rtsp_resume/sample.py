@@ -176,8 +176,7 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
     # Human-readable: timecode HH:MM:SS:FF and the frame number, white on a black panel.
     scale = max(2, height // 90)
     minutes, ss = divmod(index // fps, 60)
-    lines = [f"{minutes // 60:02d}:{minutes % 60:02d}:{ss:02d}:{index % fps:02d}",
-             f"F {index:06d}"]
+    lines = [f"{minutes // 60:02d}:{minutes % 60:02d}:{ss:02d}:{index % fps:02d}", f"F {index:06d}"]
     line_h = (_GLYPH_H + 3) * scale
     panel_w = (max(len(s) for s in lines) * (_GLYPH_W + 1) + 2) * scale
     _fill(luma, 8, 8, panel_w, len(lines) * line_h + scale, BLACK)

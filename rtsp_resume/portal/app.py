@@ -128,8 +128,7 @@ class Portal:
         status, path = error.status_code, bottle.request.path
         detail = error.body if isinstance(error.body, str) else ""
         if status >= 500:
-            log.error("portal: %s %s -> %s", bottle.request.method, path,
-                      error.traceback or detail)
+            log.error("portal: %s %s -> %s", bottle.request.method, path, error.traceback or detail)
         if path.startswith("/api/"):
             bottle.response.content_type = "application/json"
             if path == "/api/bookmark/set":  # the streaming server reads a BookMarkResp

@@ -36,15 +36,12 @@ class Tour(Terminal):
         servers = w.HTML(f"portal <a href='{portal}/' target='_blank'>{portal}/</a> (log in "
                          f"as {html.escape(user)} / {html.escape(self.password)}) · "
                          f"streaming server {stage.system.rtsp_url}/")
-        self.dashboard = w.VBox([
-            servers,
-            w.HBox([self.view, w.VBox([self.link, self.comparison],
-                                      layout=w.Layout(margin="0 0 0 16px"))]),
-            self.timeline,
-            w.HBox([stage.bookmark_req, stage.bookmark_resp], layout=w.Layout(grid_gap="16px")),
-            self.bookmarks,
-            stage.log,
-        ], layout=w.Layout(width="100%"))
+        player = w.HBox([self.view, w.VBox([self.link, self.comparison],
+                                           layout=w.Layout(margin="0 0 0 16px"))])
+        messages = w.HBox([stage.bookmark_req, stage.bookmark_resp],
+                          layout=w.Layout(grid_gap="16px"))
+        self.dashboard = w.VBox([servers, player, self.timeline, messages, self.bookmarks,
+                                 stage.log], layout=w.Layout(width="100%"))
         self.dashboard.add_class("rr-dashboard")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -259,8 +259,7 @@ class ComparisonView(w.VBox):
             self.before.value = picture(before, self.width)
             self.before_label.value = compact(f"last frame before the cut:<br><b>{before}</b>")
         self.after.value = picture(after, self.width)
-        self.after_label.value = compact(f"first frame after the resume:<br><b>{after or '–'}"
-                                         "</b>")
+        self.after_label.value = compact(f"first frame after the resume:<br><b>{after or '–'}</b>")
         self.verdict.value = "" if check is None else compact(
             f'{CSS}<span class="{"rr-ok" if check.ok else "rr-bad"}">'
             f"{html.escape(check.describe())}</span> (resumed from ContentBM "
