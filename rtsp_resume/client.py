@@ -22,9 +22,9 @@ class PortalError(Exception):
 
     def __init__(self, status: int | None, body: Any) -> None:
         self.status, self.body = status, body
-        json = isinstance(body, dict)
-        self.error: str | None = body.get("error") if json else None
-        self.detail: str | None = body.get("detail") if json else (str(body) if body else None)
+        fields = isinstance(body, dict)  # the portal's JSON refusal, else its text
+        self.error: str | None = body.get("error") if fields else None
+        self.detail: str | None = body.get("detail") if fields else (str(body) if body else None)
         super().__init__(f"portal: {status if status is not None else 'no answer'}: "
                          f"{self.error or ''} {self.detail or ''}".rstrip())
 
