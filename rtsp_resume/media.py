@@ -126,12 +126,16 @@ class MediaFile:
         self._origin = 0.0  # seconds on the container's clock that map to 0.0
         self.keyframes: list[float] = []  # every video keyframe time, ascending
         self._seek_stream: int | None = None  # container index of the video we seek on
+        self._stores_dts = True  # False: FFmpeg guesses decode times (Matroska), by decoding
         with self._open() as container:
             self._probe(container)
 
-    def _open(self) -> av.container.InputContainer:
+    def _open(self, demux_only: bool = False) -> av.container.InputContainer:
+        # Opening decodes a picture to learn what the file leaves out (18 ms for 720p);
+        # a reader of a file that stores decode times needs none of it.
+        skip = {"skip_frame": "all"} if demux_only and self._stores_dts else {}
         try:
-            return av.open(str(self.path))
+            return av.open(str(self.path), options=skip)
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise UnplayableMedia(f"{self.path.name}: cannot open: {exc}") from exc
 
@@ -216,6 +220,7 @@ class MediaFile:
                 if packet.pts is None or packet.size == 0:
                     continue
                 index = packet.stream.index
+                self._stores_dts &= packet.dts is not None
                 if index == self._seek_stream and packet.is_keyframe:
                     keyframes.append(packet.pts * self._sources[index].time_base - self._origin)
                 if index in unresolved and index not in found:
@@ -243,7 +248,7 @@ class MediaFile:
     def access_units(self, start: float = 0.0) -> Iterator[AccessUnit]:
         """Access units of every track in decode order from the keyframe at or before
         ``start``, read by a demuxer of their own (closed with the generator)."""
-        with self._open() as container:
+        with self._open(demux_only=True) as container:
             try:
                 yield from self._read(container, self.keyframe_at_or_before(start))
             except av.FFmpegError as exc:

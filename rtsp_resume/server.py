@@ -11,13 +11,16 @@ import itertools
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rtsp_resume import rtsp
 from rtsp_resume import session as sm
+from rtsp_resume.loopclock import LoopClock
 from rtsp_resume.media import AccessUnit, MediaLibrary
 from rtsp_resume.payload import NAL_SPS, H264Packetizer, aac_payload, nal_type
 from rtsp_resume.ports import bind_udp_pair
@@ -27,15 +30,19 @@ log = sm.log
 SR_INTERVAL = 5.0  # seconds between RTCP sender reports per stream (RFC 3550 §6.2 minimum)
 LATE = 0.020  # seconds behind its due time after which a packet counts as late
 WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a TCP client before its media is dropped
+READ_AHEAD = 64  # access units per read on the reader thread (about a second of media)
 
 
 @dataclass
 class _Pacing:
     """The I/O side of one session: its tasks and where its media stands."""
     watch_task: asyncio.Task[None]
+    reader: ThreadPoolExecutor  # the server's one reader thread: file reads never block the loop
     play_task: asyncio.Task[None] | None = None
     units: Iterator[AccessUnit] | None = None
-    pending: AccessUnit | None = None  # the unit being waited for (kept on PAUSE)
+    ahead: deque[AccessUnit] = field(default_factory=deque)  # read, not sent; [0] kept on PAUSE
+    reading: Future[list[AccessUnit]] | None = None  # the read in flight
+    drained: bool = False  # the last read found the end
     catch_up_to: float = 0.0  # media time up to which units are sent without pacing
     clock: tuple[float, float] = (0.0, 0.0)  # media time clock[1] is due at loop time clock[0]
     packets_sent: int = 0
@@ -48,8 +55,9 @@ class _Pacing:
                 task.cancel()
         self.play_task = None
         if units and self.units is not None:
-            self.units.close()  # type: ignore[attr-defined]
-            self.units = self.pending = None
+            self.reader.submit(self.units.close)  # type: ignore[attr-defined]  # after any read
+            self.units, self.reading, self.drained = None, None, False
+            self.ahead.clear()
 
 
 @dataclass(eq=False)  # hashed by identity, kept in a set
@@ -85,15 +93,20 @@ class StreamingServer:
         self._thread: threading.Thread | None = None
         self._connections: set[_Connection] = set()
         self._cseqs = itertools.count(1)
+        self.clock = LoopClock()  # what heartbeats are timed by: the loop's own stalls left out
+        self._reader = ThreadPoolExecutor(1, "media-reader")
+        self._pulses: asyncio.TimerHandle | None = None
 
     async def start_async(self) -> None:
         """Bind the RTSP listener and the shared RTP/RTCP UDP pair on the running loop."""
         self.loop, cfg = asyncio.get_running_loop(), self.config
-        self._tcp = await asyncio.start_server(self._serve, cfg.host, cfg.port, reuse_address=True)
+        self._tcp = await asyncio.start_server(self._serve, cfg.host, cfg.port, reuse_address=True,
+                                               reuse_port=cfg.reuse_port)
         self.port = self._tcp.sockets[0].getsockname()[1]
         self._udp = bind_udp_pair(cfg.host)
         self.rtp_port = self.rtsp.rtp_port = self._udp[0].getsockname()[1]
         self.loop.add_reader(self._udp[1], self._read_rtcp)
+        self._pulse()
         log.info("RTSP on rtsp://%s:%d/, RTP/RTCP on UDP %d-%d", cfg.host, self.port,
                  self.rtp_port, self.rtp_port + 1)
 
@@ -112,6 +125,9 @@ class StreamingServer:
             self.loop.remove_reader(self._udp[1])
             for sock in self._udp:
                 sock.close()
+        if self._pulses is not None:
+            self._pulses.cancel()
+        self._reader.shutdown()  # the files' last closes
 
     def start(self) -> StreamingServer:
         """Run the server on its own thread and event loop; returns once it is listening."""
@@ -157,6 +173,10 @@ class StreamingServer:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
 
+    def _pulse(self) -> None:
+        self.clock.pulse()
+        self._pulses = asyncio.get_running_loop().call_later(self.clock.period, self._pulse)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One control connection (asyncio sets TCP_NODELAY: small RTP writes never wait)."""
         peer, parser = writer.get_extra_info("peername")[:2], rtsp.RtspParser()
@@ -185,7 +205,7 @@ class StreamingServer:
     def _received(self, connection: _Connection, events: list[rtsp.Event]) -> bool:
         """Handle what a connection's bytes said; False when it must be closed."""
         for event in events:
-            now, sessions = time.monotonic(), list(connection.sessions)
+            now, sessions = self.clock(), list(connection.sessions)
             if isinstance(event, rtsp.Request):
                 response, action = self.rtsp.handle(event, connection.peer[0], now, time.time())
                 if action is not None:
@@ -212,13 +232,13 @@ class StreamingServer:
         if action.kind == "watch":
             session.connection = connection
             connection.sessions.add(session)
-            session.io = _Pacing(loop.create_task(self._watch(session)))
+            session.io = _Pacing(loop.create_task(self._watch(session)), self._reader)
         elif action.kind == "end":
             self._end_session(session, "TEARDOWN")
         elif action.kind == "pause":
             pacing.stop()
-            if pacing.pending is not None:
-                session.paused_at = pacing.pending.pts
+            if pacing.ahead:
+                session.paused_at = pacing.ahead[0].pts
         elif action.kind == "play" and not session.closed:
             pacing.stop(units=action.start is not None)
             if action.start is not None:  # a new position (else resume where paused)
@@ -241,7 +261,7 @@ class StreamingServer:
 
     def _interrupt(self, session: sm.Session) -> None:
         """Claim 2: no answer in time. Tear down at once and report where the viewer was."""
-        event = session.interruption(self.config.position, time.monotonic(), time.time())
+        event = session.interruption(self.config.position, self.clock(), time.time())
         connection = session.connection
         self._end_session(session, sm.INTERRUPTED)
         if connection is not None and not connection.sessions:
@@ -259,7 +279,7 @@ class StreamingServer:
     async def _watch(self, session: sm.Session) -> None:
         """Heartbeat loop of one session: send OPTIONS, decide, sleep until the next deadline."""
         while not session.closed:
-            now = time.monotonic()
+            now = self.clock()
             todo = session.tick(now)
             if todo == sm.INTERRUPTED:
                 self._interrupt(session)
@@ -267,24 +287,35 @@ class StreamingServer:
                 self._end_session(session, todo)
             elif todo and session.connection is not None:
                 session.connection.send(session.heartbeat(next(self._cseqs), now))
-            deadline = session.monitor.next_deadline(time.monotonic())
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.001)
+            deadline = session.monitor.next_deadline(self.clock())
+            await asyncio.sleep(max(0.0, deadline - self.clock()) + 0.001)
+
+    async def _read(self, pacing: _Pacing) -> None:
+        """Units come from the reader thread: the next batch asked for once half of this one
+        is sent; a single unit when none is in hand (the file's opening, then a keyframe)."""
+        if pacing.reading is None and not pacing.drained and len(pacing.ahead) < READ_AHEAD // 2:
+            count = READ_AHEAD if pacing.ahead else 1
+            pacing.reading = pacing.reader.submit(list, itertools.islice(pacing.units, count))
+        if pacing.reading is not None and (not pacing.ahead or pacing.reading.done()):
+            # Shielded: what a read in flight brings is kept over a PAUSE, for the resume.
+            batch = await asyncio.shield(asyncio.wrap_future(pacing.reading))
+            pacing.ahead += batch
+            pacing.reading, pacing.drained = None, not batch
 
     async def _stream(self, session: sm.Session) -> None:
         """Send access units at their DTS; from a seek's keyframe up to the position asked
-        for, at once. The unit waited for stays ``pending``, where a PAUSE resumes."""
+        for, at once. The unit waited for stays first ``ahead``, where a PAUSE resumes."""
         pacing: _Pacing = session.io
         assert pacing.units is not None
         packetizer, loop = H264Packetizer(self.config.mtu), asyncio.get_running_loop()
         origin: float | None = None
         while not session.closed:
-            if pacing.pending is None:
-                pacing.pending = next(pacing.units, None)
-                if pacing.pending is None:
-                    session.at_end = True
-                    log.info("session %s reached the end", session.id)
-                    return
-            unit = pacing.pending
+            await self._read(pacing)
+            if not pacing.ahead:
+                session.at_end = True
+                log.info("session %s reached the end", session.id)
+                return
+            unit = pacing.ahead[0]
             setup = session.tracks.get(unit.track)
             if setup is not None:  # else a track the client did not SETUP
                 if origin is None:  # from the first unit in hand: opening the file is never late
@@ -297,7 +328,7 @@ class StreamingServer:
                 # Judged once sent: a busy loop may wake us late from the sleep too.
                 if loop.time() - due > LATE and unit.dts >= origin:
                     pacing.late_packets += sent
-            pacing.pending = None
+            pacing.ahead.popleft()
 
     def _send_unit(self, session: sm.Session, setup: sm.TrackSetup, unit: AccessUnit,
                    packetizer: H264Packetizer) -> int:
@@ -306,9 +337,10 @@ class StreamingServer:
         rate, stream = setup.track.clock_rate, setup.stream
         ticks = round(unit.pts * rate) + setup.tick_offset
         setup.next_ticks = max(setup.next_ticks, ticks + 1)
-        payloads = [(aac_payload(unit.nals), True)]
-        if setup.track.codec == "h264":
-            nals = unit.nals
+        nals = unit.nals
+        if setup.track.codec != "h264":
+            payloads = [(aac_payload(nals), True)]
+        else:
             if unit.keyframe and setup.track.sps and nals and nal_type(nals[0]) != NAL_SPS:
                 # Parameter sets before each IDR, for players that ignore the SDP's.
                 nals = (setup.track.sps, setup.track.pps, *nals)
@@ -355,5 +387,5 @@ class StreamingServer:
             data, addr = self._udp[1].recvfrom(1 << 16)  # type: ignore[index]
             for session in self.sessions.values():
                 if any(t.client_addr == (addr[0], addr[1] - 1) for t in session.tracks.values()):
-                    session.rtcp(data, time.monotonic())
+                    session.rtcp(data, self.clock())
                     return

@@ -1,0 +1,32 @@
+"""The clock a terminal's silence is judged by (claims 2, 8): it stands still while the
+server's own event loop is stalled, since no answer can be read then, whatever the terminal
+did. The loop calls :meth:`LoopClock.pulse` every ``period``; whatever a pulse is later than
+``slack`` counts as a stall and is left out of every reading. The underlying clock is injected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class LoopClock:
+    """Seconds on ``clock`` less the loop's stalls; call it to read it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, period: float = 0.1,
+                 slack: float = 0.1) -> None:
+        self._clock, self.period, self.slack = clock, period, slack
+        self.stalled = 0.0  # seconds of stall left out so far
+        self._due = clock() + period
+
+    def pulse(self) -> None:
+        """The loop's regular call: a late one ends a stall."""
+        now = self._clock()
+        self.stalled += self._overdue(now)
+        self._due = now + self.period
+
+    def __call__(self) -> float:
+        now = self._clock()
+        return now - self.stalled - self._overdue(now)  # a stall going on counts already
+
+    def _overdue(self, now: float) -> float:
+        return max(0.0, now - self._due - self.slack)
