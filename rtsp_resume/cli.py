@@ -11,8 +11,11 @@ notebooks rely on them); add new ones, never rename.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -25,6 +28,12 @@ def _host_port(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host or "127.0.0.1", int(port)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return int(text)
 
 
 def _user(text: str) -> tuple[str, str]:
@@ -70,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-file", type=Path, default=None,
                    help="shared secret with the portal (default: PORTAL data dir's 'secret')")
     p.add_argument("--outbox", type=Path, default=None,
-                   help="durable outbox for bookmark requests (SQLite file)")
+                   help="durable outbox for bookmark requests (SQLite file; worker n of "
+                        "several keeps its own, the name ending in -n)")
+    p.add_argument("--workers", type=_positive, default=len(os.sched_getaffinity(0)), metavar="N",
+                   help="processes sharing the RTSP port (SO_REUSEPORT), each an ordinary "
+                        "streaming server (default: the CPUs this process may use)")
     _add_heartbeat_flags(p)
 
     p = sub.add_parser("serve-portal", **defaults, help="the web portal (Bottle)")
@@ -148,30 +161,95 @@ def _server_config(args: argparse.Namespace, **settings: Any) -> Any:
 def serve_rtsp(args: argparse.Namespace) -> int:
     """Serve a folder until Ctrl-C; with ``--portal-url``, bookmark interruptions there."""
     from rtsp_resume import tokens
-    from rtsp_resume.server import StreamingServer
+    from rtsp_resume.media import MediaLibrary
 
     if not args.media.is_dir():
         print(f"serve-rtsp: {args.media} is not a folder of media files", file=sys.stderr)
         return 2
-    key, listeners = None, []
+    # Read (or made) once, before any worker starts: every worker signs with the same key.
+    key = None
     if args.portal_url:
+        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
+    with contextlib.ExitStack() as running:
+        try:
+            if args.workers == 1:
+                args.port = running.enter_context(_streaming_server(args, key)).port
+            else:
+                running.callback(_stop_workers, _start_workers(args, key))
+            for media in MediaLibrary(args.media).list():
+                print(f"  rtsp://{args.host}:{args.port}/{media.content_id}  "
+                      f"({media.duration:.1f} s)", flush=True)
+            threading.Event().wait()
+        except OSError as exc:  # e.g. the port is taken: say so, without a traceback
+            print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("stopped")
+    return 0
+
+
+def _streaming_server(args: argparse.Namespace, key: bytes | None, worker: int = 0) -> Any:
+    """``serve-rtsp``'s server, to start; ``worker`` n of several has an outbox of its own."""
+    from rtsp_resume.server import StreamingServer
+
+    listeners = []
+    if key is not None:
         from rtsp_resume.bookmark_outbox import BookmarkOutbox
 
-        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
-        outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db")
-        listeners.append(outbox.start().submit)
-    config = _server_config(args, host=args.host, port=args.port, token_key=key)
+        outbox = args.outbox or Path("data") / "outbox.db"
+        outbox = outbox.with_stem(f"{outbox.stem}-{worker}") if worker else outbox
+        listeners.append(BookmarkOutbox(args.portal_url, key, outbox).start().submit)
+    config = _server_config(args, host=args.host, port=args.port, token_key=key,
+                            reuse_port=worker > 0)
+    return StreamingServer(args.media, config, listeners)
+
+
+def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
+    """``--workers N``: N forked processes serving one port; returns once all listen."""
+    import multiprocessing
+
+    with socket.create_server((args.host, args.port)) as probe:  # taken? which one, for 0?
+        args.port = probe.getsockname()[1]
+    # Forked before this process has threads or media: each worker keeps main's SIGTERM
+    # handler, and Ctrl-C reaches the workers through this process.
+    context = multiprocessing.get_context("fork")
+    ready = context.SimpleQueue()
+    workers = [context.Process(target=_worker, args=(args, key, n, ready), name=f"worker {n}")
+               for n in range(1, args.workers + 1)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        if not ready.get():
+            _stop_workers(workers)
+            raise OSError("a worker could not listen (see its error above)")
+    return workers
+
+
+def _worker(args: argparse.Namespace, key: bytes | None, number: int, ready: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s"))
+    listening = False
     try:
-        with StreamingServer(args.media, config, listeners) as server:
-            for media in server.library.list():
-                print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
+        with _streaming_server(args, key, number):
+            ready.put(listening := True)
             threading.Event().wait()
-    except OSError as exc:  # e.g. the port is taken: say so, without a traceback
-        print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped")
-    return 0
+    except OSError as exc:
+        print(f"serve-rtsp: worker {number}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:  # SIGTERM from the parent
+        pass
+    finally:
+        if not listening:
+            ready.put(False)
+
+
+def _stop_workers(workers: list[Any]) -> None:
+    for worker in workers:
+        worker.terminate()  # SIGTERM: a clean stop
+    for worker in workers:
+        worker.join()
 
 
 def serve_portal(args: argparse.Namespace) -> int:
