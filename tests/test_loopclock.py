@@ -1,0 +1,90 @@
+"""A stall of the server's own loop is not the terminal's silence (claims 2, 8): the
+heartbeat monitor, timed by a :class:`LoopClock`, driven by a hand-moved clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtsp_resume.heartbeat import HeartbeatMonitor
+from rtsp_resume.loopclock import LoopClock
+
+
+class Time:
+    """The underlying clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(clock: LoopClock, time: Time, seconds: float) -> None:
+    """The loop running freely for ``seconds``: a pulse every period, on time."""
+    end = time.now + seconds
+    while time.now + clock.period <= end + 1e-9:
+        time.now += clock.period
+        clock.pulse()
+
+
+def answered_heartbeat_then_stall(timed_by_loop: bool) -> HeartbeatMonitor:
+    """A heartbeat sent, the loop stalls 5 s (the timeout is 3 s), and the answer, which
+    came long before, is read once the loop runs again."""
+    time = Time()
+    clock = LoopClock(time)
+    now = clock if timed_by_loop else time
+    monitor = HeartbeatMonitor(interval=1.0, timeout=3.0, now=now())
+    run(clock, time, 1.0)
+    monitor.heartbeat_sent(1, now())
+    time.now += 5.0  # the stall: no pulse, nothing read
+    monitor.response_received(1, now())
+    return monitor
+
+
+def test_an_answer_read_after_a_stall_of_the_loop_is_still_in_time() -> None:
+    monitor = answered_heartbeat_then_stall(timed_by_loop=True)
+    assert not monitor.interrupted
+    assert monitor.last_answered == 1
+
+
+def test_without_the_loop_clock_the_same_stall_would_be_a_false_interruption() -> None:
+    # The control: the test above can fail, and this is what it guards against.
+    assert answered_heartbeat_then_stall(timed_by_loop=False).interrupted
+
+
+def test_a_stall_that_is_going_on_counts_already() -> None:
+    """The loop's tick may run before the pulse after a stall: it must not judge then."""
+    time = Time()
+    clock = LoopClock(time)
+    monitor = HeartbeatMonitor(interval=1.0, timeout=3.0, now=clock())
+    run(clock, time, 2.5)
+    before = clock()
+    time.now += 4.0  # stalled, no pulse yet
+    assert clock() == pytest.approx(before + clock.period + clock.slack)
+    assert monitor.tick(clock()).alive
+
+
+def test_a_terminal_that_is_really_silent_is_still_caught_on_time() -> None:
+    time = Time()
+    clock = LoopClock(time)
+    monitor = HeartbeatMonitor(interval=1.0, timeout=3.0, now=clock())
+    run(clock, time, 1.0)
+    time.now += 2.0  # a 2 s stall
+    clock.pulse()
+    assert clock.stalled == pytest.approx(2.0 - clock.period - clock.slack)
+    # Silence so far: 1 s, then of the stall what a working loop may take (period + slack).
+    run(clock, time, 1.7)
+    assert monitor.tick(clock()).alive  # 2.9 s of silence the terminal is to blame for
+    run(clock, time, 0.1)
+    assert not monitor.tick(clock()).alive
+
+
+def test_a_loop_that_keeps_up_loses_no_time() -> None:
+    time = Time()
+    clock = LoopClock(time)
+    start = clock()
+    for _ in range(100):  # pulses up to the slack late are the loop working, not stalled
+        time.now += clock.period + clock.slack
+        clock.pulse()
+    assert clock.stalled == pytest.approx(0.0, abs=1e-9)
+    assert clock() - start == pytest.approx(100 * (clock.period + clock.slack))
