@@ -37,7 +37,7 @@ READ_AHEAD = 64  # access units per read on the reader thread (about a second of
 class _Pacing:
     """The I/O side of one session: its tasks and where its media stands."""
     watch_task: asyncio.Task[None]
-    reader: ThreadPoolExecutor  # the server's one reader thread: file reads never block the loop
+    readers: tuple[ThreadPoolExecutor, ThreadPoolExecutor]  # opening a file, reading on
     play_task: asyncio.Task[None] | None = None
     units: Iterator[AccessUnit] | None = None
     ahead: deque[AccessUnit] = field(default_factory=deque)  # read, not sent; [0] kept on PAUSE
@@ -55,7 +55,11 @@ class _Pacing:
                 task.cancel()
         self.play_task = None
         if units and self.units is not None:
-            self.reader.submit(self.units.close)  # type: ignore[attr-defined]  # after any read
+            close = self.units.close  # type: ignore[attr-defined]
+            if self.reading is None:
+                close()
+            else:  # on the reader's thread once it is done with the file
+                self.reading.add_done_callback(lambda _: close())
             self.units, self.reading, self.drained = None, None, False
             self.ahead.clear()
 
@@ -94,7 +98,9 @@ class StreamingServer:
         self._connections: set[_Connection] = set()
         self._cseqs = itertools.count(1)
         self.clock = LoopClock()  # what heartbeats are timed by: the loop's own stalls left out
-        self._reader = ThreadPoolExecutor(1, "media-reader")
+        # Off the loop: one thread opens files (20 ms for a 720p MKV), one reads on, so that
+        # a crowd starting at once never holds up the sessions already playing.
+        self._readers = (ThreadPoolExecutor(1, "media-opener"), ThreadPoolExecutor(1, "media-reader"))
         self._pulses: asyncio.TimerHandle | None = None
 
     async def start_async(self) -> None:
@@ -127,7 +133,8 @@ class StreamingServer:
                 sock.close()
         if self._pulses is not None:
             self._pulses.cancel()
-        self._reader.shutdown()  # the files' last closes
+        for reader in self._readers:
+            reader.shutdown()  # the files' last closes
 
     def start(self) -> StreamingServer:
         """Run the server on its own thread and event loop; returns once it is listening."""
@@ -232,7 +239,7 @@ class StreamingServer:
         if action.kind == "watch":
             session.connection = connection
             connection.sessions.add(session)
-            session.io = _Pacing(loop.create_task(self._watch(session)), self._reader)
+            session.io = _Pacing(loop.create_task(self._watch(session)), self._readers)
         elif action.kind == "end":
             self._end_session(session, "TEARDOWN")
         elif action.kind == "pause":
@@ -291,11 +298,11 @@ class StreamingServer:
             await asyncio.sleep(max(0.0, deadline - self.clock()) + 0.001)
 
     async def _read(self, pacing: _Pacing) -> None:
-        """Units come from the reader thread: the next batch asked for once half of this one
-        is sent; a single unit when none is in hand (the file's opening, then a keyframe)."""
+        """Units come from the reader threads: the next batch asked for once half of this one
+        is sent; one unit when none is in hand (opening the file, then the keyframe)."""
         if pacing.reading is None and not pacing.drained and len(pacing.ahead) < READ_AHEAD // 2:
-            count = READ_AHEAD if pacing.ahead else 1
-            pacing.reading = pacing.reader.submit(list, itertools.islice(pacing.units, count))
+            reader, count = (pacing.readers[1], READ_AHEAD) if pacing.ahead else (pacing.readers[0], 1)
+            pacing.reading = reader.submit(list, itertools.islice(pacing.units, count))
         if pacing.reading is not None and (not pacing.ahead or pacing.reading.done()):
             # Shielded: what a read in flight brings is kept over a PAUSE, for the resume.
             batch = await asyncio.shield(asyncio.wrap_future(pacing.reading))
