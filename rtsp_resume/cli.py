@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -172,14 +174,18 @@ def serve_rtsp(args: argparse.Namespace) -> int:
         key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
     with contextlib.ExitStack() as running:
         try:
-            if args.workers == 1:
+            workers = _start_workers(args, key) if args.workers > 1 else []
+            running.callback(_stop_workers, workers)
+            if not workers:
                 args.port = running.enter_context(_streaming_server(args, key)).port
-            else:
-                running.callback(_stop_workers, _start_workers(args, key))
             for media in MediaLibrary(args.media).list():
                 print(f"  rtsp://{args.host}:{args.port}/{media.content_id}  "
                       f"({media.duration:.1f} s)", flush=True)
-            threading.Event().wait()
+            if not workers:
+                threading.Event().wait()
+            multiprocessing.connection.wait([w.sentinel for w in workers])
+            print("serve-rtsp: a worker stopped; stopping the others", file=sys.stderr)
+            return 1
         except OSError as exc:  # e.g. the port is taken: say so, without a traceback
             print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}",
                   file=sys.stderr)
@@ -189,7 +195,8 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _streaming_server(args: argparse.Namespace, key: bytes | None, worker: int = 0) -> Any:
+def _streaming_server(args: argparse.Namespace, key: bytes | None, worker: int = 0,
+                      sock: socket.socket | None = None) -> Any:
     """``serve-rtsp``'s server, to start; ``worker`` n of several has an outbox of its own."""
     from rtsp_resume.server import StreamingServer
 
@@ -200,49 +207,43 @@ def _streaming_server(args: argparse.Namespace, key: bytes | None, worker: int =
         outbox = args.outbox or Path("data") / "outbox.db"
         outbox = outbox.with_stem(f"{outbox.stem}-{worker}") if worker else outbox
         listeners.append(BookmarkOutbox(args.portal_url, key, outbox).start().submit)
-    config = _server_config(args, host=args.host, port=args.port, token_key=key,
-                            reuse_port=worker > 0)
-    return StreamingServer(args.media, config, listeners)
+    config = _server_config(args, host=args.host, port=args.port, token_key=key)
+    return StreamingServer(args.media, config, listeners, sock)
 
 
 def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
-    """``--workers N``: N forked processes serving one port; returns once all listen."""
-    import multiprocessing
-
-    with socket.create_server((args.host, args.port)) as probe:  # taken? which one, for 0?
+    """``--workers N``: N forked processes, each accepting on a socket of its own, all on one
+    port (SO_REUSEPORT: the kernel spreads new connections over them)."""
+    with socket.create_server((args.host, args.port)) as probe:  # nobody there? which for 0?
         args.port = probe.getsockname()[1]
-    # Forked before this process has threads or media: each worker keeps main's SIGTERM
-    # handler, and Ctrl-C reaches the workers through this process.
+    socks = [socket.create_server((args.host, args.port), reuse_port=True)
+             for _ in range(args.workers)]  # listening already: nothing to wait for
+    # Forked before this process has threads or media; each keeps main's SIGTERM handler.
     context = multiprocessing.get_context("fork")
-    ready = context.SimpleQueue()
-    workers = [context.Process(target=_worker, args=(args, key, n, ready), name=f"worker {n}")
+    workers = [context.Process(target=_worker, args=(args, key, n, socks), name=f"worker {n}")
                for n in range(1, args.workers + 1)]
     for worker in workers:
         worker.start()
-    for _ in workers:
-        if not ready.get():
-            _stop_workers(workers)
-            raise OSError("a worker could not listen (see its error above)")
+    for sock in socks:
+        sock.close()
     return workers
 
 
-def _worker(args: argparse.Namespace, key: bytes | None, number: int, ready: Any) -> None:
+def _worker(args: argparse.Namespace, key: bytes | None, number: int,
+            socks: list[socket.socket]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s"))
-    listening = False
+    for sock in socks[:number - 1] + socks[number:]:
+        sock.close()  # the siblings'
     try:
-        with _streaming_server(args, key, number):
-            ready.put(listening := True)
-            threading.Event().wait()
+        with _streaming_server(args, key, number, socks[number - 1]):
+            multiprocessing.parent_process().join()  # a parent killed outright ends us too
     except OSError as exc:
-        print(f"serve-rtsp: worker {number}: {exc}", file=sys.stderr)
+        sys.exit(f"serve-rtsp: worker {number}: {exc}")
     except KeyboardInterrupt:  # SIGTERM from the parent
         pass
-    finally:
-        if not listening:
-            ready.put(False)
 
 
 def _stop_workers(workers: list[Any]) -> None:

@@ -11,9 +11,8 @@ import itertools
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,21 @@ from rtsp_resume.loopclock import LoopClock
 from rtsp_resume.media import AccessUnit, MediaLibrary
 from rtsp_resume.payload import NAL_SPS, H264Packetizer, aac_payload, nal_type
 from rtsp_resume.ports import bind_udp_pair
+from rtsp_resume.readahead import ReadAhead
 from rtsp_resume.session import Interruption, ServerConfig
 
 log = sm.log
 SR_INTERVAL = 5.0  # seconds between RTCP sender reports per stream (RFC 3550 §6.2 minimum)
 LATE = 0.020  # seconds behind its due time after which a packet counts as late
 WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a TCP client before its media is dropped
-READ_AHEAD = 64  # access units per read on the reader thread (about a second of media)
 
 
 @dataclass
 class _Pacing:
     """The I/O side of one session: its tasks and where its media stands."""
     watch_task: asyncio.Task[None]
-    readers: tuple[ThreadPoolExecutor, ThreadPoolExecutor]  # opening a file, reading on
     play_task: asyncio.Task[None] | None = None
-    units: Iterator[AccessUnit] | None = None
-    ahead: deque[AccessUnit] = field(default_factory=deque)  # read, not sent; [0] kept on PAUSE
-    reading: Future[list[AccessUnit]] | None = None  # the read in flight
-    drained: bool = False  # the last read found the end
+    units: ReadAhead | None = None  # its pending unit is kept on PAUSE
     catch_up_to: float = 0.0  # media time up to which units are sent without pacing
     clock: tuple[float, float] = (0.0, 0.0)  # media time clock[1] is due at loop time clock[0]
     packets_sent: int = 0
@@ -55,13 +50,8 @@ class _Pacing:
                 task.cancel()
         self.play_task = None
         if units and self.units is not None:
-            close = self.units.close  # type: ignore[attr-defined]
-            if self.reading is None:
-                close()
-            else:  # on the reader's thread once it is done with the file
-                self.reading.add_done_callback(lambda _: close())
-            self.units, self.reading, self.drained = None, None, False
-            self.ahead.clear()
+            self.units.close()
+            self.units = None
 
 
 @dataclass(eq=False)  # hashed by identity, kept in a set
@@ -80,10 +70,12 @@ class _Connection:
 class StreamingServer:
     """Serves every H.264/AAC file of a folder over RTSP, like live555MediaServer:
     ``rtsp://host:port/<ContentID>`` plays ``<ContentID>.mp4`` (or .mov, .mkv).
-    ``listeners`` are called on the server's thread with each :class:`Interruption`."""
+    ``listeners`` are called on the server's thread with each :class:`Interruption`;
+    ``sock``, a listening socket, is accepted on instead of binding the config's host:port."""
 
     def __init__(self, media: MediaLibrary | Path | str, config: ServerConfig | None = None,
-                 listeners: list[Callable[[Interruption], Any]] | None = None) -> None:
+                 listeners: list[Callable[[Interruption], Any]] | None = None,
+                 sock: socket.socket | None = None) -> None:
         self.library = media if isinstance(media, MediaLibrary) else MediaLibrary(Path(media))
         self.config = config or ServerConfig()
         self.listeners = list(listeners or [])
@@ -91,28 +83,25 @@ class StreamingServer:
         self.sessions: dict[str, sm.Session] = self.rtsp.sessions
         self.interruptions: list[Interruption] = []
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.port, self.rtp_port = self.config.port, 0
+        self.port, self.rtp_port, self.sock = self.config.port, 0, sock
         self._tcp: asyncio.Server | None = None
         self._udp: tuple[socket.socket, socket.socket] | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[_Connection] = set()
         self._cseqs = itertools.count(1)
         self.clock = LoopClock()  # what heartbeats are timed by: the loop's own stalls left out
-        # Off the loop: one thread opens files (20 ms for a 720p MKV), one reads on, so that
-        # a crowd starting at once never holds up the sessions already playing.
-        self._readers = (ThreadPoolExecutor(1, "media-opener"), ThreadPoolExecutor(1, "media-reader"))
-        self._pulses: asyncio.TimerHandle | None = None
+        self._readers = (ThreadPoolExecutor(1, "media-opener"), ThreadPoolExecutor(1, "media"))
 
     async def start_async(self) -> None:
         """Bind the RTSP listener and the shared RTP/RTCP UDP pair on the running loop."""
         self.loop, cfg = asyncio.get_running_loop(), self.config
-        self._tcp = await asyncio.start_server(self._serve, cfg.host, cfg.port, reuse_address=True,
-                                               reuse_port=cfg.reuse_port)
+        where = {"sock": self.sock} if self.sock else {"host": cfg.host, "port": cfg.port}
+        self._tcp = await asyncio.start_server(self._serve, **where)  # type: ignore[arg-type]
         self.port = self._tcp.sockets[0].getsockname()[1]
         self._udp = bind_udp_pair(cfg.host)
         self.rtp_port = self.rtsp.rtp_port = self._udp[0].getsockname()[1]
         self.loop.add_reader(self._udp[1], self._read_rtcp)
-        self._pulse()
+        self.clock.start(self.loop)
         log.info("RTSP on rtsp://%s:%d/, RTP/RTCP on UDP %d-%d", cfg.host, self.port,
                  self.rtp_port, self.rtp_port + 1)
 
@@ -131,8 +120,7 @@ class StreamingServer:
             self.loop.remove_reader(self._udp[1])
             for sock in self._udp:
                 sock.close()
-        if self._pulses is not None:
-            self._pulses.cancel()
+        self.clock.stop()
         for reader in self._readers:
             reader.shutdown()  # the files' last closes
 
@@ -179,10 +167,6 @@ class StreamingServer:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
-
-    def _pulse(self) -> None:
-        self.clock.pulse()
-        self._pulses = asyncio.get_running_loop().call_later(self.clock.period, self._pulse)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One control connection (asyncio sets TCP_NODELAY: small RTP writes never wait)."""
@@ -239,17 +223,17 @@ class StreamingServer:
         if action.kind == "watch":
             session.connection = connection
             connection.sessions.add(session)
-            session.io = _Pacing(loop.create_task(self._watch(session)), self._readers)
+            session.io = _Pacing(loop.create_task(self._watch(session)))
         elif action.kind == "end":
             self._end_session(session, "TEARDOWN")
         elif action.kind == "pause":
             pacing.stop()
-            if pacing.ahead:
-                session.paused_at = pacing.ahead[0].pts
+            if pacing.units is not None and pacing.units.pending is not None:
+                session.paused_at = pacing.units.pending.pts
         elif action.kind == "play" and not session.closed:
             pacing.stop(units=action.start is not None)
             if action.start is not None:  # a new position (else resume where paused)
-                pacing.units = session.media.access_units(action.start)
+                pacing.units = ReadAhead(session.media.access_units(action.start), self._readers)
             pacing.catch_up_to = action.catch_up_to
             pacing.play_task = loop.create_task(self._stream(session))
 
@@ -297,32 +281,19 @@ class StreamingServer:
             deadline = session.monitor.next_deadline(self.clock())
             await asyncio.sleep(max(0.0, deadline - self.clock()) + 0.001)
 
-    async def _read(self, pacing: _Pacing) -> None:
-        """Units come from the reader threads: the next batch asked for once half of this one
-        is sent; one unit when none is in hand (opening the file, then the keyframe)."""
-        if pacing.reading is None and not pacing.drained and len(pacing.ahead) < READ_AHEAD // 2:
-            reader, count = (pacing.readers[1], READ_AHEAD) if pacing.ahead else (pacing.readers[0], 1)
-            pacing.reading = reader.submit(list, itertools.islice(pacing.units, count))
-        if pacing.reading is not None and (not pacing.ahead or pacing.reading.done()):
-            # Shielded: what a read in flight brings is kept over a PAUSE, for the resume.
-            batch = await asyncio.shield(asyncio.wrap_future(pacing.reading))
-            pacing.ahead += batch
-            pacing.reading, pacing.drained = None, not batch
-
     async def _stream(self, session: sm.Session) -> None:
         """Send access units at their DTS; from a seek's keyframe up to the position asked
-        for, at once. The unit waited for stays first ``ahead``, where a PAUSE resumes."""
+        for, at once. The unit waited for stays ``pending``, where a PAUSE resumes."""
         pacing: _Pacing = session.io
         assert pacing.units is not None
         packetizer, loop = H264Packetizer(self.config.mtu), asyncio.get_running_loop()
         origin: float | None = None
         while not session.closed:
-            await self._read(pacing)
-            if not pacing.ahead:
+            unit = await pacing.units.next()
+            if unit is None:
                 session.at_end = True
                 log.info("session %s reached the end", session.id)
                 return
-            unit = pacing.ahead[0]
             setup = session.tracks.get(unit.track)
             if setup is not None:  # else a track the client did not SETUP
                 if origin is None:  # from the first unit in hand: opening the file is never late
@@ -335,7 +306,7 @@ class StreamingServer:
                 # Judged once sent: a busy loop may wake us late from the sleep too.
                 if loop.time() - due > LATE and unit.dts >= origin:
                     pacing.late_packets += sent
-            pacing.ahead.popleft()
+            pacing.units.sent()
 
     def _send_unit(self, session: sm.Session, setup: sm.TrackSetup, unit: AccessUnit,
                    packetizer: H264Packetizer) -> int:

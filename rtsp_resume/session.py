@@ -39,7 +39,6 @@ class ServerConfig:
     token_key: bytes | None = None  # when set, every DESCRIBE/SETUP/PLAY needs a play token
     mtu: int = 1400
     connection_timeout: float = 60.0  # a control connection silent this long, sessionless, closes
-    reuse_port: bool = False  # SO_REUSEPORT: worker processes share the RTSP port
 
 
 @dataclass(frozen=True)
