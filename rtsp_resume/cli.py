@@ -208,7 +208,9 @@ def _streaming_server(args: argparse.Namespace, key: bytes | None, worker: int =
         outbox = outbox.with_stem(f"{outbox.stem}-{worker}") if worker else outbox
         listeners.append(BookmarkOutbox(args.portal_url, key, outbox).start().submit)
     config = _server_config(args, host=args.host, port=args.port, token_key=key)
-    return StreamingServer(args.media, config, listeners, sock)
+    server = StreamingServer(args.media, config, listeners)
+    server.sock = sock
+    return server
 
 
 def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:

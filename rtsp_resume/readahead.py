@@ -14,14 +14,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from rtsp_resume.media import AccessUnit
 
 BATCH = 64  # access units per read (about a second of media)
+# The process's two reader threads (started at the first read, so after any fork).
+_OPENER, _READER = ThreadPoolExecutor(1, "media-opener"), ThreadPoolExecutor(1, "media-reader")
 
 
 class ReadAhead:
     """The units of one play from its start; ``pending`` is the next to send."""
 
-    def __init__(self, units: Iterator[AccessUnit],
-                 threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor]) -> None:
-        self._units, self._threads = units, threads
+    def __init__(self, units: Iterator[AccessUnit]) -> None:
+        self._units = units
         self._ahead: deque[AccessUnit] = deque()
         self._reading: Future[list[AccessUnit]] | None = None
         self._drained = False  # the last read found the end
@@ -34,7 +35,7 @@ class ReadAhead:
         """The unit to send next, None at the end. The next batch is asked for once half of
         this one is sent; a read in flight survives a cancel (a PAUSE) for the resume."""
         if self._reading is None and not self._drained and len(self._ahead) < BATCH // 2:
-            thread, count = (self._threads[1], BATCH) if self._ahead else (self._threads[0], 1)
+            thread, count = (_READER, BATCH) if self._ahead else (_OPENER, 1)
             self._reading = thread.submit(list, itertools.islice(self._units, count))
         if self._reading is not None and (not self._ahead or self._reading.done()):
             batch = await asyncio.shield(asyncio.wrap_future(self._reading))

@@ -12,18 +12,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtsp_resume import rtsp
+from rtsp_resume import loopclock, readahead, rtsp
 from rtsp_resume import session as sm
-from rtsp_resume.loopclock import LoopClock
 from rtsp_resume.media import AccessUnit, MediaLibrary
 from rtsp_resume.payload import NAL_SPS, H264Packetizer, aac_payload, nal_type
 from rtsp_resume.ports import bind_udp_pair
-from rtsp_resume.readahead import ReadAhead
 from rtsp_resume.session import Interruption, ServerConfig
 
 log = sm.log
@@ -37,7 +34,7 @@ class _Pacing:
     """The I/O side of one session: its tasks and where its media stands."""
     watch_task: asyncio.Task[None]
     play_task: asyncio.Task[None] | None = None
-    units: ReadAhead | None = None  # its pending unit is kept on PAUSE
+    units: readahead.ReadAhead | None = None  # its pending unit is kept on PAUSE
     catch_up_to: float = 0.0  # media time up to which units are sent without pacing
     clock: tuple[float, float] = (0.0, 0.0)  # media time clock[1] is due at loop time clock[0]
     packets_sent: int = 0
@@ -70,12 +67,10 @@ class _Connection:
 class StreamingServer:
     """Serves every H.264/AAC file of a folder over RTSP, like live555MediaServer:
     ``rtsp://host:port/<ContentID>`` plays ``<ContentID>.mp4`` (or .mov, .mkv).
-    ``listeners`` are called on the server's thread with each :class:`Interruption`;
-    ``sock``, a listening socket, is accepted on instead of binding the config's host:port."""
+    ``listeners`` are called on the server's thread with each :class:`Interruption`."""
 
     def __init__(self, media: MediaLibrary | Path | str, config: ServerConfig | None = None,
-                 listeners: list[Callable[[Interruption], Any]] | None = None,
-                 sock: socket.socket | None = None) -> None:
+                 listeners: list[Callable[[Interruption], Any]] | None = None) -> None:
         self.library = media if isinstance(media, MediaLibrary) else MediaLibrary(Path(media))
         self.config = config or ServerConfig()
         self.listeners = list(listeners or [])
@@ -83,14 +78,14 @@ class StreamingServer:
         self.sessions: dict[str, sm.Session] = self.rtsp.sessions
         self.interruptions: list[Interruption] = []
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.port, self.rtp_port, self.sock = self.config.port, 0, sock
+        self.port, self.rtp_port = self.config.port, 0
+        self.sock: socket.socket | None = None  # set before start: accept here, not host:port
         self._tcp: asyncio.Server | None = None
         self._udp: tuple[socket.socket, socket.socket] | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[_Connection] = set()
         self._cseqs = itertools.count(1)
-        self.clock = LoopClock()  # what heartbeats are timed by: the loop's own stalls left out
-        self._readers = (ThreadPoolExecutor(1, "media-opener"), ThreadPoolExecutor(1, "media"))
+        self.clock = loopclock.LoopClock()  # heartbeats' time: the loop's own stalls left out
 
     async def start_async(self) -> None:
         """Bind the RTSP listener and the shared RTP/RTCP UDP pair on the running loop."""
@@ -121,8 +116,6 @@ class StreamingServer:
             for sock in self._udp:
                 sock.close()
         self.clock.stop()
-        for reader in self._readers:
-            reader.shutdown()  # the files' last closes
 
     def start(self) -> StreamingServer:
         """Run the server on its own thread and event loop; returns once it is listening."""
@@ -233,7 +226,7 @@ class StreamingServer:
         elif action.kind == "play" and not session.closed:
             pacing.stop(units=action.start is not None)
             if action.start is not None:  # a new position (else resume where paused)
-                pacing.units = ReadAhead(session.media.access_units(action.start), self._readers)
+                pacing.units = readahead.ReadAhead(session.media.access_units(action.start))
             pacing.catch_up_to = action.catch_up_to
             pacing.play_task = loop.create_task(self._stream(session))
 
@@ -315,14 +308,13 @@ class StreamingServer:
         rate, stream = setup.track.clock_rate, setup.stream
         ticks = round(unit.pts * rate) + setup.tick_offset
         setup.next_ticks = max(setup.next_ticks, ticks + 1)
-        nals = unit.nals
-        if setup.track.codec != "h264":
-            payloads = [(aac_payload(nals), True)]
+        if setup.track.codec == "aac":
+            payloads = [(aac_payload(unit.nals), True)]
+        elif unit.keyframe and setup.track.sps and unit.nals and nal_type(unit.nals[0]) != NAL_SPS:
+            # Parameter sets before each IDR, for players that ignore the SDP's.
+            payloads = packetizer.packetize((setup.track.sps, setup.track.pps, *unit.nals))
         else:
-            if unit.keyframe and setup.track.sps and nals and nal_type(nals[0]) != NAL_SPS:
-                # Parameter sets before each IDR, for players that ignore the SDP's.
-                nals = (setup.track.sps, setup.track.pps, *nals)
-            payloads = packetizer.packetize(nals)
+            payloads = packetizer.packetize(unit.nals)
         first_seq = stream.next_sequence
         packets = [bytes(stream.packet(data, ticks, marker)) for data, marker in payloads]
         pacing.packets_sent += len(packets)

@@ -5,8 +5,7 @@ The two servers still talk only over HTTP, exactly as when they run as two proce
 posts signed BookMarkReq to the portal's ``/api/bookmark/set``. What they share is the
 secret key (play tokens and request signatures) and this module, which starts them.
 
-:class:`System` is what tests, notebooks and the demo use; :func:`main` is
-``python -m rtsp_resume serve``.
+:class:`System` is what ``serve``, the demo, tests and notebooks run.
 """
 
 from __future__ import annotations
