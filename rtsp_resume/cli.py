@@ -32,12 +32,6 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
-    return int(text)
-
-
 def _user(text: str) -> tuple[str, str]:
     name, sep, password = text.partition(":")
     if not sep or not name or not password:
@@ -83,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outbox", type=Path, default=None,
                    help="durable outbox for bookmark requests (SQLite file; worker n of "
                         "several keeps its own, the name ending in -n)")
-    p.add_argument("--workers", type=_positive, default=len(os.sched_getaffinity(0)), metavar="N",
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
                    help="processes sharing the RTSP port (SO_REUSEPORT), each an ordinary "
                         "streaming server (default: the CPUs this process may use)")
     _add_heartbeat_flags(p)
@@ -168,6 +162,9 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     if not args.media.is_dir():
         print(f"serve-rtsp: {args.media} is not a folder of media files", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("serve-rtsp: --workers must be 1 or more", file=sys.stderr)
+        return 2
     # Read (or made) once, before any worker starts: every worker signs with the same key.
     key = None
     if args.portal_url:
@@ -175,7 +172,10 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as running:
         try:
             workers = _start_workers(args, key) if args.workers > 1 else []
-            running.callback(_stop_workers, workers)
+            for worker in workers:  # on the way out: each gets SIGTERM (a clean stop), then
+                running.callback(worker.join)  # is waited for (callbacks run last first)
+            for worker in workers:
+                running.callback(worker.terminate)
             if not workers:
                 args.port = running.enter_context(_streaming_server(args, key)).port
             for media in MediaLibrary(args.media).list():
@@ -234,9 +234,8 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
 def _worker(args: argparse.Namespace, key: bytes | None, number: int,
             socks: list[socket.socket]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(force=True, level=logging.getLogger().level,
+                        format=f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s")
     for sock in socks[:number - 1] + socks[number:]:
         sock.close()  # the siblings'
     try:
@@ -246,13 +245,6 @@ def _worker(args: argparse.Namespace, key: bytes | None, number: int,
         sys.exit(f"serve-rtsp: worker {number}: {exc}")
     except KeyboardInterrupt:  # SIGTERM from the parent
         pass
-
-
-def _stop_workers(workers: list[Any]) -> None:
-    for worker in workers:
-        worker.terminate()  # SIGTERM: a clean stop
-    for worker in workers:
-        worker.join()
 
 
 def serve_portal(args: argparse.Namespace) -> int:
