@@ -43,12 +43,11 @@ class _Pacing:
     def stop(self, units: bool = False, watch: bool = False) -> None:
         """Stop pacing (``watch``: the heartbeat too; ``units``: close the file now)."""
         for task in (self.play_task, self.watch_task if watch else None):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
+            if task is not None:
+                task.cancel()  # the calling task too: it ends at its next wait, not sleeps on
         self.play_task = None
         if units and self.units is not None:
             self.units.close()
-            self.units = None
 
 
 @dataclass(eq=False)  # hashed by identity, kept in a set

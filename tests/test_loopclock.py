@@ -3,6 +3,8 @@ heartbeat monitor, timed by a :class:`LoopClock`, driven by a hand-moved clock."
 
 from __future__ import annotations
 
+import time as time_module
+
 import pytest
 
 from rtsp_resume.heartbeat import HeartbeatMonitor
@@ -88,3 +90,24 @@ def test_a_loop_that_keeps_up_loses_no_time() -> None:
         clock.pulse()
     assert clock.stalled == pytest.approx(0.0, abs=1e-9)
     assert clock() - start == pytest.approx(100 * (clock.period + clock.slack))
+
+
+def test_a_live_server_whose_loop_stalls_keeps_its_answering_terminal(sample_dir) -> None:
+    """The server's loop blocked for 4 heartbeat timeouts (as a slow file once did): the
+    terminal answered all along, so its session goes on with heartbeats after the stall."""
+    from live_support import RawTerminal, running_server
+
+    with running_server(sample_dir, heartbeat_interval=0.1, heartbeat_timeout=0.5) as (
+            server, watch):
+        terminal = RawTerminal("127.0.0.1", server.port)
+        try:
+            terminal.play(server.url("sample"))
+            terminal.wait_heartbeats(3, 5.0)
+            assert server.loop is not None
+            server.loop.call_soon_threadsafe(time_module.sleep, 2.0)  # the stall
+            seen = terminal.counters.heartbeats
+            terminal.wait_heartbeats(seen + 10, 10.0)  # well past the stall
+            assert watch.events == [], watch.events
+            assert not terminal.closed_by_server.is_set()
+        finally:
+            terminal.close()
