@@ -25,6 +25,7 @@ class ReadAhead:
         self._units = units
         self._ahead: deque[AccessUnit] = deque()
         self._reading: Future[list[AccessUnit]] | None = None
+        self._opened = False  # the first read, which opens the file, has been asked for
         self._drained = False  # the last read found the end
 
     @property
@@ -34,14 +35,16 @@ class ReadAhead:
     async def next(self) -> AccessUnit | None:
         """The unit to send next, None at the end. The next batch is asked for once half of
         this one is sent; a read in flight survives a cancel (a PAUSE) for the resume."""
-        if self._reading is None and not self._drained and len(self._ahead) < BATCH // 2:
-            thread, count = (_READER, BATCH) if self._ahead else (_OPENER, 1)
-            self._reading = thread.submit(list, itertools.islice(self._units, count))
-        if self._reading is not None and (not self._ahead or self._reading.done()):
+        while True:
+            if self._reading is None and not self._drained and len(self._ahead) < BATCH // 2:
+                thread, count = (_READER, BATCH) if self._opened else (_OPENER, 1)
+                self._reading = thread.submit(list, itertools.islice(self._units, count))
+                self._opened = True
+            if self._reading is None or (self._ahead and not self._reading.done()):
+                return self.pending
             batch = await asyncio.shield(asyncio.wrap_future(self._reading))
             self._ahead += batch
             self._reading, self._drained = None, not batch
-        return self.pending
 
     def sent(self) -> None:
         self._ahead.popleft()

@@ -88,3 +88,26 @@ async def _closed_within(units: Iterator[AccessUnit], seconds: float) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+def test_one_unit_on_the_opener_then_batches_on_the_reader(
+    media: MediaFile, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rtsp_resume import readahead
+
+    trips: list[str] = []
+    for name in ("_OPENER", "_READER"):
+        pool = getattr(readahead, name)
+        monkeypatch.setattr(pool, "submit", lambda fn, it, n=name, s=pool.submit: (
+            trips.append(n), s(fn, it))[1])
+
+    async def play() -> int:
+        ahead, count = ReadAhead(media.access_units(0.0)), 0
+        while await ahead.next() is not None:
+            ahead.sent()
+            count += 1
+        return count
+
+    count = asyncio.run(play())
+    assert trips[0] == "_OPENER" and set(trips[1:]) == {"_READER"}
+    assert len(trips) <= count // (BATCH // 2) + 3  # a trip per batch, not per unit
