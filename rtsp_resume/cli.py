@@ -220,6 +220,8 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
         args.port = probe.getsockname()[1]
     socks = [socket.create_server((args.host, args.port), reuse_port=True)
              for _ in range(args.workers)]  # listening already: nothing to wait for
+    for sock in socks:  # inherited by each connection; asyncio sets it only on its own sockets
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # Forked before this process has threads or media; each keeps main's SIGTERM handler.
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_worker, args=(args, key, n, socks), name=f"worker {n}")
