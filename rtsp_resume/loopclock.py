@@ -1,7 +1,8 @@
 """The clock a terminal's silence is judged by (claims 2, 8): it stands still while the
 server's own event loop is stalled, since no answer can be read then, whatever the terminal
 did. The loop pulses it every ``period``; whatever a pulse is later than ``slack`` counts as
-a stall and is left out of every reading. The underlying clock is injected."""
+a stall and is left out of every reading (a loop that is merely busy loses nothing: a real
+silence is still caught on time). The underlying clock is injected."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class LoopClock:
     """Seconds on ``clock`` less the loop's stalls; call it to read it."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, period: float = 0.1,
-                 slack: float = 0.1) -> None:
+                 slack: float = 0.25) -> None:
         self._clock, self.period, self.slack = clock, period, slack
         self.stalled = 0.0  # seconds of stall left out so far
         self._due = clock() + period
