@@ -1,45 +1,52 @@
-"""How many real-time sessions one streaming server process carries, and how fast it starts.
+"""How many real-time sessions the streaming server carries, on one process or several,
+and how fast it starts.
 
-For each N in ``--sessions`` (default 1, 10, 50) a fresh server runs as a subprocess,
-``python -m rtsp_resume serve-rtsp``, so that its CPU time and memory can be read from
-``/proc/<pid>``. N lightweight clients in this process then start *all at once*
-(DESCRIBE, SETUP video and audio, PLAY over one TCP connection each, or UDP with
-``--transport udp``) and receive the sample for ``--seconds``. The clients only parse RTP
-headers and note arrival times; decoding 50 streams would cost more CPU than the server.
+The clip is made here, once (kept in ``artifacts/stream-load/``): 30 s of 1280x720 H.264
+at about 2 Mbit/s (moving noise, so the encoder has to spend its bits) with stereo AAC,
+as ``clip720.mp4`` and a Matroska copy of the same packets, ``clip720mkv.mkv``.
 
-Figures printed per N:
+For each container, each ``--workers`` W and each N in ``--sessions`` (default 50, 100,
+200, 300) a fresh ``python -m rtsp_resume serve-rtsp --workers W`` runs as a subprocess,
+so that its CPU time and memory (summed over its worker processes) can be read from
+``/proc``. N lightweight clients in this process then start *all at once* (DESCRIBE,
+SETUP video and audio, PLAY over one TCP connection each, or UDP with ``--transport
+udp``) and receive for ``--seconds``. The clients only parse RTP headers and note arrival
+times; decoding would cost more CPU than the server.
 
-- failed: sessions that did not start (an error status, no answer, or no RTP within 5 s).
+Figures printed per level:
+
+- failed: sessions that did not start (an error status, no answer, or no RTP within 10 s).
+- interrupted: sessions the server ended as abnormally interrupted (its log), each a false
+  bookmark since every client here answers every heartbeat.
 - server CPU per stream: the server's user+system CPU time over the streaming window,
   divided by the window and by N (percent of one core).
-- server RSS: the peak resident memory sampled every 0.2 s, and the kernel's high-water
-  mark (VmHWM); the idle RSS before any client came is printed for comparison.
+- server RSS: the peak resident memory sampled every 0.2 s (all workers together).
 - late packets, as the server counts them: an RTP packet sent more than 20 ms after its
-  due time (start of play + the unit's decode time), read from the server's log line at
-  the end of each session.
+  due time (start of play + the unit's decode time), from its log at each session's end.
 - late packets, as the clients see them: each packet's arrival minus its due time
   (decode time of its access unit, looked up in the file from its RTP timestamp), against
-  the best packet of the session; the share more than 20 ms behind, and p99/max. This
-  includes the clients' own scheduling delays: compare with the client CPU printed.
+  the best packet of the session; the share more than 50 ms behind, and p99/max. This
+  includes the clients' own scheduling delays (they share the cores): compare with the
+  client CPU printed.
 - packets lost (UDP only; TCP cannot lose).
 - first packet: from the PLAY response's arrival to the first RTP packet's (median and
   max over the sessions), i.e. how soon the keyframe follows the answer.
 
-Then, with the server idle, the time from ``av.open`` to the first decoded picture with
+Then, with one server idle, the time from ``av.open`` to the first decoded picture with
 FFmpeg's RTSP client (PyAV, over TCP), median of ``--runs`` (default 5), with default
-options and with ``probesize=32, analyzeduration=0``. ``analyzeduration=0`` alone means
-"use the default" (5 s) to FFmpeg: the probe is cut short by ``probesize``, shown by a
-third row with ``analyzeduration=0`` only.
+options and with ``probesize=32, analyzeduration=0`` (``analyzeduration=0`` alone means
+"the default, 5 s" to FFmpeg: the third row).
 
-The machine's 1-minute load average is printed with each level: other programs busy
-on the same cores delay the server's wake-ups, and the late packets with them.
+The machine's 1-minute load average is printed with each level: other programs busy on
+the same cores delay the server's wake-ups, and the late packets with them.
 
-Targets: 50 sessions with under 1% late packets, none failed, RSS under
-150 MB, on a 2-core machine; first frame within 60 ms with the short-probe options.
+Target: 200 sessions on 2 workers with under 1% of packets more than 50 ms late, none
+failed, none interrupted, for the MP4 and the MKV.
 
 Usage:
-    python benchmarks/stream_load.py [--sessions 1 10 50] [--seconds 15]
-        [--transport tcp|udp] [--runs 5] [--media sample_media] [--clip sample]
+    python benchmarks/stream_load.py [--sessions 50 100 200 300] [--workers 1 2]
+        [--containers mp4 mkv] [--seconds 15] [--transport tcp|udp] [--runs 5]
+        [--media DIR --clip NAME]  (another clip instead of the one made here)
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -66,10 +74,12 @@ from rtsp_resume import rtsp, sdp
 from rtsp_resume.media import MediaFile
 
 ROOT = Path(__file__).resolve().parent.parent
-LATE = 0.020  # seconds
+CLIPS = ROOT / "artifacts" / "stream-load"
+LATE = 0.050  # seconds behind its due time after which a packet counts as late (clients)
 START_DEADLINE = 10.0  # seconds for every session to be answered and get its first packet
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ENDED_RE = re.compile(r"session (\w+) ended: .*; (\d+) RTP packets sent, (\d+) late")
+INTERRUPTED_RE = re.compile(r"session (\w+) .* interrupted after")
 
 
 # --------------------------------------------------------------------------------------
@@ -80,12 +90,13 @@ class ServerProcess:
     """``serve-rtsp`` in a subprocess; its log lines collected, its /proc figures read."""
 
     def __init__(self, media: Path, port: int, command: list[str] | None = None,
-                 name: str = "the server") -> None:
+                 name: str = "the server", workers: int = 1) -> None:
         """``command`` replaces ours (benchmarks/versus_gst.py runs gst-rtsp-server); it
         must print an ``rtsp://`` line on stdout once it listens."""
         self.port = port
         self.command = command or [sys.executable, "-m", "rtsp_resume", "serve-rtsp",
-                                   "--media", str(media), "--port", str(port)]
+                                   "--media", str(media), "--port", str(port),
+                                   "--workers", str(workers)]
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -108,16 +119,30 @@ class ServerProcess:
         for line in self.proc.stderr:  # type: ignore[union-attr]
             self.log.append(line)
 
+    def pids(self) -> list[int]:
+        """The server's process and its workers (its children)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return [self.proc.pid, *map(int, children.split())]
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-        return (utime + stime) / CLOCK_TICKS
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime: 14 and 15 of proc(5)
+        return total / CLOCK_TICKS
 
     def memory_kb(self, name: str) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-        raise KeyError(name)
+        """A /proc status figure (VmRSS, VmHWM) summed over the server's processes."""
+        total = 0
+        for pid in self.pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(name + ":"):
+                    total += int(line.split()[1])
+        return total
+
+    def interrupted(self) -> set[str]:
+        """Ids of the sessions the server declared abnormally interrupted."""
+        return {m.group(1) for line in list(self.log) if (m := INTERRUPTED_RE.search(line))}
 
     def session_counts(self) -> dict[str, tuple[int, int]]:
         """Per session id: (RTP packets sent, late), from the log lines of ended sessions."""
@@ -376,6 +401,7 @@ class LoadResult:
     client_max_ms: float
     lost: int
     first_packet_ms: list[float]
+    interrupted: int = 0
 
 
 async def run_load(server: ServerProcess, n: int, seconds: float, clip: str,
@@ -411,6 +437,7 @@ async def run_load(server: ServerProcess, n: int, seconds: float, clip: str,
     while not ids <= server.session_counts().keys() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     counts = server.session_counts()
+    interrupted = len(ids & server.interrupted())
     lateness = [x for r in receivers for x in r.lateness()]
     for r in receivers:
         if r.error:
@@ -432,6 +459,7 @@ async def run_load(server: ServerProcess, n: int, seconds: float, clip: str,
         lost=sum(r.lost() for r in receivers),
         first_packet_ms=[1000 * (r.first_rtp - r.play_answered) for r in receivers
                          if r.first_rtp is not None and r.play_answered is not None],
+        interrupted=interrupted,
     )
 
 
@@ -466,77 +494,152 @@ def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.3f}%" if whole else "n/a"
 
 
+def make_clips(folder: Path) -> list[str]:
+    """The 720p clip, as MP4 and as a Matroska copy, made once; their content ids."""
+    mp4, mkv = folder / "clip720.mp4", folder / "clip720mkv.mkv"
+    if not mp4.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        _encode_clip(mp4.with_suffix(".part"))
+        mp4.with_suffix(".part").replace(mp4)
+        print(f"made {mp4}: {mp4.stat().st_size * 8 / 30e6:.2f} Mbit/s in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    if not mkv.exists():
+        from versus_gst import remux_to_mkv
+
+        partial = folder.parent / "partial.mkv"  # outside the folder served; .mkv for the muxer
+        remux_to_mkv(mp4, partial)
+        partial.replace(mkv)
+    return [mp4.stem, mkv.stem]
+
+
+def _encode_clip(path: Path, seconds: int = 30, fps: int = 25) -> None:
+    """1280x720 H.264 at 2 Mbit/s (a keyframe every 2 s, B-frames) and 48 kHz stereo AAC.
+    The picture is coarse noise that scrolls, plus fine noise: nothing x264 gets cheaply."""
+    import numpy as np
+
+    width, height, rate = 1280, 720, 48_000
+    rng = np.random.default_rng(720)
+    blocks = rng.integers(16, 200, size=(height // 8, width // 8 + seconds * fps),
+                          dtype=np.uint8)
+    chroma = np.full((height // 2, width), 128, np.uint8)
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.bit_rate = 2_000_000
+        video.codec_context.thread_type = "FRAME"
+        video.options = {"g": str(2 * fps), "keyint_min": str(2 * fps), "sc_threshold": "0",
+                         "preset": "veryfast", "x264-params": "scenecut=0:open-gop=0"}
+        sound = out.add_stream("aac", rate=rate, layout="stereo")
+        sound.bit_rate = 128_000
+        samples = 0
+        for index in range(seconds * fps):
+            coarse = np.kron(blocks[:, index:index + width // 8], np.ones((8, 8), np.uint8))
+            luma = coarse + rng.integers(0, 24, size=(height, width), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.concatenate([luma, chroma]),
+                                               format="yuv420p")
+            frame.pts = index
+            out.mux(video.encode(frame))
+            while samples + 1024 <= (index + 1) * rate // fps:
+                t = np.arange(samples, samples + 1024) / rate
+                tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+                audio = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1),
+                                                   format="flt", layout="stereo")
+                audio.sample_rate, audio.pts = rate, samples
+                audio.time_base = Fraction(1, rate)
+                out.mux(sound.encode(audio))
+                samples += 1024
+        out.mux(video.encode(None))
+        out.mux(sound.encode(None))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[50, 100, 200, 300])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--containers", nargs="+", choices=["mp4", "mkv"],
+                        default=["mp4", "mkv"], help="which copies of the clip made here")
     parser.add_argument("--seconds", type=float, default=15.0,
                         help="streaming window measured per load level")
     parser.add_argument("--transport", choices=["tcp", "udp"], default="tcp")
     parser.add_argument("--runs", type=int, default=5, help="first-frame measurements")
-    parser.add_argument("--media", type=Path, default=ROOT / "sample_media")
-    parser.add_argument("--clip", default="sample")
+    parser.add_argument("--media", type=Path, default=None,
+                        help="a folder of your own (with --clip) instead of the clip made here")
+    parser.add_argument("--clip", default=None, help="content id in --media")
     args = parser.parse_args()
     if not 0 < args.seconds <= 25:
         parser.error("--seconds must be within the 30 s clip, leaving time to start")
+    if (args.media is None) != (args.clip is None):
+        parser.error("--media and --clip go together")
 
     print("$ " + shlex.join(["python", "benchmarks/stream_load.py", *sys.argv[1:]]))
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; "
-          f"PyAV {av.__version__}")
-    due = DueTimes(MediaFile(args.media / f"{args.clip}.mp4"))
+          f"PyAV {av.__version__}", flush=True)
+    if args.media is None:
+        media, made = CLIPS, make_clips(CLIPS)
+        clips = [c for c in made if ("mkv" if c.endswith("mkv") else "mp4") in args.containers]
+    else:
+        media, clips = args.media, [args.clip]
 
-    print(f"\nLoad: {args.clip}, {args.transport}, {args.seconds:.0f} s window per level")
-    header = (f"{'N':>4} {'failed':>6} {'CPU/stream':>10} {'RSS idle':>8} {'RSS peak':>8} "
-              f"{'late (server)':>20} {'late (clients)':>20} {'p99':>7} {'max':>7} "
-              f"{'lost':>5} {'client CPU':>10} {'load':>5} {'1st packet (median/max)':>24}")
-    print(header)
+    header = (f"{'N':>4} {'failed':>6} {'intr':>4} {'CPU/stream':>10} {'RSS peak':>8} "
+              f"{'late >20ms (server)':>20} {'late >50ms (clients)':>21} {'p99':>7} "
+              f"{'max':>7} {'lost':>5} {'client CPU':>10} {'load':>5} "
+              f"{'1st packet (median/max)':>24}")
     results = []
-    for n in args.sessions:
-        server = ServerProcess(args.media, free_port())
-        try:
-            result = asyncio.run(run_load(server, n, args.seconds, args.clip,
-                                          args.transport, due))
-        finally:
-            code = server.stop()
-        results.append(result)
-        print(f"{n:>4} {result.failed:>6} {100 * result.cpu_per_stream:>9.2f}% "
-              f"{result.rss_idle_mb:>6.1f}MB {result.rss_peak_mb:>6.1f}MB "
-              f"{result.server_late:>6}/{result.server_sent:<7} "
-              f"{_percent(result.server_late, result.server_sent):>6} "
-              f"{result.client_late:>6}/{result.client_packets:<7} "
-              f"{_percent(result.client_late, result.client_packets):>6} "
-              f"{result.client_p99_ms:>5.1f}ms {result.client_max_ms:>5.1f}ms "
-              f"{result.lost:>5} {100 * result.client_cpu:>9.1f}% {_load():>5.2f} "
-              f"{_median(result.first_packet_ms):>10.1f}/"
-              f"{max(result.first_packet_ms, default=0):.1f}ms", flush=True)
-        if code != 0:
-            print(f"    server exit code {code} after Ctrl-C", flush=True)
-    print("CPU/stream: server CPU time / window / sessions (percent of one core); "
-          "RSS peak sampled every 0.2 s\n(kernel high-water marks: "
-          + ", ".join(f"N={r.sessions}: {r.hwm_mb:.1f} MB" for r in results) + ")")
+    for clip in clips:
+        due = DueTimes(MediaFile(next(media.glob(f"{clip}.*"))))
+        for workers in args.workers:
+            print(f"\nLoad: {clip}, {args.transport}, --workers {workers}, "
+                  f"{args.seconds:.0f} s window per level\n{header}", flush=True)
+            for n in args.sessions:
+                server = ServerProcess(media, free_port(), workers=workers)
+                try:
+                    result = asyncio.run(run_load(server, n, args.seconds, clip,
+                                                  args.transport, due))
+                finally:
+                    code = server.stop()
+                results.append((clip, workers, result))
+                print(_row(result), flush=True)
+                if code != 0:
+                    print(f"    server exit code {code} after Ctrl-C", flush=True)
+    print("CPU/stream: server CPU time (all workers) / window / sessions (percent of one "
+          "core); intr: sessions ended as interrupted; RSS peak sampled every 0.2 s")
 
-    print(f"\nFirst frame, PyAV {av.__version__} over TCP, server idle, "
+    print(f"\nFirst frame, PyAV {av.__version__} over TCP, server idle (1 worker), "
           f"median of {args.runs} (min-max):")
-    server = ServerProcess(args.media, free_port())
-    try:
-        url = f"rtsp://127.0.0.1:{server.port}/{args.clip}"
-        variants = {
-            "default options": {},
-            "probesize=32, analyzeduration=0": {"probesize": "32", "analyzeduration": "0"},
-            "analyzeduration=0 only": {"analyzeduration": "0"},
-        }
-        for name, options in variants.items():
-            times = [first_frame_ms(url, options) for _ in range(args.runs)]
-            print(f"  {name:<34} {statistics.median(times):7.1f} ms "
-                  f"({min(times):.1f}-{max(times):.1f})", flush=True)
-    finally:
-        server.stop()
+    for clip in clips:
+        server = ServerProcess(media, free_port())
+        try:
+            url = f"rtsp://127.0.0.1:{server.port}/{clip}"
+            variants = {
+                "default options": {},
+                "probesize=32, analyzeduration=0": {"probesize": "32", "analyzeduration": "0"},
+                "analyzeduration=0 only": {"analyzeduration": "0"},
+            }
+            for name, options in variants.items():
+                times = [first_frame_ms(url, options) for _ in range(args.runs)]
+                print(f"  {clip:<12} {name:<34} {statistics.median(times):7.1f} ms "
+                      f"({min(times):.1f}-{max(times):.1f})", flush=True)
+        finally:
+            server.stop()
 
-    worst = max(results, key=lambda r: r.sessions)
-    print(f"\nTargets at N={worst.sessions}: late < 1% (server "
-          f"{_percent(worst.server_late, worst.server_sent)}, clients "
-          f"{_percent(worst.client_late, worst.client_packets)}), failed = 0 "
-          f"({worst.failed}), RSS < 150 MB ({worst.rss_peak_mb:.1f} MB)")
+    print("\nTarget: 200 sessions on 2 workers, < 1% late, none failed, none interrupted:")
+    for clip, workers, r in results:
+        if r.sessions == 200 and workers == 2:
+            print(f"  {clip}: late {_percent(r.client_late, r.client_packets)}, "
+                  f"failed {r.failed}, interrupted {r.interrupted}")
     return 0
+
+
+def _row(r: LoadResult) -> str:
+    return (f"{r.sessions:>4} {r.failed:>6} {r.interrupted:>4} {100 * r.cpu_per_stream:>9.2f}% "
+            f"{r.rss_peak_mb:>6.1f}MB "
+            f"{r.server_late:>7}/{r.server_sent:<7} {_percent(r.server_late, r.server_sent):>6} "
+            f"{r.client_late:>7}/{r.client_packets:<7} "
+            f"{_percent(r.client_late, r.client_packets):>7} "
+            f"{r.client_p99_ms:>5.1f}ms {r.client_max_ms:>5.1f}ms "
+            f"{r.lost:>5} {100 * r.client_cpu:>9.1f}% {_load():>5.2f} "
+            f"{_median(r.first_packet_ms):>10.1f}/{max(r.first_packet_ms, default=0):.1f}ms")
 
 
 if __name__ == "__main__":

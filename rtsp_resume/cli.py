@@ -11,7 +11,11 @@ notebooks rely on them); add new ones, never rename.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import socket
 import sys
@@ -75,9 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-file", type=Path, default=None,
                    help="shared secret with the portal (default: PORTAL data dir's 'secret')")
     p.add_argument("--outbox", type=Path, default=None,
-                   help="durable outbox for bookmark requests (SQLite file)")
+                   help="durable outbox for bookmark requests (SQLite file; worker n of "
+                        "several keeps its own, the name ending in -n)")
     p.add_argument("--name", help="the server's name in its BookMarkReqs and log lines "
                    "(default: HOSTNAME:PORT)")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
+                   help="processes sharing the RTSP port (SO_REUSEPORT), each an ordinary "
+                        "streaming server (default: the CPUs this process may use)")
     _add_heartbeat_flags(p)
 
     p = sub.add_parser("serve-portal", **defaults, help="the web portal (Bottle)")
@@ -159,31 +167,97 @@ def _server_config(args: argparse.Namespace, **settings: Any) -> Any:
 def serve_rtsp(args: argparse.Namespace) -> int:
     """Serve a folder until Ctrl-C; with ``--portal-url``, bookmark interruptions there."""
     from rtsp_resume import tokens
-    from rtsp_resume.server import StreamingServer
+    from rtsp_resume.media import MediaLibrary
 
     if not args.media.is_dir():
         print(f"serve-rtsp: {args.media} is not a folder of media files", file=sys.stderr)
         return 2
-    key, listeners = None, []
+    if args.workers < 1:
+        print("serve-rtsp: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    # Read (or made) once, before any worker starts: every worker signs with the same key.
+    key = None
     if args.portal_url:
+        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
+    with contextlib.ExitStack() as running:
+        try:
+            workers = _start_workers(args, key) if args.workers > 1 else []
+            for worker in workers:  # on the way out: each gets SIGTERM (a clean stop), then
+                running.callback(worker.join)  # is waited for (callbacks run last first)
+            for worker in workers:
+                running.callback(worker.terminate)
+            if not workers:
+                args.port = running.enter_context(_streaming_server(args, key)).port
+            for media in MediaLibrary(args.media).list():
+                print(f"  rtsp://{args.host}:{args.port}/{media.content_id}  "
+                      f"({media.duration:.1f} s)", flush=True)
+            if not workers:
+                threading.Event().wait()
+            multiprocessing.connection.wait([w.sentinel for w in workers])
+            print("serve-rtsp: a worker stopped; stopping the others", file=sys.stderr)
+            return 1
+        except OSError as exc:  # e.g. the port is taken: say so, without a traceback
+            print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("stopped")
+    return 0
+
+
+def _streaming_server(args: argparse.Namespace, key: bytes | None, worker: int = 0,
+                      sock: socket.socket | None = None) -> Any:
+    """``serve-rtsp``'s server, to start; ``worker`` n of several has an outbox of its own."""
+    from rtsp_resume.server import StreamingServer
+
+    listeners = []
+    if key is not None:
         from rtsp_resume.bookmark_outbox import BookmarkOutbox
 
-        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
-        outbox = BookmarkOutbox(args.portal_url, key, args.outbox or Path("data") / "outbox.db",
-                                name=args.name)
-        listeners.append(outbox.start().submit)
+        outbox = args.outbox or Path("data") / "outbox.db"
+        outbox = outbox.with_stem(f"{outbox.stem}-{worker}") if worker else outbox
+        listeners.append(BookmarkOutbox(args.portal_url, key, outbox, name=args.name)
+                         .start().submit)
     config = _server_config(args, host=args.host, port=args.port, token_key=key)
+    server = StreamingServer(args.media, config, listeners)
+    server.sock = sock
+    return server
+
+
+def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
+    """``--workers N``: N forked processes, each accepting on a socket of its own, all on one
+    port (SO_REUSEPORT: the kernel spreads new connections over them)."""
+    with socket.create_server((args.host, args.port)) as probe:  # nobody there? which for 0?
+        args.port = probe.getsockname()[1]
+    socks = [socket.create_server((args.host, args.port), reuse_port=True)
+             for _ in range(args.workers)]  # listening already: nothing to wait for
+    for sock in socks:  # inherited by each connection; asyncio sets it only on its own sockets
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Forked before this process has threads or media; each keeps main's SIGTERM handler.
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_worker, args=(args, key, n, socks), name=f"worker {n}")
+               for n in range(1, args.workers + 1)]
+    for worker in workers:
+        worker.start()
+    for sock in socks:
+        sock.close()
+    return workers
+
+
+def _worker(args: argparse.Namespace, key: bytes | None, number: int,
+            socks: list[socket.socket]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    logging.basicConfig(force=True, level=logging.getLogger().level,
+                        format=f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s")
+    for sock in socks[:number - 1] + socks[number:]:
+        sock.close()  # the siblings'
     try:
-        with StreamingServer(args.media, config, listeners) as server:
-            for media in server.library.list():
-                print(f"  {server.url(media.content_id)}  ({media.duration:.1f} s)", flush=True)
-            threading.Event().wait()
-    except OSError as exc:  # e.g. the port is taken: say so, without a traceback
-        print(f"serve-rtsp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped")
-    return 0
+        with _streaming_server(args, key, number, socks[number - 1]):
+            multiprocessing.parent_process().join()  # a parent killed outright ends us too
+    except OSError as exc:
+        sys.exit(f"serve-rtsp: worker {number}: {exc}")
+    except KeyboardInterrupt:  # SIGTERM from the parent
+        pass
 
 
 def serve_portal(args: argparse.Namespace) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 import heapq
 import logging
+import math
 import os
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,12 +128,16 @@ class MediaFile:
         self._origin = 0.0  # seconds on the container's clock that map to 0.0
         self.keyframes: list[float] = []  # every video keyframe time, ascending
         self._seek_stream: int | None = None  # container index of the video we seek on
+        self._reorder = 0  # most video frames decoded before one presented earlier (B-frames)
         with self._open() as container:
             self._probe(container)
 
-    def _open(self) -> av.container.InputContainer:
+    def _open(self, demux_only: bool = False) -> av.container.InputContainer:
+        # Opening decodes a picture to learn what the file leaves out (20 ms for 720p);
+        # a reader needs none of it once the probe has learnt the reordering.
+        skip = {"skip_frame": "all"} if demux_only else {}
         try:
-            return av.open(str(self.path))
+            return av.open(str(self.path), options=skip)
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise UnplayableMedia(f"{self.path.name}: cannot open: {exc}") from exc
 
@@ -210,12 +216,15 @@ class MediaFile:
         if not wanted:
             return
         found: dict[int, tuple[bytes, bytes]] = {}
-        keyframes = []
+        keyframes, recent = [], deque(maxlen=16)
         try:
             for packet in container.demux([container.streams[i] for i in sorted(wanted)]):
                 if packet.pts is None or packet.size == 0:
                     continue
                 index = packet.stream.index
+                if index == self._seek_stream:
+                    self._reorder = max(self._reorder, sum(p > packet.pts for p in recent))
+                    recent.append(packet.pts)
                 if index == self._seek_stream and packet.is_keyframe:
                     keyframes.append(packet.pts * self._sources[index].time_base - self._origin)
                 if index in unresolved and index not in found:
@@ -243,7 +252,7 @@ class MediaFile:
     def access_units(self, start: float = 0.0) -> Iterator[AccessUnit]:
         """Access units of every track in decode order from the keyframe at or before
         ``start``, read by a demuxer of their own (closed with the generator)."""
-        with self._open() as container:
+        with self._open(demux_only=True) as container:
             try:
                 yield from self._read(container, self.keyframe_at_or_before(start))
             except av.FFmpegError as exc:
@@ -259,6 +268,10 @@ class MediaFile:
         # Video starts at its first keyframe from `begin` (a coarse index may land early).
         started: set[int] = set()
         last_dts: dict[int, float] = {}
+        # Matroska stores no decode times. FFmpeg's guess, made here: the smallest of this
+        # and the `reorder` latest presentation times, once there are that many.
+        later = {i: [-math.inf] * (self._reorder if s.kind == "video" else 0)
+                 for i, s in self._sources.items()}
         # k-way merge: each stream is in decode order, so the smallest head is safe to send
         # once every stream still going has one queued.
         pending = dict.fromkeys(self._sources, 0)  # units queued per stream
@@ -283,14 +296,16 @@ class MediaFile:
                 continue
             source = self._sources[index]
             pts = packet.pts * source.time_base - self._origin
+            guess = heapq.heappushpop(later[index], pts)  # fed every picture, as FFmpeg's is
             # Before the start (as an open GOP's leading pictures), or video before a keyframe.
             if pts < begin - _EPSILON or (source.kind == "video" and index not in started
                                           and not packet.is_keyframe):
                 continue
             started.add(index)
-            # Matroska stores no dts; FFmpeg guesses it after the first few frames.
-            dts = (last_dts.get(index, pts) if packet.dts is None
-                   else packet.dts * source.time_base - self._origin)
+            if packet.dts is not None:
+                dts = packet.dts * source.time_base - self._origin
+            else:  # none guessed yet for the first pictures: the last one, or this one's pts
+                dts = guess if guess > -math.inf else last_dts.get(index, pts)
             dts = last_dts[index] = max(dts, last_dts.get(index, dts))  # never goes back
             unit = AccessUnit(source.track, pts, dts, source.kind == "audio"
                               or packet.is_keyframe, self._payload(source, bytes(packet)))

@@ -12,12 +12,12 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtsp_resume import rtsp
+from rtsp_resume import loopclock, readahead, rtsp
 from rtsp_resume import session as sm
 from rtsp_resume.media import AccessUnit, MediaLibrary
 from rtsp_resume.payload import NAL_SPS, H264Packetizer, aac_payload, nal_type
@@ -35,8 +35,7 @@ class _Pacing:
     """The I/O side of one session: its tasks and where its media stands."""
     watch_task: asyncio.Task[None]
     play_task: asyncio.Task[None] | None = None
-    units: Iterator[AccessUnit] | None = None
-    pending: AccessUnit | None = None  # the unit being waited for (kept on PAUSE)
+    units: readahead.ReadAhead | None = None  # its pending unit is kept on PAUSE
     catch_up_to: float = 0.0  # media time up to which units are sent without pacing
     # Media time clock[1] is due at loop time clock[0], which was Unix time clock[2].
     clock: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -46,12 +45,11 @@ class _Pacing:
     def stop(self, units: bool = False, watch: bool = False) -> None:
         """Stop pacing (``watch``: the heartbeat too; ``units``: close the file now)."""
         for task in (self.play_task, self.watch_task if watch else None):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
+            if task is not None:
+                task.cancel()  # the calling task too: it ends at its next wait, not sleeps on
         self.play_task = None
         if units and self.units is not None:
-            self.units.close()  # type: ignore[attr-defined]
-            self.units = self.pending = None
+            self.units.close()
 
 
 @dataclass(eq=False)  # hashed by identity, kept in a set
@@ -83,20 +81,24 @@ class StreamingServer:
         self.interruptions: list[Interruption] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port, self.rtp_port = self.config.port, 0
+        self.sock: socket.socket | None = None  # set before start: accept here, not host:port
         self._tcp: asyncio.Server | None = None
         self._udp: tuple[socket.socket, socket.socket] | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[_Connection] = set()
         self._cseqs = itertools.count(1)
+        self.clock = loopclock.LoopClock()  # heartbeats' time: the loop's own stalls left out
 
     async def start_async(self) -> None:
         """Bind the RTSP listener and the shared RTP/RTCP UDP pair on the running loop."""
         self.loop, cfg = asyncio.get_running_loop(), self.config
-        self._tcp = await asyncio.start_server(self._serve, cfg.host, cfg.port, reuse_address=True)
+        where = {"sock": self.sock} if self.sock else {"host": cfg.host, "port": cfg.port}
+        self._tcp = await asyncio.start_server(self._serve, **where)  # type: ignore[arg-type]
         self.port = self._tcp.sockets[0].getsockname()[1]
         self._udp = bind_udp_pair(cfg.host)
         self.rtp_port = self.rtsp.rtp_port = self._udp[0].getsockname()[1]
         self.loop.add_reader(self._udp[1], self._read_rtcp)
+        self.clock.start(self.loop)
         log.info("RTSP on rtsp://%s:%d/, RTP/RTCP on UDP %d-%d", cfg.host, self.port,
                  self.rtp_port, self.rtp_port + 1)
 
@@ -115,6 +117,7 @@ class StreamingServer:
             self.loop.remove_reader(self._udp[1])
             for sock in self._udp:
                 sock.close()
+        self.clock.stop()
 
     def start(self) -> StreamingServer:
         """Run the server on its own thread and event loop; returns once it is listening."""
@@ -188,7 +191,7 @@ class StreamingServer:
     def _received(self, connection: _Connection, events: list[rtsp.Event]) -> bool:
         """Handle what a connection's bytes said; False when it must be closed."""
         for event in events:
-            now, sessions = time.monotonic(), list(connection.sessions)
+            now, sessions = self.clock(), list(connection.sessions)
             if isinstance(event, rtsp.Request):
                 response, action = self.rtsp.handle(event, connection.peer[0], now, time.time())
                 if action is not None:
@@ -220,12 +223,12 @@ class StreamingServer:
             self._end_session(session, "TEARDOWN")
         elif action.kind == "pause":
             pacing.stop()
-            if pacing.pending is not None:
-                session.paused_at = pacing.pending.pts
+            if pacing.units is not None and pacing.units.pending is not None:
+                session.paused_at = pacing.units.pending.pts
         elif action.kind == "play" and not session.closed:
             pacing.stop(units=action.start is not None)
             if action.start is not None:  # a new position (else resume where paused)
-                pacing.units = session.media.access_units(action.start)
+                pacing.units = readahead.ReadAhead(session.media.access_units(action.start))
             pacing.catch_up_to = action.catch_up_to
             pacing.play_task = loop.create_task(self._stream(session))
 
@@ -244,7 +247,7 @@ class StreamingServer:
 
     def _interrupt(self, session: sm.Session) -> None:
         """Claim 2: no answer in time. Tear down at once and report where the viewer was."""
-        event = session.interruption(self.config.position, time.monotonic(), time.time())
+        event = session.interruption(self.config.position, self.clock(), time.time())
         connection = session.connection
         self._end_session(session, sm.INTERRUPTED)
         if connection is not None and not connection.sessions:
@@ -263,7 +266,7 @@ class StreamingServer:
     async def _watch(self, session: sm.Session) -> None:
         """Heartbeat loop of one session: send OPTIONS, decide, sleep until the next deadline."""
         while not session.closed:
-            now = time.monotonic()
+            now = self.clock()
             todo = session.tick(now)
             if todo == sm.INTERRUPTED:
                 self._interrupt(session)
@@ -271,8 +274,8 @@ class StreamingServer:
                 self._end_session(session, todo)
             elif todo and session.connection is not None:
                 session.connection.send(session.heartbeat(next(self._cseqs), now))
-            deadline = session.monitor.next_deadline(time.monotonic())
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.001)
+            deadline = session.monitor.next_deadline(self.clock())
+            await asyncio.sleep(max(0.0, deadline - self.clock()) + 0.001)
 
     async def _stream(self, session: sm.Session) -> None:
         """Send access units at their DTS; from a seek's keyframe up to the position asked
@@ -282,13 +285,11 @@ class StreamingServer:
         packetizer, loop = self.packetizer(self.config.mtu), asyncio.get_running_loop()
         origin: float | None = None
         while not session.closed:
-            if pacing.pending is None:
-                pacing.pending = next(pacing.units, None)
-                if pacing.pending is None:
-                    session.at_end = True
-                    log.info("session %s reached the end", session.id)
-                    return
-            unit = pacing.pending
+            unit = await pacing.units.next()
+            if unit is None:
+                session.at_end = True
+                log.info("session %s reached the end", session.id)
+                return
             setup = session.tracks.get(unit.track)
             if setup is not None:  # else a track the client did not SETUP
                 if origin is None:  # from the first unit in hand: opening the file is never late
@@ -301,7 +302,7 @@ class StreamingServer:
                 # Judged once sent: a busy loop may wake us late from the sleep too.
                 if loop.time() - due > LATE and unit.dts >= origin:
                     pacing.late_packets += sent
-            pacing.pending = None
+            pacing.units.sent()
 
     def _send_unit(self, session: sm.Session, setup: sm.TrackSetup, unit: AccessUnit,
                    packetizer: H264Packetizer) -> int:
@@ -310,13 +311,13 @@ class StreamingServer:
         rate, stream = setup.track.clock_rate, setup.stream
         ticks = round(unit.pts * rate) + setup.tick_offset
         setup.next_ticks = max(setup.next_ticks, ticks + 1)
-        payloads = [(aac_payload(unit.nals), True)]
-        if setup.track.codec == "h264":
-            nals = unit.nals
-            if unit.keyframe and setup.track.sps and nals and nal_type(nals[0]) != NAL_SPS:
-                # Parameter sets before each IDR, for players that ignore the SDP's.
-                nals = (setup.track.sps, setup.track.pps, *nals)
-            payloads = packetizer.packetize(nals)
+        if setup.track.codec == "aac":
+            payloads = [(aac_payload(unit.nals), True)]
+        elif unit.keyframe and setup.track.sps and unit.nals and nal_type(unit.nals[0]) != NAL_SPS:
+            # Parameter sets before each IDR, for players that ignore the SDP's.
+            payloads = packetizer.packetize((setup.track.sps, setup.track.pps, *unit.nals))
+        else:
+            payloads = packetizer.packetize(unit.nals)
         first_seq = stream.next_sequence
         packets = [bytes(stream.packet(data, ticks, marker)) for data, marker in payloads]
         pacing.packets_sent += len(packets)
@@ -365,5 +366,5 @@ class StreamingServer:
             data, addr = self._udp[1].recvfrom(1 << 16)  # type: ignore[index]
             for session in self.sessions.values():
                 if any(t.client_addr == (addr[0], addr[1] - 1) for t in session.tracks.values()):
-                    session.rtcp(data, time.monotonic())
+                    session.rtcp(data, self.clock())
                     return
