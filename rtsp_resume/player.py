@@ -105,7 +105,6 @@ class Player:
         self.session_id: str | None = None
         self.session_timeout = DEFAULT_SESSION_TIMEOUT
         self.range_start: float | None = None  # where the server really started
-        self.first_frame_at: float | None = None  # time.monotonic() of the first shown frame
         self.tracks: list[TrackReceiver] = []
         self.aggregate_url = url
         self._frames: deque[ShownFrame] = deque(maxlen=max_frames)
@@ -443,7 +442,6 @@ class Player:
                 if self._frames:  # only the newest picture stays in memory
                     self._frames[-1] = replace(self._frames[-1], image=None)
                 self._frames.append(shown)
-                self.first_frame_at = self.first_frame_at or time.monotonic()
                 self._counters.frames_shown += 1
                 self._cond.notify_all()
             self._call(self.on_frame, shown)

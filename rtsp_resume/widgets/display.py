@@ -52,7 +52,6 @@ def shorten(value: Any, keep: int = 10) -> str:
     return text if len(text) <= 2 * keep + 6 else f"{text[:keep]}…{text[-4:]}"
 
 
-@cache
 def encode_jpeg(frame: av.VideoFrame) -> bytes:
     """JPEG bytes of a decoded picture (PyAV's mjpeg encoder, full-range YUV)."""
     encoder = av.CodecContext.create("mjpeg", "w")
@@ -63,6 +62,7 @@ def encode_jpeg(frame: av.VideoFrame) -> bytes:
     return b"".join(bytes(p) for p in encoder.encode(picture) + encoder.encode(None))
 
 
+@cache  # the same few widths, over and over
 def placeholder(width: int) -> bytes:
     """A dark grey 16:9 JPEG: the picture before there is one."""
     grey = np.full((width * 9 // 16 // 2 * 2, width, 3), 48, dtype=np.uint8)
