@@ -23,18 +23,6 @@ from rtsp_resume.server import Interruption, ServerConfig
 from rtsp_resume.together import DEMO_USERS, System
 
 
-class Timeline:
-    """Prints events with the time since the story began; thread-safe."""
-
-    def __init__(self) -> None:
-        self.t0, self._lock = time.time(), threading.Lock()
-
-    def say(self, text: str, at: float | None = None) -> None:
-        with self._lock:
-            print(f"[{(at if at is not None else time.time()) - self.t0:6.2f} s] {text}",
-                  flush=True)
-
-
 def _show(data: dict[str, Any]) -> str:
     return json.dumps({k: (v[:16] + "..." if isinstance(v, str) and len(v) > 24 else v)
                        for k, v in data.items()})
@@ -43,7 +31,12 @@ def _show(data: dict[str, Any]) -> str:
 def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
         config: ServerConfig | None = None) -> int:
     """Tell the story; return 0 when the first frame after the resume skipped nothing."""
-    line = Timeline()
+    t0, lock = time.time(), threading.Lock()
+
+    def say(text: str, at: float | None = None) -> None:  # the timeline, from any thread
+        with lock:
+            print(f"[{(time.time() if at is None else at) - t0:6.2f} s] {text}", flush=True)
+
     config = config or ServerConfig()
     user, password = DEMO_USERS[0]
     with tempfile.TemporaryDirectory(prefix="rtsp-resume-demo-") as data:
@@ -53,29 +46,29 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
         answered = threading.Event()
         cut_at = [0.0]  # when the link was cut, set below
         try:
-            line.say(f"portal {system.portal_url}/ and streaming server {system.rtsp_url}/ up; "
-                     f"heartbeat every {config.heartbeat_interval:g} s, "
-                     f"timeout {config.heartbeat_timeout:g} s")
+            say(f"portal {system.portal_url}/ and streaming server {system.rtsp_url}/ up; "
+                f"heartbeat every {config.heartbeat_interval:g} s, "
+                f"timeout {config.heartbeat_timeout:g} s")
 
             def on_interruption(event: Interruption) -> None:
                 for at, kind, cseq in event.heartbeat_log:
                     if at >= cut_at[0] and kind == "sent":
-                        line.say(f"heartbeat OPTIONS CSeq {cseq} sent: no answer", at=at)
+                        say(f"heartbeat OPTIONS CSeq {cseq} sent: no answer", at=at)
                 # Less than the timeout after the cut: the silence began at the last
                 # answer, which came before the cut.
-                line.say(f"interruption detected {event.detected_at - cut_at[0]:.2f} s after "
-                         f"the cut: the last answer came {cut_at[0] - event.last_life:.2f} s "
-                         f"before it, and {event.detected_at - event.last_life:.2f} s of "
-                         f"silence reach the {config.heartbeat_timeout:g} s timeout; position "
-                         f"{event.position:.2f} s by '{event.estimator}' (frames_sent would say "
-                         f"{event.frames_sent:.2f} s)", at=event.detected_at)
+                say(f"interruption detected {event.detected_at - cut_at[0]:.2f} s after the cut: "
+                    f"the last answer came {cut_at[0] - event.last_life:.2f} s before it, and "
+                    f"{event.detected_at - event.last_life:.2f} s of silence reach the "
+                    f"{config.heartbeat_timeout:g} s timeout; position {event.position:.2f} s "
+                    f"by '{event.estimator}' (frames_sent would say {event.frames_sent:.2f} s)",
+                    at=event.detected_at)
                 interrupted.set()
 
             def on_outbox(what: str, delivery: Delivery) -> None:
                 if what == "sent":
-                    line.say(f"BookMarkReq -> portal: {_show(delivery.request)}")
+                    say(f"BookMarkReq -> portal: {_show(delivery.request)}")
                 elif delivery.response is not None:
-                    line.say(f"BookMarkResp <- portal: {_show(delivery.response)}")
+                    say(f"BookMarkResp <- portal: {_show(delivery.response)}")
                     answered.set()
 
             # Ahead of the outbox's listener: the interruption is told before the
@@ -86,24 +79,23 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
 
             portal = PortalClient(system.portal_url)
             login = portal.login(user, password)
-            line.say(f"{user} logs in: UserID {login['UserID']}, a new UserToken")
+            say(f"{user} logs in: UserID {login['UserID']}, a new UserToken")
             content = portal.contents()[0]
             play = portal.play(content["ContentID"])
-            line.say(f"plays '{content['ContentID']}' ({content['duration']:.0f} s): "
-                     f"the portal signs a play token (EncryptToken) into the URL")
+            say(f"plays '{content['ContentID']}' ({content['duration']:.0f} s): "
+                f"the portal signs a play token (EncryptToken) into the URL")
             url = play["url"].replace(f":{system.streaming.port}/", f":{cutter.port}/")
 
             player = Player(url, transport=transport).start()
-            line.say(f"player connected through the link ({transport}); session "
-                     f"{player.session_id}")
+            say(f"player connected through the link ({transport}); session {player.session_id}")
             player.wait_for(lambda: bool(player.frames) and player.frames[-1].pts
                             >= play_seconds, timeout=play_seconds + 10)
             cutter.cut()
             cut_at[0] = time.time()
             before = player.frames[-1] if player.frames else None
-            line.say(f"THE LINK IS CUT (signal lost). Last frame shown: {before}")
+            say(f"THE LINK IS CUT (signal lost). Last frame shown: {before}")
             if not interrupted.wait(config.heartbeat_timeout + 5):
-                line.say("no interruption detected: FAIL")
+                say("no interruption detected: FAIL")
                 return 1
             answered.wait(10)
             player.close_abruptly()
@@ -111,36 +103,36 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
 
             portal = PortalClient(system.portal_url)
             portal.login(user, password)
-            line.say(f"{user} logs in again (another UserToken)")
+            say(f"{user} logs in again (another UserToken)")
             bookmarks = portal.bookmarks()
-            line.say(f"the portal returns {len(bookmarks)} bookmark(s): " + ", ".join(
+            say(f"the portal returns {len(bookmarks)} bookmark(s): " + ", ".join(
                 f"{b['ContentID']} at {b['ContentBM']:.2f} s" for b in bookmarks))
             if not bookmarks:
-                line.say("no bookmark: FAIL")
+                say("no bookmark: FAIL")
                 return 1
             chosen = bookmarks[0]
-            line.say(f"{user} presses the bookmark button of '{chosen['ContentID']}'")
+            say(f"{user} presses the bookmark button of '{chosen['ContentID']}'")
             interface = portal.bookmark_interface(chosen)
-            line.say(f"bookmark interface returned: resume at {interface['ContentBM']:.2f} s, "
-                     f"URL with a fresh play token")
+            say(f"bookmark interface returned: resume at {interface['ContentBM']:.2f} s, "
+                f"URL with a fresh play token")
             pressed = time.time()
             resumed = Player(interface["url"], transport=transport,
                              start=float(interface["ContentBM"])).start()
             if not resumed.wait_frames(1, timeout=10):
-                line.say("no frame after resume: FAIL")
+                say("no frame after resume: FAIL")
                 return 1
             first = resumed.frames[0]
-            line.say(f"resumed: first frame {first.wallclock - pressed:.3f} s after pressing "
-                     f"resume (the server started at the keyframe {resumed.range_start:.2f} s)")
+            say(f"resumed: first frame {first.wallclock - pressed:.3f} s after pressing "
+                f"resume (the server started at the keyframe {resumed.range_start:.2f} s)")
             resumed.stop()
-            line.say(f"last frame before the cut: {before}")
-            line.say(f"first frame after resume: {first}")
+            say(f"last frame before the cut: {before}")
+            say(f"first frame after resume: {first}")
             skipped = (first.index or 0) - ((before.index or 0) + 1) if before else 0
             if skipped > 0:
-                line.say(f"the resume SKIPPED {skipped} frame(s): FAIL")
+                say(f"the resume SKIPPED {skipped} frame(s): FAIL")
                 return 1
-            line.say(f"nothing skipped; {-skipped} frame(s) shown again "
-                     f"(the '{config.position}' estimator stays on the safe side)")
+            say(f"nothing skipped; {-skipped} frame(s) shown again "
+                f"(the '{config.position}' estimator stays on the safe side)")
             print(f"\nTry it with a real player: python -m rtsp_resume serve, log in at the "
                   f"portal as {user}/{password}, press Play and run the ffplay command shown.")
             return 0
