@@ -29,7 +29,7 @@ import av
 
 from rtsp_resume import rtsp, sdp
 from rtsp_resume.ports import bind_udp_pair
-from rtsp_resume.receiver import DecodedAudio, DecodedVideo, TrackReceiver, match_rtp_info
+from rtsp_resume.receiver import Decoded, TrackReceiver, match_rtp_info
 from rtsp_resume.rtp import RtpError, RtpPacket
 from rtsp_resume.sample import read_frame_index
 
@@ -425,11 +425,11 @@ class Player:
         with contextlib.suppress(RtpError):  # not an RTP packet: nothing to show
             self._show(track, track.receive(RtpPacket.parse(data), now))
 
-    def _show(self, track: TrackReceiver, decoded: list[DecodedVideo | DecodedAudio]) -> None:
+    def _show(self, track: TrackReceiver, decoded: list[Decoded]) -> None:
         for item in decoded:
-            if isinstance(item, DecodedAudio):
+            if isinstance(item.frame, av.AudioFrame):
                 self._counters.audio_frames += 1
-                self._counters.audio_samples += item.samples
+                self._counters.audio_samples += item.frame.samples
                 continue
             # Exact resume: the frame nearest the requested start first, the earlier at a
             # tie; the microsecond absorbs float noise (4.54 - 0.02 = 4.5200000000000005).

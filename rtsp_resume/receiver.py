@@ -34,16 +34,10 @@ ANNEX_B_START = b"\x00\x00\x00\x01"
 MAX_HELD_PACKETS = 4096  # kept while a PLAY awaits the answer that says how to time them
 
 
-class DecodedVideo(NamedTuple):
-    """A decoded picture and its presentation time in seconds of the program (npt)."""
+class Decoded(NamedTuple):
+    """A decoded picture or audio frame and its presentation time in seconds (npt)."""
     pts: float
-    frame: av.VideoFrame
-
-
-class DecodedAudio(NamedTuple):
-    """A decoded audio frame: its npt and how many samples it holds."""
-    pts: float
-    samples: int
+    frame: av.VideoFrame | av.AudioFrame
 
 
 class TrackReceiver:
@@ -120,7 +114,7 @@ class TrackReceiver:
         step = (rtp_timestamp - self._rtptime + (1 << 31)) % (1 << 32) - (1 << 31)
         return round(self._npt_start * self.clock_rate) + step
 
-    def receive(self, packet: RtpPacket, arrival: float) -> list[DecodedVideo | DecodedAudio]:
+    def receive(self, packet: RtpPacket, arrival: float) -> list[Decoded]:
         """Take one RTP packet; return what it completed and decoded (often nothing)."""
         if self.ssrc is not None and packet.ssrc != self.ssrc:
             return []  # not our source
@@ -139,7 +133,7 @@ class TrackReceiver:
             if step > 16384:
                 self._first_seq = None
         self.stats.packet_received(packet, arrival)
-        out: list[DecodedVideo | DecodedAudio] = []
+        out: list[Decoded] = []
         if self.codec == "h264":
             before = self._depacketizer.lost
             for unit in self._depacketizer.feed(packet):
@@ -153,19 +147,19 @@ class TrackReceiver:
         base = self._ticks(packet.timestamp)
         for i, frame in enumerate(frames):
             # AAC-hbr: consecutive frames of one packet follow each other by 1024 samples.
-            out += [DecodedAudio(pts, f.samples) for pts, f in self._decode(frame, base + 1024 * i)]
+            out += self._decode(frame, base + 1024 * i)
         return out
 
-    def _decode_video(self, rtp_timestamp: int, nals: list[bytes]) -> list[DecodedVideo]:
+    def _decode_video(self, rtp_timestamp: int, nals: list[bytes]) -> list[Decoded]:
         types = {nal_type(nal) for nal in nals if nal}
         if NAL_IDR in types and NAL_SPS not in types:
             # The parameter sets travel in the SDP (sprop-parameter-sets), not in band.
             nals = [*self.parameter_sets, *nals]
         data = b"".join(ANNEX_B_START + nal for nal in nals)
-        return [DecodedVideo(pts, f) for pts, f in self._decode(data, self._ticks(rtp_timestamp))]
+        return self._decode(data, self._ticks(rtp_timestamp))
 
-    def _decode(self, data: bytes, ticks: int) -> list[tuple[float, av.frame.Frame]]:
-        """Decode one packet stamped ``ticks``; (npt, frame) for each frame that came out."""
+    def _decode(self, data: bytes, ticks: int) -> list[Decoded]:
+        """Decode one packet stamped ``ticks``; each frame that came out, with its npt."""
         packet = av.Packet(data)
         packet.pts, packet.time_base = ticks, Fraction(1, self.clock_rate)
         try:
@@ -173,7 +167,7 @@ class TrackReceiver:
         except (av.error.FFmpegError, ValueError) as exc:
             log.debug("%s decode error: %s", self.kind, exc)
             return []
-        return [((ticks if f.pts is None else f.pts) / self.clock_rate, f) for f in frames]
+        return [Decoded((ticks if f.pts is None else f.pts) / self.clock_rate, f) for f in frames]
 
     @property
     def fps(self) -> float | None:

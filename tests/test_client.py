@@ -494,7 +494,7 @@ def test_track_receiver_times_frames_across_a_timestamp_wrap(sample_dir: Path) -
                 if unit.track == 0:
                     shown.append((item.pts, item.frame))
                 else:
-                    audio_samples += item.samples
+                    audio_samples += item.frame.samples
     indices = [read_frame_index(frame) for _, frame in shown]
     assert indices == list(range(100, 100 + len(indices))) and len(indices) > 40
     for (pts, _), index in zip(shown, indices, strict=True):
