@@ -92,7 +92,7 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
                             >= play_seconds, timeout=play_seconds + 10)
             cutter.cut()
             cut_at[0] = time.time()
-            before = player.frames[-1] if player.frames else None
+            before = player.last_frame
             say(f"THE LINK IS CUT (signal lost). Last frame shown: {before}")
             if not interrupted.wait(config.heartbeat_timeout + 5):
                 say("no interruption detected: FAIL")

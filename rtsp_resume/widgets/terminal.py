@@ -128,7 +128,7 @@ class Terminal:
     def _start_player(self, url: str, start: float | None, label: str,
                       episode: Episode | None = None) -> Player:
         self.link.toggle.value = False  # a new connection finds the signal back
-        if self.player is not None and self.player.running:
+        if self.player is not None:
             self.player.close_abruptly()
 
         def on_frame(frame: ShownFrame) -> None:
@@ -262,9 +262,8 @@ class Terminal:
     def close(self) -> None:
         """Close the players and the link, and say so on the buttons (the stage calls it
         when it stops): a dashboard that stopped must not look live."""
-        for player in self.players:
-            if player.running:
-                player.close_abruptly()
+        for player in self.players:  # idempotent: ended ones are left as they are
+            player.close_abruptly()
         self.cutter.stop()
         for button in [self.link.toggle, *self.bookmarks.buttons.values()]:
             button.disabled = True
