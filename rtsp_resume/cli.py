@@ -229,30 +229,27 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
     port (SO_REUSEPORT: the kernel spreads new connections over them)."""
     with socket.create_server((args.host, args.port)) as probe:  # nobody there? which for 0?
         args.port = probe.getsockname()[1]
-    socks = [socket.create_server((args.host, args.port), reuse_port=True)
-             for _ in range(args.workers)]  # listening already: nothing to wait for
-    for sock in socks:  # inherited by each connection; asyncio sets it only on its own sockets
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    # Forked before this process has threads or media; each keeps main's SIGTERM handler.
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_worker, args=(args, key, n, socks), name=f"worker {n}")
-               for n in range(1, args.workers + 1)]
-    for worker in workers:
-        worker.start()
-    for sock in socks:
-        sock.close()
+    # Forked before this process has threads or media; each keeps main's SIGTERM handler,
+    # and (daemonic) ends with this process however it ends.
+    context, workers = multiprocessing.get_context("fork"), []
+    for n in range(1, args.workers + 1):
+        # Listening before the fork (nothing to wait for), closed here after it: each worker
+        # holds only its own. Connections inherit TCP_NODELAY (asyncio sets it only on its own).
+        with socket.create_server((args.host, args.port), reuse_port=True) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            workers.append(context.Process(target=_worker, args=(args, key, n, sock),
+                                           name=f"worker {n}", daemon=True))
+            workers[-1].start()
     return workers
 
 
 def _worker(args: argparse.Namespace, key: bytes | None, number: int,
-            socks: list[socket.socket]) -> None:
+            sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
     logging.basicConfig(force=True, level=logging.getLogger().level,
                         format=f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s")
-    for sock in socks[:number - 1] + socks[number:]:
-        sock.close()  # the siblings'
     try:
-        with _streaming_server(args, key, number, socks[number - 1]):
+        with _streaming_server(args, key, number, sock):
             multiprocessing.parent_process().join()  # a parent killed outright ends us too
     except OSError as exc:
         sys.exit(f"serve-rtsp: worker {number}: {exc}")
