@@ -274,10 +274,9 @@ class Portal:
         user_id = ""
         try:
             raw = bottle.request.body.read(MAX_BODY + 1)
-            environ = bottle.request.environ
             # Only the headers sent: a missing one is "unsigned", an empty one "malformed".
-            headers = {name: environ[key] for name in _SIGNED_HEADERS
-                       if (key := "HTTP_" + name.upper().replace("-", "_")) in environ}
+            sent = bottle.request.headers
+            headers = {name: sent[name] for name in _SIGNED_HEADERS if name in sent}
             try:
                 nonce = tokens.verify_request(self.secret, raw, headers, self.clock(),
                                               max_skew=self.settings.max_skew)
