@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -246,8 +248,9 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
 def _worker(args: argparse.Namespace, key: bytes | None, number: int,
             sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    who = f"worker {number} {args.name}".replace("%", "%%")  # still named, as main() does
     logging.basicConfig(force=True, level=logging.getLogger().level,
-                        format=f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s")
+                        format=f"%(asctime)s {who} %(name)s %(levelname)s %(message)s")
     try:
         with _streaming_server(args, key, number, sock):
             multiprocessing.parent_process().join()  # a parent killed outright ends us too
@@ -321,15 +324,11 @@ def demo(args: argparse.Namespace) -> int:
     return run(str(args.media), args.transport, args.play_seconds, _server_config(args))
 
 
-def _tool(module: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from importlib import import_module
-
-        return int(import_module(f"rtsp_resume.{module}").main(args))
-
-    return run
+def _tool(module: str, args: argparse.Namespace) -> int:
+    return int(importlib.import_module(f"rtsp_resume.{module}").main(args))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "make-sample": _tool("sample"), "linkcut": _tool("linkcut"), "serve-rtsp": serve_rtsp,
+    "make-sample": functools.partial(_tool, "sample"),
+    "linkcut": functools.partial(_tool, "linkcut"), "serve-rtsp": serve_rtsp,
     "serve-portal": serve_portal, "serve": serve, "demo": demo}
