@@ -72,11 +72,8 @@ class BookmarkOutbox:
                  first_retry: float = 0.25, max_retry: float = 30.0,
                  http_timeout: float = 5.0) -> None:
         self.endpoint = portal_url.rstrip("/") + "/api/bookmark/set"
-        self.key = key
-        self.name = name
-        self.first_retry = first_retry
-        self.max_retry = max_retry
-        self.http_timeout = http_timeout
+        self.key, self.name, self.http_timeout = key, name, http_timeout
+        self.first_retry, self.max_retry = first_retry, max_retry
         self.listeners: list[Callable[[str, Delivery], Any]] = []  # ("sent"|"answered", ...)
         path = Path(path)
         # The queue holds live play tokens: a private folder and file (SQLite gives the

@@ -293,16 +293,14 @@ class Portal:
                 raise BookmarkRefused(_R.BAD_REQUEST, exc.detail) from exc
             code, detail, current = self._set_bookmark(nonce, raw, body)
             log.info("BookMarkReq from %s for %s: %s", body.get("Server", "?"), user_id, detail)
+            return {**_bookmark_resp(user_id, code, detail), "Current": current}
         except BookmarkRefused as exc:
             code, detail = exc.args
-            bottle.response.status = HTTP_STATUS[code]
-            return _bookmark_resp(user_id, code, detail)
         except StorageError as exc:
             log.error("portal: storage failed while setting a bookmark: %s", exc)
-            bottle.response.status = 503
-            return _bookmark_resp(user_id, _R.STORAGE_ERROR,
-                                  "the bookmark could not be stored; retry later")
-        return {**_bookmark_resp(user_id, code, detail), "Current": current}
+            code, detail = _R.STORAGE_ERROR, "the bookmark could not be stored; retry later"
+        bottle.response.status = HTTP_STATUS[code]
+        return _bookmark_resp(user_id, code, detail)
 
     def _set_bookmark(self, nonce: str, raw: bytes, body: dict[str, Any]
                       ) -> tuple[ResultCode, str, bool]:
