@@ -298,21 +298,18 @@ def serve(args: argparse.Namespace) -> int:
 
     config = _server_config(args)
     users = args.user or DEMO_USERS
-    system = System(args.media, args.data, users, host=args.host, rtsp_port=args.rtsp_port,
-                    portal_port=args.portal_port, config=config, play_ttl=args.play_token_ttl,
-                    database=args.database)
-    system.start()
-    print(f"portal:    {system.portal_url}/\n"
-          f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)\n"
-          "accounts:  " + ", ".join(f"{name} / {password}" for name, password in users) + "\n"
-          f"heartbeat: every {config.heartbeat_interval:g} s, interrupted after "
-          f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("stopping")
-    finally:
-        system.stop()
+    with System(args.media, args.data, users, host=args.host, rtsp_port=args.rtsp_port,
+                portal_port=args.portal_port, config=config, play_ttl=args.play_token_ttl,
+                database=args.database) as system:
+        print(f"portal:    {system.portal_url}/\n"
+              f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)\n"
+              "accounts:  " + ", ".join(f"{name} / {password}" for name, password in users) +
+              f"\nheartbeat: every {config.heartbeat_interval:g} s, interrupted after "
+              f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopping")
     return 0
 
 
