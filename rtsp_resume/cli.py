@@ -138,15 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # `kill` (SIGTERM) stops every command as cleanly as Ctrl-C does: each one handles
     # KeyboardInterrupt, and this is the only place that turns the signal into it.
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     name = ""  # a streaming server names itself on every line: N servers' logs can mix
     if args.command == "serve-rtsp":
         args.name = args.name or f"{socket.gethostname()}:{args.port}"

@@ -132,10 +132,8 @@ class Store:
         row = None
         if USER_NAME_RE.fullmatch(name):
             row = self._one("SELECT password_hash FROM users WHERE user_id = ?", name)
-        if row is None:
-            self.kdf.verify(password, self._dummy_hash)
-            return None
-        return name if self.kdf.verify(password, row[0]) else None
+        right = self.kdf.verify(password, self._dummy_hash if row is None else row[0])
+        return name if row is not None and right else None
 
     def user_exists(self, user_id: str) -> bool:
         return self._one("SELECT 1 FROM users WHERE user_id = ?", user_id) is not None
