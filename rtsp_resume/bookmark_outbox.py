@@ -104,7 +104,7 @@ class BookmarkOutbox:
                 "INSERT INTO outbox (nonce, body, queued, next_try) VALUES (?, ?, ?, ?)",
                 (nonce, json.dumps(request, separators=(",", ":")), now, now),
             )
-            self._wake.notify()
+            self._wake.notify_all()  # the worker, whoever else waits
         return nonce
 
     def get(self, nonce: str) -> Delivery | None:
@@ -124,13 +124,10 @@ class BookmarkOutbox:
 
     def wait(self, nonce: str, timeout: float) -> Delivery | None:
         """Block until the request is no longer pending, or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            delivery, left = self.get(nonce), deadline - time.monotonic()
-            if (delivery is not None and delivery.status != "pending") or left <= 0:
-                return delivery
-            with self._wake:
-                self._wake.wait(min(left, 0.5))
+        with self._wake:  # get() takes this (reentrant) lock again
+            self._wake.wait_for(lambda: getattr(self.get(nonce), "status", "") != "pending",
+                                timeout)
+            return self.get(nonce)
 
     def start(self) -> BookmarkOutbox:
         self._thread = threading.Thread(target=self._run, name="bookmark-outbox", daemon=True)
