@@ -180,10 +180,6 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as running:
         try:
             workers = _start_workers(args, key) if args.workers > 1 else []
-            for worker in workers:  # on the way out: each gets SIGTERM (a clean stop), then
-                running.callback(worker.join)  # is waited for (callbacks run last first)
-            for worker in workers:
-                running.callback(worker.terminate)
             if not workers:
                 args.port = running.enter_context(_streaming_server(args, key)).port
             for media in MediaLibrary(args.media).list():
@@ -227,8 +223,9 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
     port (SO_REUSEPORT: the kernel spreads new connections over them)."""
     with socket.create_server((args.host, args.port)) as probe:  # nobody there? which for 0?
         args.port = probe.getsockname()[1]
-    # Forked before this process has threads or media; each keeps main's SIGTERM handler,
-    # and (daemonic) ends with this process however it ends.
+    # Forked before this process has threads or media; each keeps main's SIGTERM handler.
+    # Daemonic: as this process exits, multiprocessing sends each SIGTERM (a clean stop)
+    # and waits for it, whatever way out was taken.
     context, workers = multiprocessing.get_context("fork"), []
     for n in range(1, args.workers + 1):
         # Listening before the fork (nothing to wait for), closed here after it: each worker
