@@ -72,11 +72,8 @@ class BookmarkOutbox:
                  first_retry: float = 0.25, max_retry: float = 30.0,
                  http_timeout: float = 5.0) -> None:
         self.endpoint = portal_url.rstrip("/") + "/api/bookmark/set"
-        self.key = key
-        self.name = name
-        self.first_retry = first_retry
-        self.max_retry = max_retry
-        self.http_timeout = http_timeout
+        self.key, self.name, self.http_timeout = key, name, http_timeout
+        self.first_retry, self.max_retry = first_retry, max_retry
         self.listeners: list[Callable[[str, Delivery], Any]] = []  # ("sent"|"answered", ...)
         path = Path(path)
         # The queue holds live play tokens: a private folder and file (SQLite gives the
@@ -84,16 +81,12 @@ class BookmarkOutbox:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox ("
+        self._db.executescript(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE IF NOT EXISTS outbox ("
             " nonce TEXT PRIMARY KEY, body TEXT NOT NULL, queued REAL NOT NULL,"
             " status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
-            " next_try REAL NOT NULL, response TEXT)"
-        )
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+            " next_try REAL NOT NULL, response TEXT)")
+        self._wake = threading.Condition()  # guards the connection, wakes the worker
         self._stop = False
         self._thread: threading.Thread | None = None
 
@@ -111,18 +104,17 @@ class BookmarkOutbox:
                 "INSERT INTO outbox (nonce, body, queued, next_try) VALUES (?, ?, ?, ?)",
                 (nonce, json.dumps(request, separators=(",", ":")), now, now),
             )
-            self._wake.notify()
+            self._wake.notify_all()  # the worker, whoever else waits
         return nonce
 
     def get(self, nonce: str) -> Delivery | None:
-        found = self._select("WHERE nonce = ?", nonce)
-        return found[0] if found else None
+        return next(iter(self._select("WHERE nonce = ?", nonce)), None)
 
     def deliveries(self) -> list[Delivery]:
         return self._select("ORDER BY queued")
 
     def _select(self, rest: str, *params: Any) -> list[Delivery]:
-        with self._lock:
+        with self._wake:
             rows = self._db.execute(
                 f"SELECT nonce, body, status, attempts, response FROM outbox {rest}", params
             ).fetchall()
@@ -132,13 +124,10 @@ class BookmarkOutbox:
 
     def wait(self, nonce: str, timeout: float) -> Delivery | None:
         """Block until the request is no longer pending, or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            delivery, left = self.get(nonce), deadline - time.monotonic()
-            if (delivery is not None and delivery.status != "pending") or left <= 0:
-                return delivery
-            with self._wake:
-                self._wake.wait(min(left, 0.5))
+        with self._wake:  # get() takes this (reentrant) lock again
+            self._wake.wait_for(lambda: getattr(self.get(nonce), "status", "") != "pending",
+                                timeout)
+            return self.get(nonce)
 
     def start(self) -> BookmarkOutbox:
         self._thread = threading.Thread(target=self._run, name="bookmark-outbox", daemon=True)
@@ -152,7 +141,7 @@ class BookmarkOutbox:
         if self._thread is not None:
             self._thread.join(self.http_timeout + 2)
             self._thread = None
-        with self._lock:
+        with self._wake:
             self._db.close()
 
     def _run(self) -> None:
@@ -175,18 +164,16 @@ class BookmarkOutbox:
         headers = {"Content-Type": "application/json"}
         headers.update(tokens.sign_request(self.key, data, time.time(), nonce=nonce))
         self._notify("sent", nonce)
-        response: dict[str, Any] | None = None
-        server_error = False
         try:
-            # Refusals come as 4xx with a BookMarkResp body; 5xx means try again later.
             status, answer = request_json("POST", self.endpoint, data, headers,
                                           timeout=self.http_timeout)
-            response = answer if isinstance(answer, dict) else None
-            server_error = status >= 500
         except OSError as exc:
             log.info("bookmark %s: portal unreachable (%s); will retry", nonce[:8], exc)
-        code = response.get("ResultCode") if response is not None else None
-        if server_error or code is None or code in RETRY_CODES:
+            status, answer = 0, None
+        response = answer if isinstance(answer, dict) else None
+        # Refusals come as 4xx with a BookMarkResp body; 5xx means try again later.
+        code = response.get("ResultCode") if response is not None and status < 500 else None
+        if code is None or code in RETRY_CODES:
             status = "pending"
         elif code in DELIVERED_CODES:
             status = "delivered"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -136,15 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # `kill` (SIGTERM) stops every command as cleanly as Ctrl-C does: each one handles
     # KeyboardInterrupt, and this is the only place that turns the signal into it.
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     name = ""  # a streaming server names itself on every line: N servers' logs can mix
     if args.command == "serve-rtsp":
         args.name = args.name or f"{socket.gethostname()}:{args.port}"
@@ -182,10 +180,6 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as running:
         try:
             workers = _start_workers(args, key) if args.workers > 1 else []
-            for worker in workers:  # on the way out: each gets SIGTERM (a clean stop), then
-                running.callback(worker.join)  # is waited for (callbacks run last first)
-            for worker in workers:
-                running.callback(worker.terminate)
             if not workers:
                 args.port = running.enter_context(_streaming_server(args, key)).port
             for media in MediaLibrary(args.media).list():
@@ -229,30 +223,29 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
     port (SO_REUSEPORT: the kernel spreads new connections over them)."""
     with socket.create_server((args.host, args.port)) as probe:  # nobody there? which for 0?
         args.port = probe.getsockname()[1]
-    socks = [socket.create_server((args.host, args.port), reuse_port=True)
-             for _ in range(args.workers)]  # listening already: nothing to wait for
-    for sock in socks:  # inherited by each connection; asyncio sets it only on its own sockets
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # Forked before this process has threads or media; each keeps main's SIGTERM handler.
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_worker, args=(args, key, n, socks), name=f"worker {n}")
-               for n in range(1, args.workers + 1)]
-    for worker in workers:
-        worker.start()
-    for sock in socks:
-        sock.close()
+    # Daemonic: as this process exits, multiprocessing sends each SIGTERM (a clean stop)
+    # and waits for it, whatever way out was taken.
+    context, workers = multiprocessing.get_context("fork"), []
+    for n in range(1, args.workers + 1):
+        # Listening before the fork (nothing to wait for), closed here after it: each worker
+        # holds only its own. Connections inherit TCP_NODELAY (asyncio sets it only on its own).
+        with socket.create_server((args.host, args.port), reuse_port=True) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            workers.append(context.Process(target=_worker, args=(args, key, n, sock),
+                                           name=f"worker {n}", daemon=True))
+            workers[-1].start()
     return workers
 
 
 def _worker(args: argparse.Namespace, key: bytes | None, number: int,
-            socks: list[socket.socket]) -> None:
+            sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    who = f"worker {number} {args.name}".replace("%", "%%")  # still named, as main() does
     logging.basicConfig(force=True, level=logging.getLogger().level,
-                        format=f"%(asctime)s worker {number} %(name)s %(levelname)s %(message)s")
-    for sock in socks[:number - 1] + socks[number:]:
-        sock.close()  # the siblings'
+                        format=f"%(asctime)s {who} %(name)s %(levelname)s %(message)s")
     try:
-        with _streaming_server(args, key, number, socks[number - 1]):
+        with _streaming_server(args, key, number, sock):
             multiprocessing.parent_process().join()  # a parent killed outright ends us too
     except OSError as exc:
         sys.exit(f"serve-rtsp: worker {number}: {exc}")
@@ -298,21 +291,18 @@ def serve(args: argparse.Namespace) -> int:
 
     config = _server_config(args)
     users = args.user or DEMO_USERS
-    system = System(args.media, args.data, users, host=args.host, rtsp_port=args.rtsp_port,
-                    portal_port=args.portal_port, config=config, play_ttl=args.play_token_ttl,
-                    database=args.database)
-    system.start()
-    print(f"portal:    {system.portal_url}/\n"
-          f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)\n"
-          "accounts:  " + ", ".join(f"{name} / {password}" for name, password in users) + "\n"
-          f"heartbeat: every {config.heartbeat_interval:g} s, interrupted after "
-          f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("stopping")
-    finally:
-        system.stop()
+    with System(args.media, args.data, users, host=args.host, rtsp_port=args.rtsp_port,
+                portal_port=args.portal_port, config=config, play_ttl=args.play_token_ttl,
+                database=args.database) as system:
+        print(f"portal:    {system.portal_url}/\n"
+              f"streaming: {system.rtsp_url}/<ContentID> (play URLs come from the portal)\n"
+              "accounts:  " + ", ".join(f"{name} / {password}" for name, password in users) +
+              f"\nheartbeat: every {config.heartbeat_interval:g} s, interrupted after "
+              f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopping")
     return 0
 
 
@@ -324,15 +314,11 @@ def demo(args: argparse.Namespace) -> int:
     return run(str(args.media), args.transport, args.play_seconds, _server_config(args))
 
 
-def _tool(module: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from importlib import import_module
-
-        return int(import_module(f"rtsp_resume.{module}").main(args))
-
-    return run
+def _tool(module: str, args: argparse.Namespace) -> int:
+    return int(importlib.import_module(f"rtsp_resume.{module}").main(args))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "make-sample": _tool("sample"), "linkcut": _tool("linkcut"), "serve-rtsp": serve_rtsp,
+    "make-sample": functools.partial(_tool, "sample"),
+    "linkcut": functools.partial(_tool, "linkcut"), "serve-rtsp": serve_rtsp,
     "serve-portal": serve_portal, "serve": serve, "demo": demo}

@@ -259,12 +259,10 @@ class MediaFile:
                 raise UnplayableMedia(f"{self.path.name}: read error: {exc}") from exc
 
     def _read(self, container: av.container.InputContainer, begin: float) -> Iterator[AccessUnit]:
-        if self._seek_stream is not None and begin > self.keyframes[0] + _EPSILON:
-            seek_stream = container.streams[self._seek_stream]
-            target = round((begin + self._origin) / float(seek_stream.time_base))
-            container.seek(target, stream=seek_stream, backward=True)
-        elif self._seek_stream is None and begin > 0:
-            container.seek(round((begin + self._origin) * av.time_base), backward=True)
+        if begin > (self.keyframes[0] + _EPSILON if self.keyframes else 0):  # none: no video
+            stream = None if self._seek_stream is None else container.streams[self._seek_stream]
+            tick = float(stream.time_base) if stream else 1 / av.time_base
+            container.seek(round((begin + self._origin) / tick), stream=stream, backward=True)
         # Video starts at its first keyframe from `begin` (a coarse index may land early).
         started: set[int] = set()
         last_dts: dict[int, float] = {}
@@ -376,17 +374,14 @@ class MediaLibrary:
     def list(self) -> list[MediaFile]:
         """Every playable file, sorted by content_id; unplayable ones are logged, skipped."""
         try:
-            entries = sorted(self.directory.iterdir())
+            entries = list(self.directory.iterdir())
         except OSError as exc:
             log.warning("cannot list %s: %s", self.directory, exc)
             return []
         files = []
-        for path in entries:
-            if (path.suffix.lower() not in MEDIA_SUFFIXES or not valid_content_id(path.stem)
-                    or self._find(path.stem) != path):  # an earlier suffix wins, as in get()
-                continue
+        for stem in sorted({p.stem for p in entries if p.suffix.lower() in MEDIA_SUFFIXES}):
             try:
-                files.append(self._load(path))
+                files.append(self.get(stem))  # what get() finds: an earlier suffix wins
             except UnplayableMedia as exc:
                 log.warning("skipping %s", exc)
-        return sorted(files, key=lambda media: media.content_id)
+        return [media for media in files if media is not None]

@@ -132,7 +132,7 @@ class StreamingServer:
             raise
         return self
 
-    def stop(self) -> None:
+    def stop(self, *_exc_info: object) -> None:
         """Stop a server started with :meth:`start`; idempotent."""
         if self.loop is None or self._thread is None:
             return
@@ -144,11 +144,7 @@ class StreamingServer:
             self.loop.close()
         self._thread = None
 
-    def __enter__(self) -> StreamingServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    __enter__, __exit__ = start, stop
 
     def url(self, content_id: str, token: str | None = None) -> str:
         base = f"rtsp://{self.config.host}:{self.port}/{content_id}"

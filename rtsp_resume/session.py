@@ -173,8 +173,7 @@ class RtspSessions:
         """Answer ``request`` from host ``peer``: bad input gets a 4xx, a bug a 500."""
         self._peer, self._now, self._wall = peer, now, wall
         cseq = request.headers.get("CSeq")
-        headers = rtsp.Headers({"CSeq": cseq} if cseq is not None else {})
-        headers["Server"] = SERVER_NAME
+        headers = ({"CSeq": cseq} if cseq is not None else {}) | {"Server": SERVER_NAME}
         try:
             if cseq is None:
                 raise rtsp.RtspProtocolError(400, "Bad Request: CSeq missing")
@@ -188,9 +187,7 @@ class RtspSessions:
         except Exception:  # a bug answers 500; it must never kill the connection
             log.exception("error handling %s %s", request.method, request.uri)
             return rtsp.Response(500, "Internal Server Error", headers), None
-        for name, value in extra.items():
-            headers[name] = value
-        return rtsp.Response(200, "OK", headers, body), action
+        return rtsp.Response(200, "OK", headers | extra, body), action
 
     def _target(self, request: rtsp.Request) -> tuple[MediaFile, str | None, str | None]:
         """``rtsp://host/<content>[/<control>][?token=...]``: the media, control, token."""

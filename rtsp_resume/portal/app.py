@@ -274,10 +274,9 @@ class Portal:
         user_id = ""
         try:
             raw = bottle.request.body.read(MAX_BODY + 1)
-            environ = bottle.request.environ
             # Only the headers sent: a missing one is "unsigned", an empty one "malformed".
-            headers = {name: environ[key] for name in _SIGNED_HEADERS
-                       if (key := "HTTP_" + name.upper().replace("-", "_")) in environ}
+            sent = bottle.request.headers
+            headers = {name: sent[name] for name in _SIGNED_HEADERS if name in sent}
             try:
                 nonce = tokens.verify_request(self.secret, raw, headers, self.clock(),
                                               max_skew=self.settings.max_skew)
@@ -294,16 +293,14 @@ class Portal:
                 raise BookmarkRefused(_R.BAD_REQUEST, exc.detail) from exc
             code, detail, current = self._set_bookmark(nonce, raw, body)
             log.info("BookMarkReq from %s for %s: %s", body.get("Server", "?"), user_id, detail)
+            return {**_bookmark_resp(user_id, code, detail), "Current": current}
         except BookmarkRefused as exc:
             code, detail = exc.args
-            bottle.response.status = HTTP_STATUS[code]
-            return _bookmark_resp(user_id, code, detail)
         except StorageError as exc:
             log.error("portal: storage failed while setting a bookmark: %s", exc)
-            bottle.response.status = 503
-            return _bookmark_resp(user_id, _R.STORAGE_ERROR,
-                                  "the bookmark could not be stored; retry later")
-        return {**_bookmark_resp(user_id, code, detail), "Current": current}
+            code, detail = _R.STORAGE_ERROR, "the bookmark could not be stored; retry later"
+        bottle.response.status = HTTP_STATUS[code]
+        return _bookmark_resp(user_id, code, detail)
 
     def _set_bookmark(self, nonce: str, raw: bytes, body: dict[str, Any]
                       ) -> tuple[ResultCode, str, bool]:

@@ -44,6 +44,8 @@ _BOOKMARK = ("user_id, content_id, position, encrypt_token, login_session, token
              " interrupted_at, saved_at")
 # The history's columns in BookmarkWrite's field order (its received_at is saved_at).
 _HISTORY = _BOOKMARK.replace("saved_at", "received_at") + ", nonce, body_sha256"
+# What a newer bookmark replaces: every column but the key.
+_REPLACE = ", ".join(f"{c} = excluded.{c}" for c in [*_BOOKMARK.split(", ")[2:], "history_id"])
 _SESSION = "session_id, user_id, created, expires, revoked"
 
 
@@ -130,10 +132,8 @@ class Store:
         row = None
         if USER_NAME_RE.fullmatch(name):
             row = self._one("SELECT password_hash FROM users WHERE user_id = ?", name)
-        if row is None:
-            self.kdf.verify(password, self._dummy_hash)
-            return None
-        return name if self.kdf.verify(password, row[0]) else None
+        right = self.kdf.verify(password, self._dummy_hash if row is None else row[0])
+        return name if row is not None and right else None
 
     def user_exists(self, user_id: str) -> bool:
         return self._one("SELECT 1 FROM users WHERE user_id = ?", user_id) is not None
@@ -185,11 +185,7 @@ class Store:
             newer = req.position > 0 and cur.execute(
                 f"INSERT INTO bookmarks ({_BOOKMARK}, history_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, content_id)"
-                " DO UPDATE SET position = excluded.position,"
-                " encrypt_token = excluded.encrypt_token, login_session = excluded.login_session,"
-                " token_issued = excluded.token_issued, interrupted_at = excluded.interrupted_at,"
-                " saved_at = excluded.saved_at, history_id = excluded.history_id"
-                " WHERE (excluded.token_issued, excluded.interrupted_at)"
+                f" DO UPDATE SET {_REPLACE} WHERE (excluded.token_issued, excluded.interrupted_at)"
                 " >= (bookmarks.token_issued, bookmarks.interrupted_at)",
                 (*values[:8], added[0])).rowcount == 1
             if not newer:
