@@ -31,13 +31,10 @@ _MAX_MARKS = 256  # marks remembered: minutes of heartbeats at the default inter
 
 def format_clock(seconds: float) -> str:
     """A play position as people read it: ``12.43`` -> ``0:12.4``, ``3725`` -> ``1:02:05.0``."""
-    tenths = round(max(0.0, seconds) * 10)
-    whole, tenth = divmod(tenths, 10)
+    whole, tenth = divmod(round(max(0.0, seconds) * 10), 10)
     hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}.{tenth}"
-    return f"{minutes}:{secs:02d}.{tenth}"
+    minutes = f"{hours}:{rest // 60:02d}" if hours else f"{rest // 60}"
+    return f"{minutes}:{rest % 60:02d}.{tenth}"
 
 
 class PositionEstimator:

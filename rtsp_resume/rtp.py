@@ -114,11 +114,6 @@ def ntp_now(wallclock: float) -> int:
     return ((seconds + NTP_UNIX_OFFSET) % (1 << 32)) << 32 | int((wallclock - seconds) * 2**32)
 
 
-def ntp_to_unix(ntp: int) -> float:
-    """Unix time in seconds of a 64-bit NTP timestamp (era 0, i.e. before 2036)."""
-    return (ntp >> 32) - NTP_UNIX_OFFSET + (ntp & 0xFFFFFFFF) / (1 << 32)
-
-
 def ntp_middle(ntp: int) -> int:
     """The middle 32 bits of an NTP timestamp: the LSR field of a report block (§6.4.1)."""
     return (ntp >> 16) & 0xFFFFFFFF
