@@ -163,16 +163,12 @@ class H264Depacketizer:
             return True
         if kind == H264_STAP_A:
             nals, pos = [], 1
-            while pos < len(payload):
-                if pos + 2 > len(payload):
-                    return False
+            while pos + 2 <= len(payload):
                 size = struct.unpack_from("!H", payload, pos)[0]
-                pos += 2
-                if size == 0 or pos + size > len(payload):
-                    return False
-                nals.append(bytes(payload[pos:pos + size]))
-                pos += size
-            if not nals:
+                nals.append(bytes(payload[pos + 2 : pos + 2 + size]))
+                pos += 2 + size
+            # A stray last byte, a unit overrunning the payload, or an empty unit or STAP-A.
+            if pos != len(payload) or not nals or not all(nals):
                 return False
             unit.nals.extend(nals)
             return True

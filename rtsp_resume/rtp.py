@@ -177,11 +177,15 @@ class ReportBlock:
         return cls(ssrc, lost_word >> 24, lost, highest, jitter, lsr, dlsr)
 
 
-def _parse_blocks(body: bytes, offset: int, count: int) -> tuple[list[ReportBlock], bytes]:
-    end = offset + 24 * count
+def _parse_report(data: bytes, packet_type: int, head: str,
+                  size: int) -> tuple[bytes, list[ReportBlock], bytes]:
+    """An SR's or RR's body (its ``head`` of ``size`` bytes first), blocks, and what follows."""
+    _, count, body = _rtcp_split(data, packet_type)
+    end = size + 24 * count
     if len(body) < end:
-        raise RtpError(f"RTCP report announces {count} blocks but is too short for them")
-    return [ReportBlock.parse(body[pos:pos + 24]) for pos in range(offset, end, 24)], body[end:]
+        raise RtpError(f"RTCP report of {len(body)} bytes is too short for its {size}-byte "
+                       f"{head} and {count} blocks")
+    return body, [ReportBlock.parse(body[pos:pos + 24]) for pos in range(size, end, 24)], body[end:]
 
 
 @dataclass
@@ -207,12 +211,8 @@ class SenderReport:
 
     @classmethod
     def parse(cls, data: bytes) -> SenderReport:
-        _, count, body = _rtcp_split(data, RTCP_SR)
-        if len(body) < 24:
-            raise RtpError(f"RTCP SR body of {len(body)} bytes, the sender info needs 24")
-        ssrc, ntp, rtp_ts, packets, octets = struct.unpack_from("!IQIII", body)
-        reports, rest = _parse_blocks(body, 24, count)
-        return cls(ssrc, ntp, rtp_ts, packets, octets, reports, rest)
+        body, reports, rest = _parse_report(data, RTCP_SR, "sender info", 24)
+        return cls(*struct.unpack_from("!IQIII", body), reports, rest)
 
 
 @dataclass
@@ -230,10 +230,7 @@ class ReceiverReport:
 
     @classmethod
     def parse(cls, data: bytes) -> ReceiverReport:
-        _, count, body = _rtcp_split(data, RTCP_RR)
-        if len(body) < 4:
-            raise RtpError("RTCP RR without the reporter's SSRC")
-        reports, rest = _parse_blocks(body, 4, count)
+        body, reports, rest = _parse_report(data, RTCP_RR, "reporter's SSRC", 4)
         return cls(struct.unpack_from("!I", body)[0], reports, rest)
 
 

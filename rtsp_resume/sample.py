@@ -11,7 +11,6 @@ import argparse
 import math
 import re
 import time
-from array import array
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -199,21 +198,20 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
 
 
 @cache
-def _two_seconds_of_sound() -> bytes:
+def _two_seconds_of_sound() -> np.ndarray:
     """A second that loops seamlessly, twice (a frame may wrap past its end): a quiet 440 Hz
     tone, a 1 kHz beep in its first 100 ms."""
-    times = ((n, n / AUDIO_RATE) for n in range(AUDIO_RATE))
-    return array("f", (0.05 * math.sin(2 * math.pi * 440 * t)
-                       + (0.3 * math.sin(2 * math.pi * 1000 * t) if n < AUDIO_RATE // 10 else 0)
-                       for n, t in times)).tobytes() * 2
+    n = np.arange(AUDIO_RATE)
+    t = n / AUDIO_RATE
+    second = 0.05 * np.sin(2 * np.pi * 440 * t) + np.where(
+        n < AUDIO_RATE // 10, 0.3 * np.sin(2 * np.pi * 1000 * t), 0)
+    return np.tile(second.astype(np.float32), 2)
 
 
 def _audio_frame(first_sample: int, count: int) -> av.AudioFrame:
-    size = 4  # bytes per float sample
-    start = (first_sample % AUDIO_RATE) * size
-    chunk = _two_seconds_of_sound()[start : start + count * size]
-    frame = av.AudioFrame(format="fltp", layout="mono", samples=count)
-    frame.planes[0].update(chunk + bytes(frame.planes[0].buffer_size - len(chunk)))
+    start = first_sample % AUDIO_RATE
+    frame = av.AudioFrame.from_ndarray(_two_seconds_of_sound()[None, start : start + count],
+                                       format="fltp", layout="mono")
     frame.sample_rate, frame.pts = AUDIO_RATE, first_sample
     frame.time_base = Fraction(1, AUDIO_RATE)
     return frame
