@@ -201,7 +201,8 @@ def test_duplicates_and_late_packets_are_discarded() -> None:
 def test_malformed_payloads_are_dropped_not_raised() -> None:
     depacketizer = H264Depacketizer()
     stream = RtpStream(96, 90000)
-    junk = [b"", b"\x18\x00\x05ab", b"\x18", b"\x1c", b"\x19abc", b"\x00xyz", b"\x18\x00\x00"]
+    junk = [b"", b"\x18\x00\x05ab", b"\x18", b"\x1c", b"\x19abc", b"\x00xyz", b"\x18\x00\x00",
+            b"\x18\x00\x01\x41\x00"]  # STAP-A: overrun, empty, size 0, a stray last byte
     for payload in junk:
         assert depacketizer.feed(stream.packet(payload, 0)) == []
     (unit,) = depacketizer.feed(stream.packet(nal(1, 9), 0, marker=True))
