@@ -44,12 +44,10 @@ class H264Packetizer:
             if not 1 <= nal_type(nal) <= 23:
                 raise RtpError(f"NAL unit type {nal_type(nal)} cannot be sent as is "
                                "(expected 1-23: bare NAL units, no start code)")
+            if self.aggregate and self._stap_size(pending + [nal]) > self.mtu:
+                payloads.extend(self._flush_stap(pending))  # full: what waits goes first
+                pending = []
             if self.aggregate and self._stap_size(pending + [nal]) <= self.mtu:
-                pending.append(nal)
-                continue
-            payloads.extend(self._flush_stap(pending))
-            pending = []
-            if self.aggregate and self._stap_size([nal]) <= self.mtu:
                 pending.append(nal)
             elif len(nal) <= self.mtu:
                 payloads.append(bytes(nal))
@@ -119,9 +117,8 @@ class H264Depacketizer:
             if step == 0 or step >= SEQUENCE_MOD // 2:
                 self.discarded += 1
                 return finished
-            if step > 1:
-                self.lost += step - 1
-                gap = True
+            self.lost += step - 1
+            gap = step > 1
         self._last_sequence = sequence
         if gap and self._unit is not None:
             # The missing packets were the end of this unit, the start of the next, or both.

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ANNEX_B_START = b"\x00\x00\x00\x01"
 MAX_HELD_PACKETS = 4096  # kept while a PLAY awaits the answer that says how to time them
+_CODECS = {("video", "H264"): "h264", ("audio", "MPEG4-GENERIC"): "aac"}  # SDP -> PyAV names
 
 
 class Decoded(NamedTuple):
@@ -48,11 +49,8 @@ class TrackReceiver:
 
     def __init__(self, media: sdp.MediaDescription, url: str) -> None:
         encoding = (media.encoding or "").upper()
-        if encoding == "H264" and media.kind == "video":
-            self.kind, self.codec = "video", "h264"
-        elif encoding == "MPEG4-GENERIC" and media.kind == "audio":
-            self.kind, self.codec = "audio", "aac"
-        else:
+        self.kind, self.codec = media.kind, _CODECS.get((media.kind, encoding), "")
+        if not self.codec:
             raise sdp.SdpError(f"{media.kind} track {encoding or '?'} is not H.264 or AAC")
         if not media.clock_rate:
             raise sdp.SdpError(f"{media.kind} track without a clock rate in its rtpmap")
