@@ -181,8 +181,7 @@ class H264Depacketizer:
         if start:
             if self._fragment is not None:
                 unit.complete = False
-            nal_header = (payload[0] & 0xE0) | (header & 0x1F)
-            self._fragment = bytearray([nal_header])
+            self._fragment = bytearray([(payload[0] & 0xE0) | (header & 0x1F)])  # §5.8's NAL header
         elif self._fragment is None:
             # The start of this NAL unit was lost: skip the rest of it silently (the loss
             # was already counted when the gap was seen).

@@ -94,13 +94,12 @@ def timeline_svg(traces: Sequence[SessionTrace], link_events: Sequence[tuple[flo
             chart.band((last, verdict), (0, 4), CUT_RED, 0.08)
             # Labels left of the line near the right edge, so that none is cut off.
             right = chart.x(verdict) > chart.width - chart.right - 160
-            chart.text(chart.x(verdict) + (-9 if right else 9), chart.y(0.5) - 12,
-                       f"silent {verdict - last:.2f} s ≥ timeout", RED, 10,
-                       "end" if right else "start")
+            px, anchor = chart.x(verdict) + (-9 if right else 9), "end" if right else "start"
+            chart.text(px, chart.y(0.5) - 12, f"silent {verdict - last:.2f} s ≥ timeout", RED, 10,
+                       anchor)
             chart.vline(verdict, "#111")
             chart.glyph(verdict, 0.5, "◆", "#111", "interruption declared: bookmark sent")
-            chart.text(chart.x(verdict) + (-9 if right else 9), chart.y(0.5) + 4, "interrupted",
-                       "#111", anchor="end" if right else "start", bold=True)
+            chart.text(px, chart.y(0.5) + 4, "interrupted", "#111", anchor=anchor, bold=True)
     for t, kind in link_events:
         cut = kind == "cut"
         chart.vline(t - origin, CUT_RED if cut else UP_GREEN, kind, "5,3", 28 if cut else 41)
