@@ -16,7 +16,7 @@ the monitor's figures (``last_life``, ``unanswered``, ...) stay as they were at 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from typing import NamedTuple
 
 
@@ -66,17 +66,16 @@ class HeartbeatMonitor:
         self.detected_at: float | None = None  # when the interruption was declared
         self.log: deque[LogEvent] = deque(maxlen=log_size)
         self._created = now
-        self._recent: OrderedDict[int, float] = OrderedDict()  # cseq -> sent, in order
+        self._recent: dict[int, float] = {}  # cseq -> when sent, in order
 
     def heartbeat_sent(self, cseq: int, now: float) -> None:
         """The caller wrote heartbeat ``cseq`` to the terminal at ``now``."""
         if self._check(now):
             return
         self.last_sent = now
-        self._recent[cseq] = now
-        self._recent.move_to_end(cseq)
-        while len(self._recent) > _REMEMBERED:
-            self._recent.popitem(last=False)
+        self._recent[cseq] = now  # CSeqs only grow, so the first is the oldest
+        if len(self._recent) > _REMEMBERED:
+            del self._recent[next(iter(self._recent))]
         self.log.append(LogEvent(now, "sent", cseq))
 
     def response_received(self, cseq: int | None, now: float) -> int | None:

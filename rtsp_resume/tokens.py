@@ -125,15 +125,14 @@ def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0
     # InvalidToken, not a KeyError.
     try:
         payload = json.loads(raw)
-        if payload.get("v") != TOKEN_VERSION:
-            raise InvalidToken("malformed", "unknown token version")
+        version = payload.get("v")
         grant = PlayGrant(token, _str(payload["u"]), _str(payload["c"]), _str(payload["s"]),
                           start=_num(payload["b"]), expires=_num(payload["e"]),
                           issued=_num(payload["i"]), nonce=_str(payload["n"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        if isinstance(exc, InvalidToken):
-            raise
         raise InvalidToken("malformed", "bad payload") from exc
+    if version != TOKEN_VERSION:
+        raise InvalidToken("malformed", f"unknown token version {version!r}")
     if now > grant.expires + leeway:
         raise InvalidToken("expired", f"expired {now - grant.expires:.0f} s ago")
     return grant
