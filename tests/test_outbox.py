@@ -99,6 +99,16 @@ def interruption(portal: PortalServer, position: float = 7.2) -> Interruption:
         last_life=now - 1, detected_at=now, transport="tcp", unanswered=3)
 
 
+def deliver_one(outbox: BookmarkOutbox, portal: PortalServer) -> Delivery | None:
+    """Start ``outbox``, submit one interruption, wait for its delivery, stop the outbox."""
+    try:
+        nonce = outbox.start().submit(interruption(portal))
+        assert nonce is not None
+        return outbox.wait(nonce, DEADLINE)
+    finally:
+        outbox.stop()
+
+
 class Attempts:
     """Collects an outbox's attempts and answers, to wait on them."""
 
@@ -181,21 +191,17 @@ def test_a_retry_after_a_lost_answer_does_not_store_a_second_bookmark(
     portal: PortalServer, tmp_path: Path,
 ) -> None:
     proxy = AnswerLosingProxy(portal.url)
-    outbox = BookmarkOutbox(proxy.url, portal.secret, tmp_path / "outbox.db",
-                            first_retry=0.05).start()
     try:
-        nonce = outbox.submit(interruption(portal))
-        assert nonce is not None
-        delivery = outbox.wait(nonce, DEADLINE)
+        delivery = deliver_one(BookmarkOutbox(proxy.url, portal.secret, tmp_path / "outbox.db",
+                                              first_retry=0.05), portal)
     finally:
-        outbox.stop()
         proxy.close()
     # The portal saw the request twice, with the same nonce, and stored it once.
     assert proxy.forwarded == 2
     assert delivery is not None
     assert (delivery.status, delivery.attempts) == ("delivered", 2)
     assert delivery.response is not None and delivery.response["ResultCode"] == 1
-    assert [h["nonce"] for h in history(portal)] == [nonce]
+    assert [h["nonce"] for h in history(portal)] == [delivery.nonce]
     assert [b.position for b in portal.store.bookmarks("alice")] == [7.2]
 
 
@@ -218,7 +224,7 @@ def test_a_queued_request_survives_closing_and_reopening_the_outbox(
     finally:
         again.stop()
     assert delivery is not None and delivery.status == "delivered"
-    assert [h["nonce"] for h in history(portal)] == [nonce]
+    assert [h["nonce"] for h in history(portal)] == [delivery.nonce]
 
 
 def test_a_refused_request_is_kept_as_refused_and_not_retried(
@@ -262,14 +268,8 @@ def test_a_named_server_says_so_in_its_bookmark_requests(portal: PortalServer, t
                                                           ) -> None:
     # One of several streaming servers: its name travels in the BookMarkReq, which the
     # portal accepts (an unknown field would be refused) and logs.
-    outbox = BookmarkOutbox(portal.url, portal.secret, tmp_path / "outbox.db",
-                            name="site-a:8554").start()
-    try:
-        nonce = outbox.submit(interruption(portal))
-        assert nonce is not None
-        delivery = outbox.wait(nonce, DEADLINE)
-    finally:
-        outbox.stop()
+    delivery = deliver_one(BookmarkOutbox(portal.url, portal.secret, tmp_path / "outbox.db",
+                                          name="site-a:8554"), portal)
     assert delivery is not None and delivery.request["Server"] == "site-a:8554"
     assert delivery.status == "delivered" and delivery.response["ResultCode"] == 0
     assert "Server" not in bookmark_request(interruption(portal))  # unnamed: as before
