@@ -324,7 +324,7 @@ class StreamingServer:
             self._send_rtp(session, setup, packets)
             if unit.track == session.video_index:  # a frame dropped never reached the viewer
                 session.position.frame_sent(unit.pts, first_seq, stream.next_sequence - 1,
-                                            time.monotonic())
+                                            self.clock())  # the clock answers are read on
         now = time.time()
         if now - setup.last_sr >= SR_INTERVAL and not session.closed:
             setup.last_sr = now

@@ -141,7 +141,7 @@ class Stage:
             return None if session is None else list(session.monitor.log)
 
         entries = None if self.stopped else streaming.call(grab)
-        shift = time.time() - time.monotonic()  # the monitor keeps the monotonic clock
+        shift = time.time() - streaming.clock()  # the monitor keeps the server's clock
         return None if entries is None else [(t + shift, kind, n) for t, kind, n in entries]
 
     def _run(self) -> None:
