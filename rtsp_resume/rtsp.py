@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -51,6 +52,7 @@ class RtspProtocolError(ValueError):
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION_RE = re.compile(r"[A-Za-z]+/\d+\.\d+")
 _VISIBLE = frozenset(range(0x21, 0x7F))
+_FRAME_HEADER = struct.Struct("!BBH")  # §10.12: "$", channel, length
 
 
 def _is_token(text: str) -> bool:
@@ -207,7 +209,7 @@ class InterleavedFrame(_Event):
                              "most 65535): not an interleaved frame")
 
     def __bytes__(self) -> bytes:
-        return b"$" + bytes([self.channel]) + len(self.data).to_bytes(2, "big") + self.data
+        return _FRAME_HEADER.pack(0x24, self.channel, len(self.data)) + self.data
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from rtsp_resume.session import Interruption, ServerConfig
 log = sm.log
 SR_INTERVAL = 5.0  # seconds between RTCP sender reports per stream (RFC 3550 §6.2 minimum)
 LATE = 0.020  # seconds behind its due time after which a packet counts as late
+SEND_AHEAD = 0.020  # seconds early a unit may go out with one due before it
 WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a TCP client before its media is dropped
 
 
@@ -275,7 +276,9 @@ class StreamingServer:
 
     async def _stream(self, session: sm.Session) -> None:
         """Send access units at their DTS; from a seek's keyframe up to the position asked
-        for, at once. The unit waited for stays ``pending``, where a PAUSE resumes."""
+        for, at once. The unit waited for stays ``pending``, where a PAUSE resumes. Each
+        wake-up also sends what falls due within ``SEND_AHEAD``, in one write: wake-ups and
+        system calls per unit, not bytes, are what a session costs."""
         pacing: _Pacing = session.io
         assert pacing.units is not None
         packetizer, loop = self.packetizer(self.config.mtu), asyncio.get_running_loop()
@@ -286,23 +289,35 @@ class StreamingServer:
                 session.at_end = True
                 log.info("session %s reached the end", session.id)
                 return
-            setup = session.tracks.get(unit.track)
-            if setup is not None:  # else a track the client did not SETUP
-                if origin is None:  # from the first unit in hand: opening the file is never late
-                    origin = max(unit.dts, pacing.catch_up_to)
-                    pacing.clock = (loop.time(), origin, time.time())
-                due = pacing.clock[0] + (unit.dts - origin)
-                if due > loop.time():
-                    await asyncio.sleep(due - loop.time())
-                sent = self._send_unit(session, setup, unit, packetizer)
-                # Judged once sent: a busy loop may wake us late from the sleep too.
-                if loop.time() - due > LATE and unit.dts >= origin:
-                    pacing.late_packets += sent
-            pacing.units.sent()
+            if unit.track not in session.tracks:  # a track the client did not SETUP
+                pacing.units.sent()
+                continue
+            if origin is None:  # from the first unit in hand: opening the file is never late
+                origin = max(unit.dts, pacing.catch_up_to)
+                pacing.clock = (loop.time(), origin, time.time())
+            due = pacing.clock[0] + (unit.dts - origin)
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            horizon, frames = loop.time() + SEND_AHEAD, []
+            while unit is not None and not session.closed:
+                setup = session.tracks.get(unit.track)
+                if setup is not None:
+                    due = pacing.clock[0] + (unit.dts - origin)
+                    if due > horizon:
+                        break
+                    sent = self._send_unit(session, setup, unit, packetizer, frames)
+                    # Judged once sent: a busy loop may wake us late from the sleep too.
+                    if loop.time() - due > LATE and unit.dts >= origin:
+                        pacing.late_packets += sent
+                pacing.units.sent()
+                unit = pacing.units.pending
+            if frames and session.connection is not None:
+                session.connection.send(b"".join(frames))
 
     def _send_unit(self, session: sm.Session, setup: sm.TrackSetup, unit: AccessUnit,
-                   packetizer: H264Packetizer) -> int:
-        """Packetize and send one access unit; returns how many RTP packets it took."""
+                   packetizer: H264Packetizer, frames: list[bytes]) -> int:
+        """Packetize and send one access unit (over TCP: add it to ``frames``, written once
+        for all the units of a wake-up); returns how many RTP packets it took."""
         pacing: _Pacing = session.io
         rate, stream = setup.track.clock_rate, setup.stream
         ticks = round(unit.pts * rate) + setup.tick_offset
@@ -321,7 +336,7 @@ class StreamingServer:
         tcp_full = setup.channel is not None and (
             connection is None or connection.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT)
         if not tcp_full:
-            self._send_rtp(session, setup, packets)
+            self._send_rtp(session, setup, packets, frames)
             if unit.track == session.video_index:  # a frame dropped never reached the viewer
                 session.position.frame_sent(unit.pts, first_seq, stream.next_sequence - 1,
                                             self.clock())  # the clock answers are read on
@@ -337,15 +352,13 @@ class StreamingServer:
             media_now = math.floor((media_time + elapsed) * grid) / grid
             report = stream.rtcp_report(unix_time + media_now - media_time,
                                         round(media_now * rate) + setup.tick_offset, sm.SERVER_NAME)
-            self._send_rtp(session, setup, [report], rtcp=True)
+            self._send_rtp(session, setup, [report], frames, rtcp=True)
         return len(payloads)
 
     def _send_rtp(self, session: sm.Session, setup: sm.TrackSetup, packets: list[bytes],
-                  rtcp: bool = False) -> None:
-        if setup.channel is not None and session.connection is not None:
-            # One write per access unit: system calls, not bytes, were the cost under load.
-            session.connection.send(b"".join(
-                bytes(rtsp.InterleavedFrame(setup.channel + rtcp, data)) for data in packets))
+                  frames: list[bytes], rtcp: bool = False) -> None:
+        if setup.channel is not None:
+            frames += (bytes(rtsp.InterleavedFrame(setup.channel + rtcp, data)) for data in packets)
         elif setup.client_addr is not None and self._udp is not None:
             host, port = setup.client_addr
             try:

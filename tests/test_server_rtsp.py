@@ -946,6 +946,9 @@ def test_media_files_are_closed_on_seek_and_session_end(sample_dir: Path) -> Non
                 wait_for_frames(client, 1, after=reply)
             assert _open_media_files(sample_dir) <= baseline + 1  # only the current read
             client.request("TEARDOWN", f"{client.base}/sample", {"Session": session.id})
+            deadline = time.monotonic() + DEADLINE  # a read in flight closes it when done
+            while _open_media_files(sample_dir) != baseline and time.monotonic() < deadline:
+                time.sleep(0.01)
             assert _open_media_files(sample_dir) == baseline
         finally:
             client.close()
