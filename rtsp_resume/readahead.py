@@ -1,7 +1,7 @@
 """Access units read ahead of a session's pacing, off the event loop: the loop never waits
 on a disk or a demuxer, so no heartbeat is ever late for it (claims 2, 8). Two threads, so
 that a crowd of sessions starting at once never holds up those already playing: one opens
-files (and reads a play's first unit), the other reads on in batches."""
+files (and reads a play's first batch), the other reads on, a batch ahead."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from rtsp_resume.media import AccessUnit
 
-BATCH = 64  # access units per read (about a second of media)
+BATCH = 64  # access units per read (about a second of media, at most two in hand)
 # The process's two reader threads (started at the first read, so after any fork).
 _OPENER, _READER = ThreadPoolExecutor(1, "media-opener"), ThreadPoolExecutor(1, "media-reader")
 
@@ -33,12 +33,13 @@ class ReadAhead:
         return self._ahead[0] if self._ahead else None
 
     async def next(self) -> AccessUnit | None:
-        """The unit to send next, None at the end. The next batch is asked for once half of
-        this one is sent; a read in flight survives a cancel (a PAUSE) for the resume."""
+        """The unit to send next, None at the end. The next batch is asked for once fewer
+        than a batch are in hand (a second of margin for the reader's queue); a read in
+        flight survives a cancel (a PAUSE) for the resume."""
         while True:
-            if self._reading is None and not self._drained and len(self._ahead) < BATCH // 2:
-                thread, count = (_READER, BATCH) if self._opened else (_OPENER, 1)
-                self._reading = thread.submit(list, itertools.islice(self._units, count))
+            if self._reading is None and not self._drained and len(self._ahead) < BATCH:
+                thread = _READER if self._opened else _OPENER
+                self._reading = thread.submit(list, itertools.islice(self._units, BATCH))
                 self._opened = True
             if self._reading is None or (self._ahead and not self._reading.done()):
                 return self.pending

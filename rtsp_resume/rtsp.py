@@ -209,7 +209,12 @@ class InterleavedFrame(_Event):
                              "most 65535): not an interleaved frame")
 
     def __bytes__(self) -> bytes:
-        return _FRAME_HEADER.pack(0x24, self.channel, len(self.data)) + self.data
+        return interleave(self.channel, [self.data])
+
+
+def interleave(channel: int, packets: Iterable[bytes]) -> bytes:
+    """Packets framed for one channel of the RTSP connection (§10.12), in one write's bytes."""
+    return b"".join(_FRAME_HEADER.pack(0x24, channel, len(data)) + data for data in packets)
 
 
 @dataclass(frozen=True)

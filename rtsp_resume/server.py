@@ -358,7 +358,7 @@ class StreamingServer:
     def _send_rtp(self, session: sm.Session, setup: sm.TrackSetup, packets: list[bytes],
                   frames: list[bytes], rtcp: bool = False) -> None:
         if setup.channel is not None:
-            frames += (bytes(rtsp.InterleavedFrame(setup.channel + rtcp, data)) for data in packets)
+            frames.append(rtsp.interleave(setup.channel + rtcp, packets))
         elif setup.client_addr is not None and self._udp is not None:
             host, port = setup.client_addr
             try:
