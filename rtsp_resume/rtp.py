@@ -339,12 +339,19 @@ class RtpStream:
 
     def packet(self, payload: bytes, timestamp: int, marker: bool = False) -> RtpPacket:
         """Number the next packet; ``timestamp`` in media ticks."""
-        packet = RtpPacket(self.payload_type, self.sequence, self.rtp_timestamp(timestamp),
-                           self.ssrc, marker, payload=bytes(payload))
-        self.sequence = (self.sequence + 1) % SEQUENCE_MOD
-        self.packet_count += 1
-        self.octet_count += len(payload)  # §6.4.1: payload octets only
-        return packet
+        return RtpPacket.parse(self.packets([(payload, marker)], timestamp)[0])
+
+    def packets(self, payloads: Sequence[tuple[bytes, bool]], timestamp: int) -> list[bytes]:
+        """:meth:`packet` for each (payload, marker), straight to the wire: a sender's hot
+        path writes only the fixed header (§5.1) and makes no packet objects."""
+        stamp, kind, wire = self.rtp_timestamp(timestamp), self.payload_type, []
+        for payload, marker in payloads:
+            wire.append(_FIXED_HEADER.pack(RTP_VERSION << 6, kind | (0x80 if marker else 0),
+                                           self.sequence, stamp, self.ssrc) + payload)
+            self.sequence = (self.sequence + 1) % SEQUENCE_MOD
+            self.octet_count += len(payload)  # §6.4.1: payload octets only
+        self.packet_count += len(wire)
+        return wire
 
     def sender_report(self, wallclock: float, timestamp: int,
                       reports: Sequence[ReportBlock] = ()) -> SenderReport:

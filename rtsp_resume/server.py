@@ -330,7 +330,7 @@ class StreamingServer:
         else:
             payloads = packetizer.packetize(unit.nals)
         first_seq = stream.next_sequence
-        packets = [bytes(stream.packet(data, ticks, marker)) for data, marker in payloads]
+        packets = stream.packets(payloads, ticks)
         pacing.packets_sent += len(packets)
         connection = session.connection
         tcp_full = setup.channel is not None and (

@@ -360,3 +360,12 @@ def test_reception_stats_duplicates_and_early_late_packet() -> None:
     block = stats.report_block(1.0)
     assert block is not None
     assert (block.packets_lost, block.highest_sequence) == (-1, 12)  # 4 expected, 5 received
+
+
+def test_rtp_stream_packets_are_the_wire_form_of_packet() -> None:
+    one, other = (RtpStream(96, 90000, ssrc=7, sequence=65534, timestamp_base=5) for _ in "ab")
+    payloads = [(b"first", False), (b"second", False), (b"last", True)]
+    wire = one.packets(payloads, 3000)
+    assert wire == [bytes(other.packet(data, 3000, marker)) for data, marker in payloads]
+    assert [RtpPacket.parse(w).sequence_number for w in wire] == [65534, 65535, 0]
+    assert (one.packet_count, one.octet_count) == (other.packet_count, other.octet_count) == (3, 15)
