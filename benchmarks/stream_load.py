@@ -35,7 +35,8 @@ Figures printed per level:
 Then, with one server idle, the time from ``av.open`` to the first decoded picture with
 FFmpeg's RTSP client (PyAV, over TCP), median of ``--runs`` (default 5), with default
 options and with ``probesize=32, analyzeduration=0`` (``analyzeduration=0`` alone means
-"the default, 5 s" to FFmpeg: the third row).
+"the default, 5 s" to FFmpeg: the third row); and from writing PLAY to the first RTP
+packet's arrival, median of 6 x ``--runs`` sessions one after another.
 
 The machine's 1-minute load average is printed with each level: other programs busy on
 the same cores delay the server's wake-ups, and the late packets with them.
@@ -229,6 +230,7 @@ class Receiver(asyncio.Protocol):
         self.by_channel: dict[int, Track] = {}
         self.udp: list[asyncio.DatagramTransport] = []
         self.first_packet = asyncio.Event()
+        self.play_sent: float | None = None  # when the PLAY request was written
         self.play_answered: float | None = None  # when the PLAY response arrived
         self.first_rtp: float | None = None  # when the first RTP packet arrived
         self.error: str | None = None
@@ -294,6 +296,7 @@ class Receiver(asyncio.Protocol):
             answer = await self.request("SETUP", url, Transport=offer, **extra)
             self.session_id = rtsp.parse_session(answer.headers["Session"])[0]
             self.tracks.append(track)
+        self.play_sent = time.monotonic()
         await self.request("PLAY", self.base, Session=self.session_id or "", Range="npt=0.000-")
 
     def _apply_rtp_info(self, value: str) -> None:
@@ -463,6 +466,18 @@ async def run_load(server: ServerProcess, n: int, seconds: float, clip: str,
     )
 
 
+async def play_to_first_packet(port: int, clip: str, due: DueTimes, count: int) -> list[float]:
+    """Milliseconds from writing PLAY to the first RTP packet, one session after another."""
+    times = []
+    for _ in range(count):
+        receiver = Receiver("127.0.0.1", port, clip, "tcp", due)
+        await asyncio.wait_for(receiver.start(), START_DEADLINE)
+        await asyncio.wait_for(receiver.first_packet.wait(), START_DEADLINE)
+        times.append(1000 * (receiver.first_rtp - receiver.play_sent))  # type: ignore[operator]
+        await receiver.stop()
+    return times
+
+
 def _quantile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -620,6 +635,11 @@ def main() -> int:
                 times = [first_frame_ms(url, options) for _ in range(args.runs)]
                 print(f"  {clip:<12} {name:<34} {statistics.median(times):7.1f} ms "
                       f"({min(times):.1f}-{max(times):.1f})", flush=True)
+            due = DueTimes(MediaFile(next(media.glob(f"{clip}.*"))))
+            times = asyncio.run(play_to_first_packet(server.port, clip, due, 6 * args.runs))
+            print(f"  {clip:<12} {'PLAY written -> first RTP packet':<34} "
+                  f"{statistics.median(times):7.1f} ms ({min(times):.1f}-{max(times):.1f}), "
+                  f"{len(times)} sessions one after another", flush=True)
         finally:
             server.stop()
 
