@@ -88,7 +88,6 @@ def run(media: str, transport: str = "tcp", play_seconds: float = 6.0,
             player.close_abruptly()
             cutter.restore()
 
-            portal = PortalClient(system.portal_url)
             portal.login(user, password)
             say(f"{user} logs in again (another UserToken)")
             bookmarks = portal.bookmarks()
