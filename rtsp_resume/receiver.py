@@ -68,18 +68,17 @@ class TrackReceiver:
         self.rtcp_socket: socket.socket | None = None
         self.server_rtcp: tuple[str, int] | None = None
         self.lost = 0
-        self._depacketizer = H264Depacketizer()
-        self._decoder = self._new_decoder()
+        self._decoder, self._depacketizer = self._fresh_decoding()
         self._rtptime: int | None = None
         self._npt_start = 0.0
         self._first_seq: int | None = None
         self._held: list[tuple[RtpPacket, float]] | None = None
         self._drop_before_answer = False
 
-    def _new_decoder(self) -> av.CodecContext:
+    def _fresh_decoding(self) -> tuple[av.CodecContext, H264Depacketizer]:
         decoder = av.CodecContext.create(self.codec, "r")
         decoder.extradata = self.config or None
-        return decoder
+        return decoder, H264Depacketizer()
 
     def play_sent(self, repositions: bool) -> None:
         """A PLAY went out; ``repositions`` when it moves the play point (start or seek)."""
@@ -92,8 +91,7 @@ class TrackReceiver:
         if repositions:
             # Pictures still inside the decoder belong to the old position, and the new
             # position starts with a keyframe: a fresh decoder forgets the old ones.
-            self._decoder = self._new_decoder()
-            self._depacketizer = H264Depacketizer()
+            self._decoder, self._depacketizer = self._fresh_decoding()
         if info is not None:
             self._npt_start, self._rtptime, self._first_seq = npt_start, info.rtptime, info.seq
         elif repositions or self._rtptime is None:

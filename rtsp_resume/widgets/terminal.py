@@ -76,6 +76,7 @@ class Terminal:
         self.error: BaseException | None = None
         self._drawn = 0.0
         self.say("switched on")
+        self.login()
         stage.on_interruption.append(self._interrupted)
         stage.on_delivery.append(self._delivered)
         stage.on_stop.append(self.close)
@@ -102,28 +103,22 @@ class Terminal:
                            config.heartbeat_timeout)
 
     def login(self) -> dict[str, Any]:
-        """Log in to the portal (a new UserToken each time)."""
+        """Log in to the portal (as when switched on; a new UserToken each time)."""
         answer = self.portal.login(self.user, self.password)
         self.say(f"logged in: UserID {answer['UserID']}, "
                  f"UserToken {shorten(answer['UserToken'], 6)}")
         return answer
 
-    def _portal(self) -> PortalClient:
-        if self.portal.user_token is None:
-            self.login()
-        return self.portal
-
     def list_bookmarks(self) -> list[dict[str, Any]]:
         """The get-bookmarks request (claim 1): all of this user's bookmarks."""
-        found = self._portal().bookmarks()
+        found = self.portal.bookmarks()
         self.bookmarks.show(found)
         return found
 
     def play(self, content_id: str | None = None) -> Player:
         """Play a program (the first by default) from the portal's play URL (a play token)."""
-        portal = self._portal()
-        content_id = content_id or portal.contents()[0]["ContentID"]
-        return self._start_player(portal.play(content_id)["url"], None, f"PLAY {content_id}")
+        content_id = content_id or self.portal.contents()[0]["ContentID"]
+        return self._start_player(self.portal.play(content_id)["url"], None, f"PLAY {content_id}")
 
     def _start_player(self, url: str, start: float | None, label: str,
                       episode: Episode | None = None) -> Player:
@@ -215,9 +210,8 @@ class Terminal:
 
     def ask_interface(self, bookmark: dict[str, Any]) -> dict[str, Any]:
         """Ask the portal for a listed bookmark's bookmark interface (claims 3, 4)."""
-        portal = self._portal()
-        self.interface_req.show(interface_request(bookmark, portal.user_token))
-        answer = portal.bookmark_interface(bookmark)
+        self.interface_req.show(interface_request(bookmark, self.portal.user_token))
+        answer = self.portal.bookmark_interface(bookmark)
         self.interface_resp.show(answer)
         return answer
 

@@ -134,10 +134,10 @@ class TokenLab(w.VBox):
             self.terminal.stage.log.say(f"token lab failed: {exc!r}")
 
     def _portal_cases(self) -> None:
+        if not self.terminal.bookmarks.rows:
+            raise RuntimeError("the terminal needs a listed bookmark first")
         t, bookmark = self.terminal, self.terminal.bookmarks.rows[0]
         url, mine = t.stage.system.portal_url, t.portal
-        if mine.user_token is None:
-            raise RuntimeError("the terminal needs a listed bookmark first")
         logged_out, other = PortalClient(url), PortalClient(url)
         logged_out.login(t.user, t.password)
         old_token = logged_out.user_token
