@@ -127,10 +127,8 @@ class HeartbeatMonitor:
         return len(self._outstanding())
 
     def _outstanding(self) -> list[int]:
-        sent = list(self._recent)
-        if self.last_answered in self._recent:
-            return sent[sent.index(self.last_answered) + 1:]
-        return sent
+        newest = -1 if self.last_answered is None else self.last_answered
+        return [cseq for cseq in self._recent if cseq > newest]  # CSeqs only grow
 
     def _next_heartbeat(self) -> float:
         return (self._created if self.last_sent is None else self.last_sent) + self.interval

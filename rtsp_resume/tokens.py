@@ -40,20 +40,20 @@ _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
 _B64_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class InvalidToken(ValueError):
-    """A play token that must not be honoured; ``reason`` is a short machine-readable word."""
+class _Refusal(ValueError):
+    """Something refused; ``reason`` is a short machine-readable word, ``detail`` for people."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason  # "malformed", "bad signature" or "expired"
+        self.reason = reason
 
 
-class InvalidSignature(ValueError):
-    """A signed request that must be refused; ``reason`` says why."""
+class InvalidToken(_Refusal):
+    """A play token not to honour: "malformed", "bad signature" or "expired"."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason  # "missing", "malformed", "stale" or "bad signature"
+
+class InvalidSignature(_Refusal):
+    """A signed request to refuse: "missing", "malformed", "stale" or "bad signature"."""
 
 
 @dataclass(frozen=True)
@@ -126,28 +126,20 @@ def verify_play_token(key: bytes, token: str, now: float, *, leeway: float = 0.0
     try:
         payload = json.loads(raw)
         version = payload.get("v")
-        grant = PlayGrant(token, _str(payload["u"]), _str(payload["c"]), _str(payload["s"]),
-                          start=_num(payload["b"]), expires=_num(payload["e"]),
-                          issued=_num(payload["i"]), nonce=_str(payload["n"]))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        texts, numbers = [payload[k] for k in "ucsn"], [payload[k] for k in "bei"]
+    except (ValueError, KeyError, AttributeError) as exc:
         raise InvalidToken("malformed", "bad payload") from exc
+    # A JSON true is no number, though Python's bool is an int.
+    if not all(isinstance(v, str) for v in texts) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        raise InvalidToken("malformed", "bad payload")
     if version != TOKEN_VERSION:
         raise InvalidToken("malformed", f"unknown token version {version!r}")
+    user, content, login, nonce = texts
+    grant = PlayGrant(token, user, content, login, *map(float, numbers), nonce=nonce)
     if now > grant.expires + leeway:
         raise InvalidToken("expired", f"expired {now - grant.expires:.0f} s ago")
     return grant
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
-
-
-def _num(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError("expected a number")
-    return float(value)
 
 
 def _request_mac(key: bytes, timestamp: str, nonce: str, body: bytes) -> str:
