@@ -6,7 +6,6 @@ AudioSpecificConfig in hex); control URLs follow RFC 2326 §C.1.1."""
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +98,7 @@ class MediaDescription:
         text = self.fmtp.get("sprop-parameter-sets", "")
         try:
             return [base64.b64decode(item, validate=True) for item in text.split(",") if item]
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error is one
             raise SdpError(f"sprop-parameter-sets {text!r} is not base64") from exc
 
     def aac_config(self) -> bytes:
