@@ -85,18 +85,15 @@ class HeartbeatMonitor:
         every one sent before it."""
         if self._check(now):
             return None
-        outstanding = self._outstanding()
         if cseq is None:
-            answered = outstanding[0] if outstanding else None
-        else:
-            answered = cseq if cseq in self._recent else None
-        if answered is None:
+            cseq = next(iter(self._outstanding()), None)
+        if cseq not in self._recent:
             self._life(now, f"response with CSeq {cseq}", "life", cseq)
             return None
-        if answered in outstanding:  # an older one than already answered tells nothing new
-            self.last_answered = answered
-        self._life(now, f"answer to heartbeat {answered}", "answered", answered)
-        return answered
+        if cseq in self._outstanding():  # an older one than already answered tells nothing new
+            self.last_answered = cseq
+        self._life(now, f"answer to heartbeat {cseq}", "answered", cseq)
+        return cseq
 
     def life_seen(self, now: float, why: str = "") -> None:
         """Other evidence of life at ``now``: a request carrying the session id, RTCP."""
