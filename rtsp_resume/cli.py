@@ -151,9 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _server_config(args: argparse.Namespace, **settings: Any) -> Any:
     from rtsp_resume.session import ServerConfig
 
-    return ServerConfig(heartbeat_interval=args.heartbeat_interval,
-                        heartbeat_timeout=args.heartbeat_timeout, position=args.position,
-                        playout_allowance=args.playout_allowance, **settings)
+    shared = ("heartbeat_interval", "heartbeat_timeout", "position", "playout_allowance")
+    return ServerConfig(**{name: getattr(args, name) for name in shared}, **settings)
 
 
 def serve_rtsp(args: argparse.Namespace) -> int:
@@ -168,9 +167,8 @@ def serve_rtsp(args: argparse.Namespace) -> int:
         print("serve-rtsp: --workers must be 1 or more", file=sys.stderr)
         return 2
     # Read (or made) once, before any worker starts: every worker signs with the same key.
-    key = None
-    if args.portal_url:
-        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
+    secret = args.secret_file or Path("data") / "secret"
+    key = tokens.load_or_create_secret(secret) if args.portal_url else None
     with contextlib.ExitStack() as running:
         try:
             workers = _start_workers(args, key) if args.workers > 1 else []

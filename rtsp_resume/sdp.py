@@ -64,8 +64,6 @@ def describe(tracks: Sequence[Track], duration: float, session_id: int,
     is the aggregate one (``*``: the Content-Base). ``duration`` <= 0 announces ``npt=0-``."""
     if not tracks:
         raise SdpError("nothing to describe: no track")
-    if session_id < 0:
-        raise SdpError(f"session id {session_id} must be a non-negative integer")
     lines = ["v=0",
              f"o=- {session_id} 1 IN {'IP6' if ':' in server_address else 'IP4'} "
              f"{_single_line('address', server_address)}",
