@@ -274,7 +274,7 @@ class Portal:
         user_id = ""
         try:
             raw = bottle.request.body.read(MAX_BODY + 1)
-            # Only the headers sent: a missing one is "unsigned", an empty one "malformed".
+            # The signature's headers alone, as sent (another header may not even decode).
             sent = bottle.request.headers
             headers = {name: sent[name] for name in _SIGNED_HEADERS if name in sent}
             nonce = tokens.verify_request(self.secret, raw, headers, self.clock(),
