@@ -70,8 +70,13 @@ def read_frame_index(image: Any) -> int | None:
     """The frame number a decoded picture of the sample carries, or None (no strip, or a CRC
     that does not match: damaged, or not the sample). ``image``: an ``av.VideoFrame``, an
     HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole (H*3/2)xW yuv420p one too)."""
+    # A frame's luma plane (where the strip is) read in place, not through swscale: a
+    # display may be reformatting the same frame on another thread, which would crash it.
     if isinstance(image, av.VideoFrame):
-        image = image.to_ndarray(format="gray")  # the luma, where the strip is
+        frame = image if image.format.name.startswith(("yuv", "gray", "nv")) else (
+            image.reformat(format="gray"))
+        rows = np.frombuffer(frame.planes[0], np.uint8).reshape(-1, frame.planes[0].line_size)
+        image = rows[: frame.height, : frame.width]
     shape = getattr(image, "shape", None)
     if shape is None or len(shape) not in (2, 3):
         raise TypeError(f"expected av.VideoFrame or an HxW(x3) array, got {type(image)!r}")
