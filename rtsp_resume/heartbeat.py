@@ -66,16 +66,14 @@ class HeartbeatMonitor:
         self.detected_at: float | None = None  # when the interruption was declared
         self.log: deque[LogEvent] = deque(maxlen=log_size)
         self._created = now
-        self._recent: dict[int, float] = {}  # cseq -> when sent, in order
+        self._recent: deque[int] = deque(maxlen=_REMEMBERED)  # CSeqs sent, oldest first
 
     def heartbeat_sent(self, cseq: int, now: float) -> None:
         """The caller wrote heartbeat ``cseq`` to the terminal at ``now``."""
         if self._check(now):
             return
         self.last_sent = now
-        self._recent[cseq] = now  # CSeqs only grow, so the first is the oldest
-        if len(self._recent) > _REMEMBERED:
-            del self._recent[next(iter(self._recent))]
+        self._recent.append(cseq)  # CSeqs only grow: the oldest drops off the front
         self.log.append(LogEvent(now, "sent", cseq))
 
     def response_received(self, cseq: int | None, now: float) -> int | None:
