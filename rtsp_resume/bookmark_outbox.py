@@ -161,8 +161,8 @@ class BookmarkOutbox:
 
     def _attempt(self, nonce: str, body: str, attempts: int) -> None:
         data = body.encode()
-        headers = {"Content-Type": "application/json"}
-        headers.update(tokens.sign_request(self.key, data, time.time(), nonce=nonce))
+        headers = {"Content-Type": "application/json",
+                   **tokens.sign_request(self.key, data, time.time(), nonce=nonce)}
         self._notify("sent", nonce)
         try:
             status, answer = request_json("POST", self.endpoint, data, headers,

@@ -41,29 +41,32 @@ def _user(text: str) -> tuple[str, str]:
     return name, password
 
 
-def _add_heartbeat_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--heartbeat-interval", type=float, default=1.0, metavar="S",
-                   help="seconds between server heartbeats (claim 2)")
-    p.add_argument("--heartbeat-timeout", type=float, default=3.0, metavar="S",
-                   help="no sign of life for this long = abnormal interruption (claim 8)")
-    p.add_argument("--position", choices=["confirmed", "frames_sent"], default="confirmed",
-                   help="play position estimator written into the bookmark")
-    p.add_argument("--playout-allowance", type=float, default=0.5, metavar="S",
-                   help="subtracted from the confirmed position for the player's buffer")
-
-
-def _add_portal_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--play-token-ttl", type=float, default=300.0, metavar="S",
-                   help="how long a play token may start sessions (a running one plays on)")
-    p.add_argument("--database", metavar="URL", help="sqlite:///FILE or postgresql://USER@"
-                   "HOST:PORT/DB, which portal processes share (default: SQLite in --data)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rtsp_resume", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}  # --help shows them
+    # Flags several commands share, as parent parsers.
+    heartbeat = argparse.ArgumentParser(add_help=False)
+    heartbeat.add_argument("--heartbeat-interval", type=float, default=1.0, metavar="S",
+                           help="seconds between server heartbeats (claim 2)")
+    heartbeat.add_argument("--heartbeat-timeout", type=float, default=3.0, metavar="S",
+                           help="no sign of life for this long = abnormal interruption (claim 8)")
+    heartbeat.add_argument("--position", choices=["confirmed", "frames_sent"],
+                           default="confirmed",
+                           help="play position estimator written into the bookmark")
+    heartbeat.add_argument("--playout-allowance", type=float, default=0.5, metavar="S",
+                           help="subtracted from the confirmed position for the player's buffer")
+    portal = argparse.ArgumentParser(add_help=False)
+    portal.add_argument("--data", type=Path, default=Path("data"), help="folder for the portal's "
+                        "database and the shared secret (serve: the outbox too)")
+    portal.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
+                        help="an account (repeatable; serve without one: alice:wonderland and "
+                             "bob:builder)")
+    portal.add_argument("--play-token-ttl", type=float, default=300.0, metavar="S",
+                        help="how long a play token may start sessions (a running one plays on)")
+    portal.add_argument("--database", metavar="URL", help="sqlite:///FILE or postgresql://USER@"
+                        "HOST:PORT/DB, which portal processes share (default: SQLite in --data)")
 
     p = sub.add_parser("make-sample", **defaults, help="write the sample clips with PyAV")
     p.add_argument("--out", type=Path, default=Path("sample_media"), help="folder to write to")
@@ -72,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lesson", action="store_true",
                    help="also write lesson/lesson.mp4, the tour's ten-minute program")
 
-    p = sub.add_parser("serve-rtsp", **defaults, help="the streaming server (RTSP 1.0 / RTP)")
+    p = sub.add_parser("serve-rtsp", **defaults, parents=[heartbeat],
+                       help="the streaming server (RTSP 1.0 / RTP)")
     p.add_argument("--media", type=Path, required=True, help="folder of MP4/MOV/MKV files")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8554, help="RTSP port (0: any free port)")
@@ -88,34 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
                    help="processes sharing the RTSP port (SO_REUSEPORT), each an ordinary "
                         "streaming server (default: the CPUs this process may use)")
-    _add_heartbeat_flags(p)
 
-    p = sub.add_parser("serve-portal", **defaults, help="the web portal (Bottle)")
+    p = sub.add_parser("serve-portal", **defaults, parents=[portal], help="the web portal (Bottle)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
-    p.add_argument("--data", type=Path, default=Path("data"), help="folder for SQLite and secret")
     p.add_argument("--media", type=Path, default=Path("sample_media"),
                    help="the streaming server's media folder (for the catalogue)")
     p.add_argument("--rtsp-url", action="append", help="base URL of the streaming server, for "
                    "play URLs (repeatable: plays go to each in turn; default: rtsp://127.0.0.1:8554)")
-    p.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
-                   help="an account (repeatable)")
     p.add_argument("--users-file", type=Path, default=None,
                    help="file of NAME:PASSWORD lines")
-    _add_portal_flags(p)
 
-    p = sub.add_parser("serve", **defaults, help="portal and streaming server in one process")
+    p = sub.add_parser("serve", **defaults, parents=[heartbeat, portal],
+                       help="portal and streaming server in one process")
     p.add_argument("--media", type=Path, default=Path("sample_media"),
                    help="folder of MP4/MOV/MKV files to serve")
     p.add_argument("--host", default="127.0.0.1", help="address both servers listen on")
     p.add_argument("--rtsp-port", type=int, default=8554, help="the streaming server's port")
     p.add_argument("--portal-port", type=int, default=8080, help="the portal's HTTP port")
-    p.add_argument("--data", type=Path, default=Path("data"),
-                   help="folder for the portal's database, the outbox and the shared secret")
-    p.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
-                   help="an account (repeatable; none given: alice:wonderland and bob:builder)")
-    _add_heartbeat_flags(p)
-    _add_portal_flags(p)
 
     p = sub.add_parser("linkcut", **defaults,
                        help="a relay in front of the server whose link you can cut")
@@ -127,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", type=float, default=0.0, metavar="P",
                    help="share of UDP datagrams dropped (0-1)")
 
-    p = sub.add_parser("demo", **defaults, help="the whole story end to end, headless")
+    p = sub.add_parser("demo", **defaults, parents=[heartbeat],
+                       help="the whole story end to end, headless")
     p.add_argument("--media", type=Path, default=Path("sample_media"),
                    help="folder holding sample.mp4")
     p.add_argument("--transport", choices=["tcp", "udp"], default="tcp",
                    help="how the player receives RTP")
     p.add_argument("--play-seconds", type=float, default=6.0,
                    help="how long to play before the link is cut")
-    _add_heartbeat_flags(p)
     return parser
 
 
@@ -157,9 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _server_config(args: argparse.Namespace, **settings: Any) -> Any:
     from rtsp_resume.session import ServerConfig
 
-    return ServerConfig(heartbeat_interval=args.heartbeat_interval,
-                        heartbeat_timeout=args.heartbeat_timeout, position=args.position,
-                        playout_allowance=args.playout_allowance, **settings)
+    shared = ("heartbeat_interval", "heartbeat_timeout", "position", "playout_allowance")
+    return ServerConfig(**{name: getattr(args, name) for name in shared}, **settings)
 
 
 def serve_rtsp(args: argparse.Namespace) -> int:
@@ -174,9 +167,8 @@ def serve_rtsp(args: argparse.Namespace) -> int:
         print("serve-rtsp: --workers must be 1 or more", file=sys.stderr)
         return 2
     # Read (or made) once, before any worker starts: every worker signs with the same key.
-    key = None
-    if args.portal_url:
-        key = tokens.load_or_create_secret(args.secret_file or Path("data") / "secret")
+    secret = args.secret_file or Path("data") / "secret"
+    key = tokens.load_or_create_secret(secret) if args.portal_url else None
     with contextlib.ExitStack() as running:
         try:
             workers = _start_workers(args, key) if args.workers > 1 else []

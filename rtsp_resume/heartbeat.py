@@ -66,16 +66,14 @@ class HeartbeatMonitor:
         self.detected_at: float | None = None  # when the interruption was declared
         self.log: deque[LogEvent] = deque(maxlen=log_size)
         self._created = now
-        self._recent: dict[int, float] = {}  # cseq -> when sent, in order
+        self._recent: deque[int] = deque(maxlen=_REMEMBERED)  # CSeqs sent, oldest first
 
     def heartbeat_sent(self, cseq: int, now: float) -> None:
         """The caller wrote heartbeat ``cseq`` to the terminal at ``now``."""
         if self._check(now):
             return
         self.last_sent = now
-        self._recent[cseq] = now  # CSeqs only grow, so the first is the oldest
-        if len(self._recent) > _REMEMBERED:
-            del self._recent[next(iter(self._recent))]
+        self._recent.append(cseq)  # CSeqs only grow: the oldest drops off the front
         self.log.append(LogEvent(now, "sent", cseq))
 
     def response_received(self, cseq: int | None, now: float) -> int | None:
@@ -85,18 +83,15 @@ class HeartbeatMonitor:
         every one sent before it."""
         if self._check(now):
             return None
-        outstanding = self._outstanding()
         if cseq is None:
-            answered = outstanding[0] if outstanding else None
-        else:
-            answered = cseq if cseq in self._recent else None
-        if answered is None:
+            cseq = next(iter(self._outstanding()), None)
+        if cseq not in self._recent:
             self._life(now, f"response with CSeq {cseq}", "life", cseq)
             return None
-        if answered in outstanding:  # an older one than already answered tells nothing new
-            self.last_answered = answered
-        self._life(now, f"answer to heartbeat {answered}", "answered", answered)
-        return answered
+        if cseq in self._outstanding():  # an older one than already answered tells nothing new
+            self.last_answered = cseq
+        self._life(now, f"answer to heartbeat {cseq}", "answered", cseq)
+        return cseq
 
     def life_seen(self, now: float, why: str = "") -> None:
         """Other evidence of life at ``now``: a request carrying the session id, RTCP."""
@@ -127,10 +122,8 @@ class HeartbeatMonitor:
         return len(self._outstanding())
 
     def _outstanding(self) -> list[int]:
-        sent = list(self._recent)
-        if self.last_answered in self._recent:
-            return sent[sent.index(self.last_answered) + 1:]
-        return sent
+        newest = -1 if self.last_answered is None else self.last_answered
+        return [cseq for cseq in self._recent if cseq > newest]  # CSeqs only grow
 
     def _next_heartbeat(self) -> float:
         return (self._created if self.last_sent is None else self.last_sent) + self.interval

@@ -26,7 +26,7 @@ INDEX_BITS, CRC_BITS = 16, 8
 # them, so a darker or brighter decode, or an RGB conversion, does not matter.
 STRIP_CELLS = 2 + INDEX_BITS + CRC_BITS
 
-AUDIO_RATE, AUDIO_FRAME = 48_000, 1024  # samples per second, per AAC frame
+AUDIO_RATE = 48_000  # samples per second
 
 # make_sample's arguments per file. Real encoders cut pictures into several slices and the
 # packetizer must cope; that variant is shorter, to keep the repository small.
@@ -70,7 +70,9 @@ def read_frame_index(image: Any) -> int | None:
     """The frame number a decoded picture of the sample carries, or None (no strip, or a CRC
     that does not match: damaged, or not the sample). ``image``: an ``av.VideoFrame``, an
     HxWx3 RGB (or YUV) array, or a 2-D luma array (a whole (H*3/2)xW yuv420p one too)."""
-    if isinstance(image, av.VideoFrame):  # its luma plane, where the strip is, uncopied
+    # A frame's luma plane (where the strip is) read in place, not through swscale: a
+    # display may be reformatting the same frame on another thread, which would crash it.
+    if isinstance(image, av.VideoFrame):
         frame = image if image.format.name.startswith(("yuv", "gray", "nv")) else (
             image.reformat(format="gray"))
         rows = np.frombuffer(frame.planes[0], np.uint8).reshape(-1, frame.planes[0].line_size)
@@ -197,21 +199,15 @@ def draw_frame(index: int, width: int, height: int, fps: int) -> av.VideoFrame:
     return frame
 
 
-@cache
-def _two_seconds_of_sound() -> np.ndarray:
-    """A second that loops seamlessly, twice (a frame may wrap past its end): a quiet 440 Hz
-    tone, a 1 kHz beep in its first 100 ms."""
-    n = np.arange(AUDIO_RATE)
-    t = n / AUDIO_RATE
-    second = 0.05 * np.sin(2 * np.pi * 440 * t) + np.where(
-        n < AUDIO_RATE // 10, 0.3 * np.sin(2 * np.pi * 1000 * t), 0)
-    return np.tile(second.astype(np.float32), 2)
-
-
 def _audio_frame(first_sample: int, count: int) -> av.AudioFrame:
-    start = first_sample % AUDIO_RATE
-    frame = av.AudioFrame.from_ndarray(_two_seconds_of_sound()[None, start : start + count],
-                                       format="fltp", layout="mono")
+    """Samples from ``first_sample`` on: a quiet 440 Hz tone, a 1 kHz beep in the first 100 ms
+    of each second."""
+    n = np.arange(first_sample, first_sample + count)
+    t = n / AUDIO_RATE
+    sound = 0.05 * np.sin(2 * np.pi * 440 * t) + np.where(
+        n % AUDIO_RATE < AUDIO_RATE // 10, 0.3 * np.sin(2 * np.pi * 1000 * t), 0)
+    frame = av.AudioFrame.from_ndarray(sound.astype(np.float32)[None], format="fltp",
+                                       layout="mono")
     frame.sample_rate, frame.pts = AUDIO_RATE, first_sample
     frame.time_base = Fraction(1, AUDIO_RATE)
     return frame
@@ -243,17 +239,13 @@ def make_sample(path: Path, duration: float = 30.0, width: int = 640, height: in
                          **({"slices": str(slices)} if slices > 1 else {})}
         sound = (out.add_stream("aac", rate=AUDIO_RATE, layout="mono", bit_rate=48_000)
                  if audio else None)
-        total_samples, samples_done = round(frames / fps * AUDIO_RATE), 0
         for index in range(frames):
             out.mux(video.encode(draw_frame(index, width, height, fps)))
-            # Audio kept level with the pictures, so the muxer interleaves finely; the last
-            # picture takes the rest, whose last AAC frame may be short.
-            last = index == frames - 1
-            due = total_samples if last else (index + 1) * AUDIO_RATE // fps
-            while sound is not None and due - samples_done >= (1 if last else AUDIO_FRAME):
-                count = min(AUDIO_FRAME, due - samples_done)
-                out.mux(sound.encode(_audio_frame(samples_done, count)))
-                samples_done += count
+            # Each picture's sound with it, so the muxer interleaves finely; PyAV cuts it
+            # into AAC frames (the last one short at the flush).
+            first, end = index * AUDIO_RATE // fps, (index + 1) * AUDIO_RATE // fps
+            if sound is not None:
+                out.mux(sound.encode(_audio_frame(first, end - first)))
         out.mux(video.encode(None))
         if sound is not None:
             out.mux(sound.encode(None))

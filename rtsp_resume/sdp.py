@@ -6,7 +6,6 @@ AudioSpecificConfig in hex); control URLs follow RFC 2326 §C.1.1."""
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,8 +64,6 @@ def describe(tracks: Sequence[Track], duration: float, session_id: int,
     is the aggregate one (``*``: the Content-Base). ``duration`` <= 0 announces ``npt=0-``."""
     if not tracks:
         raise SdpError("nothing to describe: no track")
-    if session_id < 0:
-        raise SdpError(f"session id {session_id} must be a non-negative integer")
     lines = ["v=0",
              f"o=- {session_id} 1 IN {'IP6' if ':' in server_address else 'IP4'} "
              f"{_single_line('address', server_address)}",
@@ -99,7 +96,7 @@ class MediaDescription:
         text = self.fmtp.get("sprop-parameter-sets", "")
         try:
             return [base64.b64decode(item, validate=True) for item in text.split(",") if item]
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error is one
             raise SdpError(f"sprop-parameter-sets {text!r} is not base64") from exc
 
     def aac_config(self) -> bytes:

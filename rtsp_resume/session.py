@@ -239,9 +239,8 @@ class RtspSessions:
         return {"Session": rtsp.format_session(session.id, timeout)}
 
     def _do_options(self, request: rtsp.Request) -> Result:
-        with contextlib.suppress(rtsp.RtspProtocolError):  # a stale session is no error here
-            if "Session" in request.headers:
-                self._session(request)
+        with contextlib.suppress(rtsp.RtspProtocolError):  # no or a stale session: no error here
+            self._session(request)
         return {"Public": PUBLIC}, b"", None
 
     def _do_get_parameter(self, request: rtsp.Request) -> Result:

@@ -274,26 +274,23 @@ class Portal:
         user_id = ""
         try:
             raw = bottle.request.body.read(MAX_BODY + 1)
-            # Only the headers sent: a missing one is "unsigned", an empty one "malformed".
+            # The signature's headers alone, as sent (another header may not even decode).
             sent = bottle.request.headers
             headers = {name: sent[name] for name in _SIGNED_HEADERS if name in sent}
-            try:
-                nonce = tokens.verify_request(self.secret, raw, headers, self.clock(),
-                                              max_skew=self.settings.max_skew)
-            except tokens.InvalidSignature as exc:
-                raise BookmarkRefused(_SIGNATURE_CODES[exc.reason],
-                                      f"signature refused: {exc}") from exc
-            try:
-                body = checks.parse_json_object(raw)
-                if isinstance(body.get("UserID"), str):
-                    user_id = body["UserID"][:checks.MAX_TEXT]
-                checks.check_fields(body, _BOOKMARK_FIELDS | {"UserID": "text"},
-                                    {"InterruptedAt": "number", "Server": "text"})
-            except ApiError as exc:
-                raise BookmarkRefused(_R.BAD_REQUEST, exc.detail) from exc
+            nonce = tokens.verify_request(self.secret, raw, headers, self.clock(),
+                                          max_skew=self.settings.max_skew)
+            body = checks.parse_json_object(raw)
+            if isinstance(body.get("UserID"), str):
+                user_id = body["UserID"][:checks.MAX_TEXT]
+            checks.check_fields(body, _BOOKMARK_FIELDS | {"UserID": "text"},
+                                {"InterruptedAt": "number", "Server": "text"})
             code, detail, current = self._set_bookmark(nonce, raw, body)
             log.info("BookMarkReq from %s for %s: %s", body.get("Server", "?"), user_id, detail)
             return {**_bookmark_resp(user_id, code, detail), "Current": current}
+        except tokens.InvalidSignature as exc:
+            code, detail = _SIGNATURE_CODES[exc.reason], f"signature refused: {exc}"
+        except ApiError as exc:  # not a BookMarkReq
+            code, detail = _R.BAD_REQUEST, exc.detail
         except BookmarkRefused as exc:
             code, detail = exc.args
         except StorageError as exc:

@@ -22,7 +22,7 @@ class Kdf:
 
     def hash(self, password: str) -> str:
         salt = secrets.token_bytes(16)
-        digest = _scrypt(password, salt, self.n, self.r, self.p)
+        digest = self._derive(password, salt)
         return "$".join(["scrypt", str(self.n), str(self.r), str(self.p),
                          base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
 
@@ -32,16 +32,15 @@ class Kdf:
             scheme, n, r, p, salt, digest = encoded.split("$")
             if scheme != "scrypt":
                 return False
-            actual = _scrypt(password, base64.b64decode(salt, validate=True), int(n), int(r),
-                             int(p))
+            kdf = Kdf(int(n), int(r), int(p))  # the cost this hash was made with
+            actual = kdf._derive(password, base64.b64decode(salt, validate=True))
             return hmac.compare_digest(actual, base64.b64decode(digest, validate=True))
         except ValueError:
             return False
 
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
-                          maxmem=256 * n * r + 2**20, dklen=32)
+    def _derive(self, password: str, salt: bytes) -> bytes:
+        return hashlib.scrypt(password.encode(), salt=salt, n=self.n, r=self.r, p=self.p,
+                              maxmem=256 * self.n * self.r + 2**20, dklen=32)
 
 
 def token_hash(token: str) -> str:

@@ -22,8 +22,6 @@ from rtsp_resume.portal.store import Store
 SECRET_FILE = "secret"
 THREADS = 16  # requests served at once
 IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may stay silent
-KEEP_ALIVE_LIMIT = 1000  # idle keep-alive connections kept (cheroot's default, 10, is few)
-MAX_HEAD = 64 * 1024  # request line and headers (cheroot's default: no limit)
 
 
 def read_users_file(path: Path) -> list[tuple[str, str]]:
@@ -41,6 +39,9 @@ def read_users_file(path: Path) -> list[tuple[str, str]]:
 
 
 class _Server(wsgi.Server):
+    keep_alive_conn_limit = 1000  # idle keep-alive connections kept (cheroot's default, 10, is few)
+    max_request_header_size = 64 * 1024  # request line and headers (cheroot's: no limit)
+
     @classmethod
     def prepare_socket(cls, *args: Any, **kwargs: Any) -> socket.socket:
         # cheroot sets SO_REUSEADDR only on fixed ports; a portal restarted on the port an
@@ -74,8 +75,6 @@ class PortalServer:
                               Settings(rtsp_url, **settings), clock).app
             self._http = _Server((host, port), self.app, numthreads=THREADS,
                                  timeout=IDLE_TIMEOUT, request_queue_size=128)
-            self._http.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
-            self._http.max_request_header_size = MAX_HEAD
             self._http.prepare()  # binds now, so that the URL is known before start()
         except BaseException:
             self.store.close()

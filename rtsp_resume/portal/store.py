@@ -95,11 +95,10 @@ class Store:
     def __init__(self, data_dir: Path, *, kdf: Kdf | None = None,
                  database: str | None = None) -> None:
         """``database``: a URL (see :mod:`.database`); default, a SQLite file in data_dir."""
-        self.data_dir = Path(data_dir)
         self.kdf = kdf or Kdf()
         # Checked when the user does not exist, so an unknown name costs a wrong password's time.
         self._dummy_hash = self.kdf.hash(secrets.token_urlsafe(8))
-        self.db = Database(database or f"sqlite:///{self.data_dir / DB_NAME}", _SCHEMA)
+        self.db = Database(database or f"sqlite:///{Path(data_dir) / DB_NAME}", _SCHEMA)
 
     def _one(self, sql: str, *params: Any) -> tuple[Any, ...] | None:
         """The first row, if any (psycopg, unlike sqlite3, refuses to fetch from an UPDATE)."""
