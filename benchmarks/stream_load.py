@@ -222,6 +222,7 @@ class Receiver(asyncio.Protocol):
         self.base = f"rtsp://{host}:{port}/{clip}"
         self.due = due
         self.parser = rtsp.RtspParser()
+        self.frames = bytearray()  # the start of an interleaved frame still coming
         self.transport: asyncio.Transport | None = None
         self.waiting: dict[str, asyncio.Future[rtsp.Response]] = {}
         self.cseq = 0
@@ -241,7 +242,31 @@ class Receiver(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        # RTP frames (§10.12) are read here without making objects: two cores are shared
+        # with the server, and this is per packet. The rest goes to the RTSP parser, and so
+        # does everything while it holds part of a message.
         now = time.monotonic()
+        if self.parser.buffered:
+            self._rtsp_events(data, now)
+            return
+        self.frames += data
+        buf, pos = self.frames, 0
+        while len(buf) - pos >= 4 and buf[pos] == 0x24:
+            end = pos + 4 + int.from_bytes(buf[pos + 2:pos + 4], "big")
+            if end > len(buf):
+                break
+            track = self.by_channel.get(buf[pos + 1])
+            if track is not None:
+                self.rtp_received(track, memoryview(buf)[pos + 4:end], now)
+            pos = end
+        rest = bytes(buf[pos:])
+        self.frames = bytearray()
+        if rest[:1] == b"$":
+            self.frames += rest
+        elif rest:
+            self._rtsp_events(rest, now)
+
+    def _rtsp_events(self, data: bytes, now: float) -> None:
         for event in self.parser.feed(data):
             if isinstance(event, rtsp.InterleavedFrame):
                 track = self.by_channel.get(event.channel)
@@ -327,7 +352,7 @@ class Receiver(asyncio.Protocol):
             return port
         raise OSError("no even/odd UDP port pair")
 
-    def rtp_received(self, track: Track, data: bytes, now: float) -> None:
+    def rtp_received(self, track: Track, data: bytes | memoryview, now: float) -> None:
         # Only the fixed header is read (RFC 3550 §5.1): sequence number and timestamp.
         seq, timestamp = struct.unpack_from("!HI", data, 2)
         track.packets += 1
