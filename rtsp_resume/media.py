@@ -134,8 +134,10 @@ class MediaFile:
 
     def _open(self, demux_only: bool = False) -> av.container.InputContainer:
         # Opening decodes a picture to learn what the file leaves out (20 ms for 720p);
-        # a reader needs none of it once the probe has learnt the reordering.
-        skip = {"skip_frame": "all"} if demux_only else {}
+        # a reader needs none of it once the probe has learnt the reordering, and reads no
+        # packets ahead to guess at streams the container's header describes (2.4 -> 1 ms).
+        quick = {"skip_frame": "all", "probesize": "32", "analyzeduration": "0"}
+        skip = quick if demux_only else {}
         try:
             return av.open(str(self.path), options=skip)
         except (av.FFmpegError, OSError, ValueError) as exc:
