@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,6 +147,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return COMMANDS[args.command](args)
 
 
+def _wait_for(*sentinels: Any) -> None:
+    """Block until a process sentinel is ready or a signal's handler raises (Ctrl-C). The
+    kernel may give a signal to any thread, and Python runs handlers only on the main one:
+    the wakeup fd wakes this thread whichever thread took the signal."""
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        writer.setblocking(False)
+        previous = signal.set_wakeup_fd(writer.fileno())
+        try:
+            while reader in (ready := multiprocessing.connection.wait([*sentinels, reader])):
+                reader.recv(64)  # a signal: its handler has run here, or runs on the next line
+                if len(ready) > 1:
+                    return
+        finally:
+            signal.set_wakeup_fd(previous)
+
+
 def _server_config(args: argparse.Namespace, **settings: Any) -> Any:
     from rtsp_resume.session import ServerConfig
 
@@ -172,14 +188,13 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as running:
         try:
             workers = _start_workers(args, key) if args.workers > 1 else []
+            running.callback(_stop_workers, workers)
             if not workers:
                 args.port = running.enter_context(_streaming_server(args, key)).port
             for media in MediaLibrary(args.media).list():
                 print(f"  rtsp://{args.host}:{args.port}/{media.content_id}  "
                       f"({media.duration:.1f} s)", flush=True)
-            if not workers:
-                threading.Event().wait()
-            multiprocessing.connection.wait([w.sentinel for w in workers])
+            _wait_for(*(w.sentinel for w in workers))  # none: until Ctrl-C
             print("serve-rtsp: a worker stopped; stopping the others", file=sys.stderr)
             return 1
         except OSError as exc:  # e.g. the port is taken: say so, without a traceback
@@ -230,6 +245,17 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
     return workers
 
 
+def _stop_workers(workers: list[Any], deadline: float = 3.0) -> None:
+    """SIGTERM each worker (a clean stop); one still running after ``deadline`` seconds is
+    killed, so that Ctrl-C never hangs on a worker that missed its signal."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(deadline)
+        if worker.is_alive():
+            worker.kill()
+
+
 def _worker(args: argparse.Namespace, key: bytes | None, number: int,
             sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
@@ -238,7 +264,7 @@ def _worker(args: argparse.Namespace, key: bytes | None, number: int,
                         format=f"%(asctime)s {who} %(name)s %(levelname)s %(message)s")
     try:
         with _streaming_server(args, key, number, sock):
-            multiprocessing.parent_process().join()  # a parent killed outright ends us too
+            _wait_for(multiprocessing.parent_process().sentinel)  # a parent killed outright
     except OSError as exc:
         sys.exit(f"serve-rtsp: worker {number}: {exc}")
     except KeyboardInterrupt:  # SIGTERM from the parent
@@ -292,7 +318,7 @@ def serve(args: argparse.Namespace) -> int:
               f"\nheartbeat: every {config.heartbeat_interval:g} s, interrupted after "
               f"{config.heartbeat_timeout:g} s of silence; press Ctrl-C to stop", flush=True)
         try:
-            threading.Event().wait()
+            _wait_for()
         except KeyboardInterrupt:
             print("stopping")
     return 0
