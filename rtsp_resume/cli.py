@@ -231,8 +231,6 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
     with socket.create_server((args.host, args.port)) as probe:  # nobody there? which for 0?
         args.port = probe.getsockname()[1]
     # Forked before this process has threads or media; each keeps main's SIGTERM handler.
-    # Daemonic: as this process exits, multiprocessing sends each SIGTERM (a clean stop)
-    # and waits for it, whatever way out was taken.
     context, workers = multiprocessing.get_context("fork"), []
     for n in range(1, args.workers + 1):
         # Listening before the fork (nothing to wait for), closed here after it: each worker
@@ -246,8 +244,7 @@ def _start_workers(args: argparse.Namespace, key: bytes | None) -> list[Any]:
 
 
 def _stop_workers(workers: list[Any], deadline: float = 3.0) -> None:
-    """SIGTERM each worker (a clean stop); one still running after ``deadline`` seconds is
-    killed, so that Ctrl-C never hangs on a worker that missed its signal."""
+    """SIGTERM each worker (a clean stop); kill one still running after ``deadline`` s."""
     for worker in workers:
         worker.terminate()
     for worker in workers:

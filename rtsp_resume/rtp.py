@@ -11,7 +11,6 @@ import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
@@ -56,20 +55,19 @@ class RtpPacket:
     payload: bytes = b""
 
     def __bytes__(self) -> bytes:
-        # The hot path of every sender: struct checks the ranges of the fixed header; the
-        # named checks run only to say which field did not fit.
-        ext, count = self.extension, len(self.csrc)
-        try:
-            if self.payload_type >> 7 or count > 15 or not 0 <= self.padding < 256:
-                raise struct.error
-            first = (RTP_VERSION << 6) | (0x20 if self.padding else 0) | (0x10 if ext else 0)
-            parts = [_FIXED_HEADER.pack(first | count,
-                                        self.payload_type | (0x80 if self.marker else 0),
-                                        self.sequence_number, self.timestamp, self.ssrc)]
-            if count:
-                parts.append(struct.pack(f"!{count}I", *self.csrc))
-        except struct.error:
-            self._name_the_misfit()
+        _check(7, payload_type=self.payload_type)
+        _check(8, padding=self.padding)
+        _check(16, sequence_number=self.sequence_number)
+        _check(32, timestamp=self.timestamp, ssrc=self.ssrc,
+               **{f"csrc{i}": source for i, source in enumerate(self.csrc)})
+        if len(self.csrc) > 15:
+            raise RtpError(f"{len(self.csrc)} CSRCs, at most 15 fit the CC field")
+        ext = self.extension
+        first = (RTP_VERSION << 6) | (0x20 if self.padding else 0) | len(self.csrc)
+        parts = [_FIXED_HEADER.pack(first | (0x10 if ext else 0),
+                                    self.payload_type | (0x80 if self.marker else 0),
+                                    self.sequence_number, self.timestamp, self.ssrc),
+                 struct.pack(f"!{len(self.csrc)}I", *self.csrc)]
         if ext is not None:
             if len(ext.data) % 4:
                 raise RtpError(f"header extension of {len(ext.data)} bytes: not 32-bit words")
@@ -79,14 +77,6 @@ class RtpPacket:
         if self.padding:
             parts.append(bytes(self.padding - 1) + bytes([self.padding]))
         return b"".join(parts)
-
-    def _name_the_misfit(self) -> NoReturn:
-        _check(7, payload_type=self.payload_type)
-        _check(8, padding=self.padding)
-        _check(16, sequence_number=self.sequence_number)
-        _check(32, timestamp=self.timestamp, ssrc=self.ssrc,
-               **{f"csrc{i}": source for i, source in enumerate(self.csrc)})
-        raise RtpError(f"{len(self.csrc)} CSRCs, at most 15 fit the CC field")
 
     @classmethod
     def parse(cls, data: bytes) -> RtpPacket:
