@@ -366,6 +366,8 @@ def test_rtp_stream_packets_are_the_wire_form_of_packet() -> None:
     one, other = (RtpStream(96, 90000, ssrc=7, sequence=65534, timestamp_base=5) for _ in "ab")
     payloads = [(b"first", False), (b"second", False), (b"last", True)]
     wire = one.packets(payloads, 3000)
-    assert wire == [bytes(other.packet(data, 3000, marker)) for data, marker in payloads]
-    assert [RtpPacket.parse(w).sequence_number for w in wire] == [65534, 65535, 0]
+    assert wire == [bytes(RtpPacket(96, sequence, 3005, 7, marker, payload=data))
+                    for sequence, (data, marker) in zip((65534, 65535, 0), payloads, strict=True)]
+    assert [RtpPacket.parse(w) for w in wire] == [other.packet(data, 3000, marker)
+                                                  for data, marker in payloads]
     assert (one.packet_count, one.octet_count) == (other.packet_count, other.octet_count) == (3, 15)
