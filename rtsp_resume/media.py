@@ -137,9 +137,8 @@ class MediaFile:
         # a reader needs none of it once the probe has learnt the reordering, and reads no
         # packets ahead to guess at streams the container's header describes (2.4 -> 1 ms).
         quick = {"skip_frame": "all", "probesize": "32", "analyzeduration": "0"}
-        skip = quick if demux_only else {}
         try:
-            return av.open(str(self.path), options=skip)
+            return av.open(str(self.path), options=quick if demux_only else {})
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise UnplayableMedia(f"{self.path.name}: cannot open: {exc}") from exc
 
